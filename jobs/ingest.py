@@ -1,0 +1,14 @@
+"""spark-submit entry point for `lakeforge ingest`.
+
+    spark-submit --jars "$(ls jars/*.jar | paste -sd,)" --py-files dist/lakeforge.zip \
+        jobs/ingest.py [--env cluster] conf/pipelines/telco_churn.yaml [--run-date YYYY-MM-DD]
+
+scripts/submit.sh ingest ... does the same with the project's jars and library.
+"""
+
+import sys
+
+from lakeforge.cli import job_main
+
+if __name__ == "__main__":
+    sys.exit(job_main("ingest"))

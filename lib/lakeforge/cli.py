@@ -1,0 +1,310 @@
+"""The ``lakeforge`` command line. Every stage is a command; ``run`` chains them.
+
+Errors the user can fix are printed as one ``error: ...`` line (exit code 2); unexpected
+failures print one line too (exit code 1) and the traceback only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from lakeforge import __version__
+from lakeforge.config import PipelineConfig, Settings, load_pipeline, load_settings
+from lakeforge.errors import LakeforgeError
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+@dataclass
+class Context:
+    env: str | None
+    overlays: list[str]
+    debug: bool
+    _settings: Settings | None = field(default=None)
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.env, self.overlays)
+        return self._settings
+
+
+def _run_date(_ctx, _param, value: str | None) -> dt.date:
+    if value is None:
+        return dt.date.today()
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"expected a date as YYYY-MM-DD, got {value!r}") from None
+
+
+run_date_option = click.option(
+    "--run-date", callback=_run_date, metavar="YYYY-MM-DD",
+    help="Logical date of this run (default: today). Rerunning a date replaces its output.",
+)
+pipeline_argument = click.argument("pipeline_file", metavar="PIPELINE_YAML", type=click.Path(dir_okay=False))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="lakeforge")
+@click.option("--env", "-e", metavar="NAME", help="Settings overlay conf/NAME.yaml on top of conf/base.yaml (or $LAKEFORGE_ENV).")
+@click.option("--conf", "-c", "overlays", multiple=True, metavar="FILE", help="Extra settings overlay file; repeatable, last wins.")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, env: str | None, overlays: tuple[str, ...], debug: bool) -> None:
+    """lakeforge: ingest -> train -> register -> score, natively on Spark, Delta Lake and MLflow.
+
+    \b
+    Quick start (from the project folder):
+      lakeforge run conf/pipelines/telco_churn.yaml
+      lakeforge sql "SELECT * FROM lakeforge.predictions_telco LIMIT 5"
+    """
+    ctx.obj = Context(env, list(overlays), debug)
+
+
+def _stage(msg: str) -> float:
+    err.print(f"[bold cyan]>>[/] {msg}")
+    return time.perf_counter()
+
+
+def _done(t0: float, msg: str) -> float:
+    secs = time.perf_counter() - t0
+    err.print(f"   [green]done[/] in {secs:.1f}s: {msg}")
+    return secs
+
+
+def _load(ctx: Context, pipeline_file: str) -> tuple[Settings, PipelineConfig]:
+    pipeline = load_pipeline(pipeline_file)
+    return ctx.settings, pipeline
+
+
+def _session(settings: Settings):
+    from lakeforge.spark import spark_session
+
+    return spark_session(settings)
+
+
+def do_ingest(spark, settings, pipeline, run_id, run_date, timings) -> None:
+    from lakeforge.ingest import ingest
+
+    t0 = _stage(f"ingest {pipeline.source.path} -> {settings.table(pipeline.tables.bronze)}")
+    res = ingest(spark, settings, pipeline, run_id, run_date)
+    timings["ingest"] = _done(t0, f"{res.write.rows_written} rows, table version {res.write.version}")
+
+
+def do_train(spark, settings, pipeline, run_id, run_date, timings):
+    from lakeforge.train import train
+
+    t0 = _stage(f"train {pipeline.model.algorithm} with {pipeline.model.folds}-fold CrossValidator on {settings.table(pipeline.tables.bronze)}")
+    res = train(spark, settings, pipeline, run_id, run_date)
+    timings["train"] = _done(
+        t0,
+        f"model {res.model.name} version {res.model.version} (alias champion); "
+        f"test ROC-AUC {res.test_metrics['roc_auc']:.4f}, PR-AUC {res.test_metrics['pr_auc']:.4f}",
+    )
+    _print_leaderboard(res, pipeline)
+    return res
+
+
+def do_score(spark, settings, pipeline, run_date, model_version, timings):
+    from lakeforge.score import score
+
+    t0 = _stage(f"score {settings.table(pipeline.scoring.input_table or pipeline.tables.bronze)} with {pipeline.model.registered_name}@{pipeline.scoring.model_alias if model_version is None else 'v' + str(model_version)}")
+    res = score(spark, settings, pipeline, run_date, model_version)
+    timings["score"] = _done(
+        t0,
+        f"{res.write.rows_written} predictions by {res.model.name} v{res.model.version} -> "
+        f"{res.write.table} (run_date {run_date}, table version {res.write.version})",
+    )
+    return res
+
+
+def _print_leaderboard(res, pipeline: PipelineConfig) -> None:
+    metric = pipeline.model.metric
+    table = Table(title=f"Leaderboard ({pipeline.model.folds}-fold CV {metric})")
+    for col in ("rank", "algorithm", "params", f"CV {metric} mean", "std"):
+        table.add_column(col)
+    for row in res.leaderboard:
+        table.add_row(
+            str(row["rank"]), row["algorithm"], row["params"],
+            f"{row[f'cv_{metric}_mean']:.4f}", f"{row[f'cv_{metric}_std']:.4f}",
+            style="bold" if row["is_best"] else None,
+        )
+    out.print(table)
+    m = res.test_metrics
+    out.print(
+        f"Held-out test ({res.rows_test} rows): ROC-AUC {m['roc_auc']:.4f}  PR-AUC {m['pr_auc']:.4f}  "
+        f"accuracy {m['accuracy']:.4f}  F1 {m['f1']:.4f}  (trained on {res.rows_train} rows of "
+        f"{res.table} version {res.table_version})"
+    )
+
+
+@cli.command()
+@pipeline_argument
+@run_date_option
+@click.pass_obj
+def ingest(ctx: Context, pipeline_file: str, run_date: dt.date) -> None:
+    """Load the pipeline's source into its bronze Delta table."""
+    settings, pipeline = _load(ctx, pipeline_file)
+    with _session(settings) as spark:
+        do_ingest(spark, settings, pipeline, uuid.uuid4().hex, run_date, {})
+
+
+@cli.command()
+@pipeline_argument
+@run_date_option
+@click.pass_obj
+def train(ctx: Context, pipeline_file: str, run_date: dt.date) -> None:
+    """Train with CrossValidator, log to MLflow and register the model as champion."""
+    settings, pipeline = _load(ctx, pipeline_file)
+    with _session(settings) as spark:
+        do_train(spark, settings, pipeline, uuid.uuid4().hex, run_date, {})
+
+
+@cli.command()
+@pipeline_argument
+@run_date_option
+@click.option("--model-version", metavar="N", help="Score with this registered version instead of the alias.")
+@click.pass_obj
+def score(ctx: Context, pipeline_file: str, run_date: dt.date, model_version: str | None) -> None:
+    """Score the input table with the champion into the predictions table."""
+    settings, pipeline = _load(ctx, pipeline_file)
+    with _session(settings) as spark:
+        do_score(spark, settings, pipeline, run_date, model_version, {})
+
+
+@cli.command()
+@pipeline_argument
+@run_date_option
+@click.pass_obj
+def run(ctx: Context, pipeline_file: str, run_date: dt.date) -> None:
+    """Run the whole pipeline: ingest -> train -> register -> score."""
+    settings, pipeline = _load(ctx, pipeline_file)
+    run_id = uuid.uuid4().hex
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    with _session(settings) as spark:
+        timings["spark_start"] = time.perf_counter() - t0
+        do_ingest(spark, settings, pipeline, run_id, run_date, timings)
+        do_train(spark, settings, pipeline, run_id, run_date, timings)
+        res = do_score(spark, settings, pipeline, run_date, None, timings)
+    total = time.perf_counter() - t0
+    stages = ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())
+    out.print(f"Pipeline {pipeline.name} finished in {total:.1f}s ({stages}).")
+    out.print(f"Predictions: {res.write.table} (Delta, partitioned by run_date) under {settings.warehouse}")
+    out.print(
+        f'Try: lakeforge sql "SELECT run_date, model_version, count(*) AS n, avg(score) AS mean_score '
+        f'FROM {res.write.table} GROUP BY run_date, model_version ORDER BY run_date"'
+    )
+
+
+@cli.command()
+@click.argument("query")
+@click.option("--limit", default=100, show_default=True, help="Print at most this many rows.")
+@click.pass_obj
+def sql(ctx: Context, query: str, limit: int) -> None:
+    """Run a SQL QUERY against the project's catalog and print the result as a table.
+
+    Tables are addressed by name, e.g. lakeforge.predictions_telco.
+    """
+    from pyspark.errors import AnalysisException, ParseException
+
+    settings = ctx.settings
+    with _session(settings) as spark:
+        spark.catalog.setCurrentDatabase(settings.catalog.database)
+        try:
+            df = spark.sql(query)
+            rows = df.limit(limit + 1).collect()
+        except (AnalysisException, ParseException) as exc:
+            raise LakeforgeError(f"SQL error: {exc.getMessage()}") from None
+        table = Table(show_lines=False)
+        for name in df.columns:
+            table.add_column(name)
+        for row in rows[:limit]:
+            table.add_row(*("NULL" if v is None else str(v) for v in row))
+        out.print(table)
+        more = " (more rows not shown; raise --limit)" if len(rows) > limit else ""
+        err.print(f"{min(len(rows), limit)} row(s){more}")
+
+
+@cli.command()
+@click.pass_obj
+def tables(ctx: Context) -> None:
+    """List the tables registered in the project's database."""
+    settings = ctx.settings
+    with _session(settings) as spark:
+        listing = spark.catalog.listTables(settings.catalog.database)
+        table = Table(title=f"Tables in {settings.catalog.database}")
+        table.add_column("table")
+        table.add_column("type")
+        for t in listing:
+            table.add_row(f"{settings.catalog.database}.{t.name}", t.tableType)
+        out.print(table)
+
+
+def _error(message: str) -> None:
+    err.print(Text.assemble(("error: ", "bold red"), message), highlight=False)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script and of jobs/*.py; returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="lakeforge", standalone_mode=False)
+        return 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        err.print("aborted")
+        return 130
+    except LakeforgeError as exc:
+        if debug:
+            traceback.print_exc()
+        _error(str(exc))
+        return exc.exit_code
+    except Exception as exc:  # noqa: BLE001 - last resort: one clear line, traceback on request
+        if debug:
+            traceback.print_exc()
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        _error(f"unexpected {type(exc).__name__}: {msg} (rerun with --debug for the traceback)")
+        return 1
+
+
+def job_main(command: str, argv: Sequence[str] | None = None) -> int:
+    """Entry point of jobs/<command>.py: ``job.py [--env X] [--conf F] [--debug] ARGS`` runs
+    ``lakeforge [--env X] [--conf F] [--debug] <command> ARGS``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    global_args, rest = [], []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a in ("--env", "-e", "--conf", "-c") and i + 1 < len(args):
+            global_args += [a, args[i + 1]]
+            i += 2
+            continue
+        if a.startswith(("--env=", "--conf=")) or a == "--debug":
+            global_args.append(a)
+        else:
+            rest.append(a)
+        i += 1
+    return main([*global_args, command, *rest])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,363 @@
+"""Configuration: the environment settings (conf/base.yaml + overlays) and pipeline configs.
+
+Both are validated once, at start-up, by pydantic models that forbid unknown keys. Every
+problem is reported with the file and the key path, e.g.
+``conf/pipelines/x.yaml: model.folds: expected an integer >= 2 (got 'three')``.
+
+Relative paths in the settings are resolved against the project root: ``$LAKEFORGE_HOME`` if
+set, else the folder that holds ``conf/``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lakeforge.errors import ConfigError
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+TABLE_NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*$")
+
+# LogisticRegression params a grid may search over (others are set by lakeforge).
+LOGREG_GRID_PARAMS = {
+    "regParam": float,
+    "elasticNetParam": float,
+    "maxIter": int,
+    "tol": float,
+    "fitIntercept": bool,
+    "standardization": bool,
+    "aggregationDepth": int,
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Environment settings (conf/base.yaml, conf/<env>.yaml)
+# ---------------------------------------------------------------------------------------------
+
+
+class SparkSettings(_Strict):
+    master: str = "local[*]"
+    app_name: str = "lakeforge"
+    shuffle_partitions: int = Field(8, ge=1)
+    driver_memory: str | None = "4g"
+    ui: bool = False
+    log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "WARN"
+    # Folder with the Delta jars (scripts/fetch_jars.sh). null: the jars come from
+    # spark-submit's --jars/--packages or the cluster's classpath.
+    jars_dir: str | None = "jars"
+    conf: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+
+class CatalogSettings(_Strict):
+    database: str = "lakeforge"
+    warehouse_dir: str = "warehouse"
+    # derby: embedded Hive metastore under the warehouse (one process at a time).
+    # external: a shared metastore configured through spark.conf (spark.hadoop.javax.jdo.*).
+    metastore: Literal["derby", "external"] = "derby"
+
+    @field_validator("database")
+    @classmethod
+    def _db_identifier(cls, v: str) -> str:
+        if not IDENTIFIER.match(v):
+            raise ValueError("expected a SQL identifier (letters, digits, underscore)")
+        return v
+
+
+class MlflowSettings(_Strict):
+    # sqlite:///relative/path is resolved against the project root.
+    tracking_uri: str = "sqlite:///mlflow/mlflow.db"
+    registry_uri: str | None = None
+    artifact_root: str = "mlflow/artifacts"
+    experiment: str = "lakeforge"
+
+
+class Settings(_Strict):
+    spark: SparkSettings = SparkSettings()
+    catalog: CatalogSettings = CatalogSettings()
+    mlflow: MlflowSettings = MlflowSettings()
+    # Set by the loader, not by YAML.
+    root: Path = Field(default=Path("."), exclude=True)
+    sources: tuple[str, ...] = Field(default=(), exclude=True)
+
+    def path(self, p: str | os.PathLike) -> Path:
+        """Resolve a configured path against the project root."""
+        q = Path(os.path.expanduser(str(p)))
+        return q if q.is_absolute() else (self.root / q).resolve()
+
+    def uri(self, p: str) -> str:
+        """A path or URI: URIs with a scheme (s3a://, hdfs://, file:) are kept as they are."""
+        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", p):
+            return p
+        return str(self.path(p))
+
+    @property
+    def warehouse(self) -> str:
+        return self.uri(self.catalog.warehouse_dir)
+
+    @property
+    def tracking_uri(self) -> str:
+        return _resolve_sqlite(self.mlflow.tracking_uri, self.root)
+
+    @property
+    def registry_uri(self) -> str:
+        return _resolve_sqlite(self.mlflow.registry_uri or self.mlflow.tracking_uri, self.root)
+
+    def table(self, name: str) -> str:
+        """Qualify a table name with the project database unless it names one."""
+        return name if "." in name else f"{self.catalog.database}.{name}"
+
+
+def _resolve_sqlite(uri: str, root: Path) -> str:
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str((root / uri[len(prefix):]).resolve())
+    return uri
+
+
+# ---------------------------------------------------------------------------------------------
+# Pipeline config (conf/pipelines/*.yaml)
+# ---------------------------------------------------------------------------------------------
+
+
+class SourceConfig(_Strict):
+    format: Literal["csv", "json", "parquet", "delta"] = "csv"
+    path: str
+    options: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+
+class IngestConfig(_Strict):
+    # overwrite: each load is a full snapshot that atomically replaces the table (older
+    #            snapshots stay reachable by Delta time travel).
+    # append:    each run date adds its own partition; rerunning a date replaces that partition.
+    mode: Literal["overwrite", "append"] = "overwrite"
+
+
+class TablesConfig(_Strict):
+    bronze: str
+    predictions: str
+    leaderboard: str | None = None
+
+    @field_validator("bronze", "predictions", "leaderboard")
+    @classmethod
+    def _table_name(cls, v: str | None) -> str | None:
+        if v is not None and not TABLE_NAME.match(v):
+            raise ValueError("expected a table name like 'bronze_x' or 'db.bronze_x'")
+        return v
+
+
+class FeaturesConfig(_Strict):
+    # Columns parsed as numbers (text such as " " becomes null, then imputed).
+    numeric: list[str] = Field(default_factory=list)
+    # Columns indexed and one-hot encoded (unseen values at scoring time get their own slot).
+    categorical: list[str] = Field(default_factory=list)
+    # With both lists empty, lakeforge takes every column but key, target and excluded ones:
+    # numeric types as numeric, the rest as categorical.
+    exclude: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _no_overlap(self) -> "FeaturesConfig":
+        both = sorted(set(self.numeric) & set(self.categorical))
+        if both:
+            raise ValueError(f"column(s) {both} listed as both numeric and categorical")
+        return self
+
+
+class PreprocessingConfig(_Strict):
+    numeric_impute: Literal["mean", "median", "mode"] = "median"
+    scale: bool = True
+
+
+class ModelConfig(_Strict):
+    registered_name: str
+    algorithm: Literal["logistic_regression"] = "logistic_regression"
+    grid: dict[str, list[float | int | bool]] = Field(
+        default_factory=lambda: {"regParam": [0.001, 0.01, 0.1]}
+    )
+    folds: int = Field(3, ge=2, le=20)
+    metric: Literal["areaUnderROC", "areaUnderPR"] = "areaUnderROC"
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    seed: int = 42
+    max_iter: int = Field(100, ge=1)
+    # Models fitted in parallel by CrossValidator; null: the number of cores Spark has.
+    parallelism: int | None = Field(None, ge=1)
+
+    @field_validator("registered_name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z0-9_.-]+$", v):
+            raise ValueError("expected letters, digits, '_', '.' or '-'")
+        return v
+
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for name, values in v.items():
+            if name not in LOGREG_GRID_PARAMS:
+                raise ValueError(
+                    f"unknown LogisticRegression parameter {name!r}; "
+                    f"allowed: {', '.join(sorted(LOGREG_GRID_PARAMS))}"
+                )
+            if not values:
+                raise ValueError(f"grid parameter {name!r} needs at least one value")
+        return v
+
+
+class ScoringConfig(_Strict):
+    # Table to score; default: the bronze table.
+    input_table: str | None = None
+    model_alias: str = "champion"
+
+
+class PipelineConfig(_Strict):
+    name: str
+    source: SourceConfig
+    key: str
+    target: str
+    positive_class: str | int | bool = "Yes"
+    tables: TablesConfig
+    ingest: IngestConfig = IngestConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    preprocessing: PreprocessingConfig = PreprocessingConfig()
+    model: ModelConfig
+    scoring: ScoringConfig = ScoringConfig()
+    # Set by the loader.
+    file: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not IDENTIFIER.match(v):
+            raise ValueError("expected an identifier (letters, digits, underscore)")
+        return v
+
+    @model_validator(mode="after")
+    def _roles(self) -> "PipelineConfig":
+        listed = set(self.features.numeric) | set(self.features.categorical)
+        for role in ("key", "target"):
+            if getattr(self, role) in listed:
+                raise ValueError(f"the {role} column {getattr(self, role)!r} cannot also be a feature")
+        return self
+
+    @property
+    def config_hash(self) -> str:
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
+    return data
+
+
+def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """Overlay wins; mappings are merged key by key, everything else is replaced."""
+    out = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def format_validation_error(source: str, exc: ValidationError, model: type[BaseModel]) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            parent = _model_at(model, err["loc"][:-1])
+            allowed = ", ".join(sorted(parent.model_fields)) if parent else "see the README"
+            lines.append(f"{source}: {loc}: unknown key (allowed here: {allowed})")
+        elif kind == "missing":
+            lines.append(f"{source}: {loc}: required key is missing")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{source}: {loc}: {msg} (got {err.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    current: Any = model
+    for part in loc:
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        current = field.annotation
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def project_root(conf_dir: Path | None = None) -> Path:
+    env = os.environ.get("LAKEFORGE_HOME")
+    if env:
+        return Path(env).resolve()
+    if conf_dir is not None:
+        return conf_dir.resolve().parent
+    return Path.cwd().resolve()
+
+
+def default_conf_dir() -> Path:
+    env = os.environ.get("LAKEFORGE_HOME")
+    return (Path(env) if env else Path.cwd()) / "conf"
+
+
+def load_settings(env: str | None = None, overlays: list[str | Path] = (), conf_dir: Path | None = None) -> Settings:
+    """conf/base.yaml, then conf/<env>.yaml, then each overlay file, merged in that order."""
+    conf_dir = conf_dir or default_conf_dir()
+    files = [conf_dir / "base.yaml"]
+    env = env or os.environ.get("LAKEFORGE_ENV") or None
+    if env:
+        if not IDENTIFIER.match(env.replace("-", "_")):
+            raise ConfigError(f"--env {env!r}: expected the name of a file conf/<name>.yaml")
+        files.append(conf_dir / f"{env}.yaml")
+    files += [Path(p) for p in overlays]
+    merged: dict[str, Any] = {}
+    for f in files:
+        if f == conf_dir / "base.yaml" and not f.exists():
+            raise ConfigError(
+                f"config file not found: {f} (run lakeforge from the project folder, "
+                "or set LAKEFORGE_HOME to it)"
+            )
+        merged = deep_merge(merged, read_yaml(f))
+    source = " + ".join(str(f) for f in files)
+    try:
+        settings = Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(source, exc, Settings)) from None
+    return settings.model_copy(update={"root": project_root(conf_dir), "sources": tuple(map(str, files))})
+
+
+def load_pipeline(path: str | Path) -> PipelineConfig:
+    path = Path(path)
+    data = read_yaml(path)
+    try:
+        cfg = PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(str(path), exc, PipelineConfig)) from None
+    return cfg.model_copy(update={"file": path.resolve()})

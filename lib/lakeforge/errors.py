@@ -1,0 +1,41 @@
+"""Named exceptions. Each message says what is wrong, where, and how to fix it.
+
+The CLI prints a LakeforgeError as one line and exits with its ``exit_code``; anything else is
+an unexpected failure (exit 1, traceback only with ``--debug``).
+"""
+
+from __future__ import annotations
+
+
+class LakeforgeError(Exception):
+    """A failure the user can fix; the message is shown as is."""
+
+    exit_code = 2
+
+
+class ConfigError(LakeforgeError):
+    """A configuration file is missing, unreadable or invalid."""
+
+
+class InputDataError(LakeforgeError):
+    """The input data cannot be used as configured (missing path, missing column, empty...)."""
+
+
+class MissingColumnError(InputDataError):
+    """A configured column is absent from a DataFrame."""
+
+    def __init__(self, what: str, missing: list[str], available: list[str]):
+        self.missing = missing
+        shown = ", ".join(available[:30]) + (" ..." if len(available) > 30 else "")
+        super().__init__(
+            f"{what}: column(s) {', '.join(repr(c) for c in missing)} not found; "
+            f"available columns: {shown}. Fix the column name in the pipeline config."
+        )
+
+
+class ModelNotFoundError(LakeforgeError):
+    """The registry has no model version for the requested name / alias / version."""
+
+
+class RuntimeSetupError(LakeforgeError):
+    """The runtime is missing something (jars, a metastore lock held by another process...)."""

@@ -1,0 +1,97 @@
+"""Preprocessing as pure Spark ML stages (no Python UDF), fitted once and shipped in the model.
+
+Stages, in order:
+1. SQLTransformer: numeric columns parsed with ``try_cast(... AS DOUBLE)``, so text numbers
+   such as Telco's ``TotalCharges`` (blank for new customers) become doubles or null;
+2. Imputer (mean / median / mode) for the numeric columns;
+3. StringIndexer (``handleInvalid='keep'``: nulls and categories unseen at fit time get their
+   own index) and OneHotEncoder for the categorical columns;
+4. VectorAssembler, then StandardScaler (optional).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pyspark.ml import Pipeline
+from pyspark.ml.feature import (
+    Imputer,
+    OneHotEncoder,
+    SQLTransformer,
+    StandardScaler,
+    StringIndexer,
+    VectorAssembler,
+)
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import NumericType
+
+from lakeforge.config import FeaturesConfig, PreprocessingConfig
+from lakeforge.ingest import METADATA_COLUMNS
+
+FEATURES_COL = "features"
+
+
+@dataclass(frozen=True)
+class FeatureRoles:
+    numeric: list[str]
+    categorical: list[str]
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+
+def resolve_roles(df: DataFrame, features: FeaturesConfig, key: str, target: str) -> FeatureRoles:
+    """The configured feature columns, or every other column by its Spark type."""
+    if features.numeric or features.categorical:
+        return FeatureRoles(list(features.numeric), list(features.categorical))
+    skip = {key, target, *features.exclude, *METADATA_COLUMNS}
+    numeric, categorical = [], []
+    for field in df.schema.fields:
+        if field.name in skip:
+            continue
+        (numeric if isinstance(field.dataType, NumericType) else categorical).append(field.name)
+    return FeatureRoles(numeric, categorical)
+
+
+def _q(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def preprocessing_pipeline(roles: FeatureRoles, prep: PreprocessingConfig, features_col: str = FEATURES_COL) -> Pipeline:
+    """An unfitted Pipeline turning raw columns into one feature vector."""
+    stages = []
+    num_in = [f"{c}__num" for c in roles.numeric]
+    num_out = [f"{c}__imp" for c in roles.numeric]
+    if roles.numeric:
+        casts = ", ".join(f"try_cast({_q(c)} AS DOUBLE) AS {_q(n)}" for c, n in zip(roles.numeric, num_in))
+        stages.append(SQLTransformer(statement=f"SELECT *, {casts} FROM __THIS__"))
+        stages.append(Imputer(inputCols=num_in, outputCols=num_out, strategy=prep.numeric_impute))
+    cat_idx = [f"{c}__idx" for c in roles.categorical]
+    cat_vec = [f"{c}__ohe" for c in roles.categorical]
+    if roles.categorical:
+        stages.append(
+            StringIndexer(inputCols=list(roles.categorical), outputCols=cat_idx, handleInvalid="keep", stringOrderType="frequencyDesc")
+        )
+        stages.append(OneHotEncoder(inputCols=cat_idx, outputCols=cat_vec, handleInvalid="keep"))
+    assembled = f"{features_col}__raw" if prep.scale else features_col
+    stages.append(VectorAssembler(inputCols=num_out + cat_vec, outputCol=assembled, handleInvalid="keep"))
+    if prep.scale:
+        stages.append(StandardScaler(inputCol=assembled, outputCol=features_col, withMean=False, withStd=True))
+    return Pipeline(stages=stages)
+
+
+def with_label(target: str, positive_class: object, label_col: str = "label") -> Callable[[DataFrame], DataFrame]:
+    """Binary label: 1.0 where the target equals the positive class, else 0.0 (rows with a null
+    target are dropped)."""
+
+    def transform(df: DataFrame) -> DataFrame:
+        value = F.col(target).cast("string")
+        positive = str(positive_class).lower() if isinstance(positive_class, bool) else str(positive_class)
+        return df.where(F.col(target).isNotNull()).withColumn(
+            label_col, F.when(value == F.lit(positive), 1.0).otherwise(0.0)
+        )
+
+    return transform

@@ -1,0 +1,97 @@
+"""Batch scoring: a Delta table + the registered champion -> the predictions Delta table.
+
+The model is resolved once (alias -> version) before any data is read; every written row
+records that name and version. Scoring is ``PipelineModel.transform`` (JVM only, no Python
+UDF). The predictions table is partitioned by ``run_date`` and each run replaces only its own
+date's partition in one atomic commit, so reruns never duplicate rows and history is kept.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pyspark.ml import PipelineModel
+from pyspark.ml.functions import vector_to_array
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lakeforge import tracking
+from lakeforge.config import PipelineConfig, Settings
+from lakeforge.errors import InputDataError
+from lakeforge.io import WriteResult, latest_version, read_version, write_table
+
+PREDICTION_COLUMNS = ("score", "predicted_label", "model_name", "model_version", "scored_at", "run_date")
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    model: tracking.ModelRef
+    input_table: str
+    input_version: int
+    write: WriteResult
+
+
+def with_predictions(model: PipelineModel, key: str, ref: tracking.ModelRef, run_date: dt.date) -> Callable[[DataFrame], DataFrame]:
+    """Score ``df`` and keep the key, P(positive) as a plain double, the predicted label and the
+    model's name and version."""
+
+    def transform(df: DataFrame) -> DataFrame:
+        scored = model.transform(df)
+        return scored.select(
+            F.col(key),
+            vector_to_array(F.col("probability"))[1].alias("score"),
+            F.col("prediction").cast("int").alias("predicted_label"),
+            F.lit(ref.name).alias("model_name"),
+            F.lit(ref.version).alias("model_version"),
+            F.current_timestamp().alias("scored_at"),
+            F.lit(run_date).cast("date").alias("run_date"),
+        )
+
+    return transform
+
+
+def load_model(ref: tracking.ModelRef) -> PipelineModel:
+    import mlflow.spark
+
+    return mlflow.spark.load_model(ref.uri)
+
+
+def score(
+    spark: SparkSession,
+    settings: Settings,
+    pipeline: PipelineConfig,
+    run_date: dt.date,
+    model_version: str | None = None,
+) -> ScoreResult:
+    tracking.configure(settings)
+    ref = tracking.resolve_model(pipeline.model.registered_name, pipeline.scoring.model_alias, model_version)
+    input_table = settings.table(pipeline.scoring.input_table or pipeline.tables.bronze)
+    if not spark.catalog.tableExists(input_table):
+        raise InputDataError(f"input table {input_table} does not exist; run 'lakeforge ingest {pipeline.file}' first")
+    version = latest_version(spark, input_table)
+    df = read_version(spark, input_table, version)
+    _check_signature(df, ref, input_table, pipeline.key)
+    model = load_model(ref)
+    predictions = df.transform(with_predictions(model, pipeline.key, ref, run_date))
+    result = write_table(
+        predictions, settings.table(pipeline.tables.predictions), partition_col="run_date", partition_value=run_date
+    )
+    return ScoreResult(ref, input_table, version, result)
+
+
+def _check_signature(df: DataFrame, ref: tracking.ModelRef, table: str, key: str) -> None:
+    """Fail before any write when the input lacks a column the model was trained on."""
+    from mlflow.models import get_model_info
+
+    info = get_model_info(ref.uri)
+    wanted = [key]
+    if info.signature is not None and info.signature.inputs is not None:
+        wanted += list(info.signature.inputs.input_names())
+    missing = [c for c in wanted if c not in df.columns]
+    if missing:
+        raise InputDataError(
+            f"input table {table} lacks column(s) {missing} that model {ref.name} version "
+            f"{ref.version} needs; nothing was written"
+        )

@@ -1,0 +1,149 @@
+"""The one SparkSession factory used by jobs, the CLI and the tests.
+
+It applies the Delta extension and catalog, a persistent catalog (an embedded Derby Hive
+metastore under the warehouse by default, so tables are registered by name and any later
+process can query them), small shuffle partitions in local mode, the UI setting and the Delta
+jars from ``jars/``.
+
+Under ``spark-submit`` the master, jars and driver options come from the command line; this
+factory then only adds the session-level settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from lakeforge.config import Settings
+from lakeforge.errors import RuntimeSetupError
+
+log = logging.getLogger(__name__)
+
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+DELTA_PACKAGE = "io.delta:delta-spark_2.13:4.3.1"
+
+
+def launched_by_spark_submit() -> bool:
+    """True inside a driver started by spark-submit (its JVM is already running)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def jar_files(settings: Settings) -> list[str]:
+    if not settings.spark.jars_dir:
+        return []
+    folder = settings.path(settings.spark.jars_dir)
+    jars = sorted(str(p) for p in folder.glob("*.jar")) if folder.is_dir() else []
+    if not jars:
+        raise RuntimeSetupError(
+            f"no Delta jars in {folder}: run scripts/fetch_jars.sh (or scripts/setup.sh), "
+            f"or set spark.jars_dir: null and pass --packages {DELTA_PACKAGE} to spark-submit"
+        )
+    return jars
+
+
+def session_conf(settings: Settings) -> dict[str, str]:
+    """Every Spark setting the factory applies, as plain strings (also used by scripts)."""
+    s = settings.spark
+    warehouse = settings.warehouse
+    conf: dict[str, str] = {
+        "spark.app.name": s.app_name,
+        "spark.sql.extensions": DELTA_EXTENSION,
+        "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
+        "spark.sql.warehouse.dir": warehouse,
+        "spark.sql.catalogImplementation": "hive",
+        "spark.sql.shuffle.partitions": str(s.shuffle_partitions),
+        "spark.ui.enabled": str(s.ui).lower(),
+        "spark.ui.showConsoleProgress": "false",
+        # Delta reads its log with this many tasks: 50 by default, far too many for small tables.
+        "spark.databricks.delta.snapshotPartitions": str(max(2, s.shuffle_partitions)),
+        "spark.sql.sources.partitionOverwriteMode": "static",
+    }
+    java_opts = []
+    log4j = settings.root / "conf" / "log4j2.properties"
+    if log4j.is_file():
+        java_opts.append(f"-Dlog4j.configurationFile={log4j.as_uri()}")
+    if settings.catalog.metastore == "derby":
+        home = Path(warehouse)
+        conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = (
+            f"jdbc:derby:;databaseName={home / 'metastore_db'};create=true"
+        )
+        java_opts.append(f"-Dderby.system.home={home}")
+    if java_opts:
+        conf["spark.driver.extraJavaOptions"] = " ".join(java_opts)
+    if s.driver_memory:
+        conf["spark.driver.memory"] = s.driver_memory
+    jars = jar_files(settings)
+    if jars:
+        conf["spark.jars"] = ",".join(jars)
+    conf.update({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in s.conf.items()})
+    return conf
+
+
+def get_spark(settings: Settings) -> SparkSession:
+    """Return the active session, or build one from the settings."""
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    # Bind the driver to loopback unless the settings say otherwise (and silence the warning
+    # about the hostname resolving to 127.0.0.1).
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    conf = session_conf(settings)
+    submitted = launched_by_spark_submit()
+    if settings.catalog.metastore == "derby" and not str(settings.warehouse).startswith(("hdfs:", "s3", "gs:", "abfs")):
+        Path(settings.warehouse).mkdir(parents=True, exist_ok=True)
+    builder = SparkSession.builder
+    if not submitted:
+        builder = builder.master(settings.spark.master)
+    else:
+        # spark-submit already decided master, jars and driver JVM options.
+        for key in ("spark.jars", "spark.driver.memory", "spark.driver.extraJavaOptions"):
+            conf.pop(key, None)
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    try:
+        spark = builder.enableHiveSupport().getOrCreate()
+    except Exception as exc:  # the JVM failed to start: name the usual causes
+        raise RuntimeSetupError(f"Spark did not start: {exc}. Is Java 17 installed (java -version)?") from exc
+    spark.sparkContext.setLogLevel(settings.spark.log_level)
+    _check_delta(spark)
+    try:
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS {settings.catalog.database}")
+    except Exception as exc:
+        if "Another instance of Derby" in str(exc) or "XSDB6" in str(exc):
+            spark.stop()
+            raise RuntimeSetupError(
+                f"the embedded metastore {Path(settings.warehouse) / 'metastore_db'} is in use by "
+                "another lakeforge process; wait for it to finish, or configure a shared metastore "
+                "(catalog.metastore: external, see README)"
+            ) from None
+        raise
+    return spark
+
+
+def _check_delta(spark: SparkSession) -> None:
+    try:
+        spark._jvm.org.apache.spark.util.Utils.classForName(DELTA_EXTENSION, True, False)  # noqa: SLF001
+    except Exception:
+        spark.stop()
+        raise RuntimeSetupError(
+            "Delta Lake classes are not on Spark's classpath: run scripts/fetch_jars.sh, or pass "
+            f"--jars jars/*.jar (or --packages {DELTA_PACKAGE}) to spark-submit"
+        ) from None
+
+
+@contextlib.contextmanager
+def spark_session(settings: Settings) -> Iterator[SparkSession]:
+    """A session for one command: stopped at the end only if this call created it."""
+    existed = SparkSession.getActiveSession() is not None
+    spark = get_spark(settings)
+    try:
+        yield spark
+    finally:
+        if not existed:
+            spark.stop()

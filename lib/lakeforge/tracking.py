@@ -1,0 +1,86 @@
+"""MLflow: tracking set-up, provenance tags and the model registry (aliases)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from lakeforge.config import Settings
+from lakeforge.errors import ModelNotFoundError
+
+# MLflow chatters on import and at first use of a SQLite store; keep the console readable.
+for _name in ("mlflow", "alembic", "mlflow.store.db.utils"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+import mlflow  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    version: str
+    alias: str | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def configure(settings: Settings) -> str:
+    """Point MLflow at the configured stores; return the experiment id (created if needed)."""
+    tracking = settings.tracking_uri
+    if tracking.startswith("sqlite:///"):
+        Path(tracking.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(tracking)
+    mlflow.set_registry_uri(settings.registry_uri)
+    name = settings.mlflow.experiment
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifacts = settings.uri(settings.mlflow.artifact_root)
+    if "://" not in artifacts:
+        Path(artifacts).mkdir(parents=True, exist_ok=True)
+        artifacts = Path(artifacts).as_uri()
+    return mlflow.create_experiment(name, artifact_location=artifacts)
+
+
+def git_commit(root: Path) -> str:
+    """The project's git commit (with '-dirty' when the work tree has changes), or 'unknown'."""
+    try:
+        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        if sha.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10,
+        )
+        return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def resolve_model(name: str, alias: str | None = None, version: str | int | None = None) -> ModelRef:
+    """Resolve a registered model by explicit version, else by alias — once, up front."""
+    client = MlflowClient()
+    try:
+        if version is not None:
+            mv = client.get_model_version(name, str(version))
+            return ModelRef(name, str(mv.version))
+        mv = client.get_model_version_by_alias(name, alias or "champion")
+        return ModelRef(name, str(mv.version), alias)
+    except MlflowException:
+        what = f"version {version}" if version is not None else f"alias {alias!r}"
+        raise ModelNotFoundError(
+            f"model registry {mlflow.get_registry_uri()}: no {what} of model {name!r}; "
+            "run 'lakeforge train <pipeline.yaml>' first"
+        ) from None
+
+
+def set_alias(name: str, alias: str, version: str) -> None:
+    MlflowClient().set_registered_model_alias(name, alias, str(version))
