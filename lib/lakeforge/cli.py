@@ -7,6 +7,7 @@ failures print one line too (exit code 1) and the traceback only with ``--debug`
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sys
 import time
 import traceback
@@ -133,12 +134,13 @@ def do_score(spark, settings, pipeline, run_date, model_version, timings):
 
 def _print_leaderboard(res, pipeline: PipelineConfig) -> None:
     metric = pipeline.model.metric
-    table = Table(title=f"Leaderboard ({pipeline.model.folds}-fold CV {metric})")
-    for col in ("rank", "algorithm", "params", f"CV {metric} mean", "std"):
-        table.add_column(col)
+    table = Table(title=f"Leaderboard: {pipeline.model.folds}-fold cross-validated {metric}")
+    for col in ("#", "algorithm", "params", "mean", "std"):
+        table.add_column(col, no_wrap=col != "params")
     for row in res.leaderboard:
+        params = " ".join(f"{k}={v}" for k, v in json.loads(row["params"]).items())
         table.add_row(
-            str(row["rank"]), row["algorithm"], row["params"],
+            str(row["rank"]), row["algorithm"], params,
             f"{row[f'cv_{metric}_mean']:.4f}", f"{row[f'cv_{metric}_std']:.4f}",
             style="bold" if row["is_best"] else None,
         )

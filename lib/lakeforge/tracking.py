@@ -11,14 +11,15 @@ from pathlib import Path
 from lakeforge.config import Settings
 from lakeforge.errors import ModelNotFoundError
 
-# MLflow chatters on import and at first use of a SQLite store; keep the console readable.
-for _name in ("mlflow", "alembic", "mlflow.store.db.utils"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 import mlflow  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
+
+# MLflow configures its loggers at import (INFO); keep lakeforge's console readable.
+for _name in ("mlflow", "alembic"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 
 from pyspark.ml import PipelineModel
@@ -224,7 +225,9 @@ def _log_and_register(spark, settings, pipeline, model, feature_frame, cv_model,
         mlflow.log_dict(pipeline.model_dump(mode="json"), "config/pipeline.json")
         mlflow.log_dict(settings.model_dump(mode="json"), "config/settings.json")
         mlflow.log_dict({"leaderboard": leaderboard}, "leaderboard.json")
-        signature = infer_signature(feature_frame.limit(5).toPandas())
+        with warnings.catch_warnings():  # MLflow's hint about integer columns: not actionable here
+            warnings.simplefilter("ignore")
+            signature = infer_signature(feature_frame.limit(5).toPandas())
         info = mlflow.spark.log_model(
             model,
             "model",

@@ -1,0 +1,115 @@
+"""Settings and pipeline configs: defaults, overlays, and one clear message per mistake."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lakeforge.config import load_pipeline, load_settings
+from lakeforge.errors import ConfigError
+
+from conftest import ROOT, TELCO_PIPELINE
+
+
+def test_base_settings_are_embedded_defaults():
+    s = load_settings(conf_dir=ROOT / "conf")
+    assert s.spark.master == "local[*]"
+    assert s.warehouse == str(ROOT / "warehouse")
+    assert s.tracking_uri == f"sqlite:///{ROOT / 'mlflow' / 'mlflow.db'}"
+    assert s.table("predictions_telco") == "lakeforge.predictions_telco"
+    assert s.table("other.t") == "other.t"
+
+
+def test_env_overlay_replaces_only_what_it_names():
+    s = load_settings(env="cluster", conf_dir=ROOT / "conf")
+    assert s.spark.master == "spark://127.0.0.1:7077"
+    assert s.spark.conf["spark.cores.max"] == 2
+    # merged key by key: base's conf entries survive next to the overlay's
+    assert s.spark.conf["spark.driver.host"] == "127.0.0.1"
+    assert s.catalog.database == "lakeforge"
+
+
+def test_file_overlay_wins_over_env(tmp_path):
+    extra = tmp_path / "x.yaml"
+    extra.write_text("spark:\n  master: local[1]\n")
+    s = load_settings(env="cluster", overlays=[extra], conf_dir=ROOT / "conf")
+    assert s.spark.master == "local[1]"
+
+
+def test_telco_pipeline_is_valid():
+    p = load_pipeline(TELCO_PIPELINE)
+    assert (p.key, p.target, p.positive_class) == ("customerID", "Churn", "Yes")
+    assert "TotalCharges" in p.features.numeric
+    assert p.model.grid["regParam"] == [0.001, 0.01, 0.1]
+    assert len(p.config_hash) == 12
+
+
+def _pipeline_with(tmp_path: Path, mutate) -> Path:
+    data = yaml.safe_load(TELCO_PIPELINE.read_text())
+    mutate(data)
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_unknown_key_names_its_path_and_the_allowed_keys(tmp_path):
+    path = _pipeline_with(tmp_path, lambda d: d["model"].update(foldz=5))
+    with pytest.raises(ConfigError) as exc:
+        load_pipeline(path)
+    msg = str(exc.value)
+    assert f"{path}: model.foldz: unknown key" in msg
+    assert "folds" in msg  # the allowed keys are listed
+
+
+def test_wrong_type_names_key_expected_and_value(tmp_path):
+    path = _pipeline_with(tmp_path, lambda d: d["model"].update(folds="three"))
+    with pytest.raises(ConfigError, match=r"model\.folds: Input should be a valid integer.*'three'"):
+        load_pipeline(path)
+
+
+def test_out_of_range_value(tmp_path):
+    path = _pipeline_with(tmp_path, lambda d: d["model"].update(test_fraction=1.5))
+    with pytest.raises(ConfigError, match=r"model\.test_fraction: Input should be less than 1"):
+        load_pipeline(path)
+
+
+def test_unknown_grid_parameter(tmp_path):
+    path = _pipeline_with(tmp_path, lambda d: d["model"]["grid"].update(regparam=[0.1]))
+    with pytest.raises(ConfigError, match=r"model\.grid: unknown LogisticRegression parameter 'regparam'"):
+        load_pipeline(path)
+
+
+def test_missing_required_key(tmp_path):
+    path = _pipeline_with(tmp_path, lambda d: d.pop("target"))
+    with pytest.raises(ConfigError, match=r"target: required key is missing"):
+        load_pipeline(path)
+
+
+def test_target_cannot_be_a_feature(tmp_path):
+    path = _pipeline_with(tmp_path, lambda d: d["features"]["categorical"].append("Churn"))
+    with pytest.raises(ConfigError, match=r"target column 'Churn' cannot also be a feature"):
+        load_pipeline(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"config file not found: .*nope\.yaml"):
+        load_pipeline(tmp_path / "nope.yaml")
+
+
+def test_not_yaml_mapping(tmp_path):
+    path = tmp_path / "list.yaml"
+    path.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_pipeline(path)
+
+
+def test_bad_settings_overlay(tmp_path):
+    extra = tmp_path / "bad.yaml"
+    extra.write_text("spark:\n  shuffle_partitions: 0\n")
+    with pytest.raises(ConfigError, match=r"spark\.shuffle_partitions: Input should be greater than or equal to 1"):
+        load_settings(overlays=[extra], conf_dir=ROOT / "conf")
+
+
+def test_unknown_env(tmp_path):
+    with pytest.raises(ConfigError, match=r"config file not found: .*conf/nowhere\.yaml"):
+        load_settings(env="nowhere", conf_dir=ROOT / "conf")
