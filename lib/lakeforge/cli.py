@@ -235,10 +235,18 @@ def sql(ctx: Context, query: str, limit: int) -> None:
         for name in df.columns:
             table.add_column(name)
         for row in rows[:limit]:
-            table.add_row(*("NULL" if v is None else str(v) for v in row))
+            table.add_row(*(_sql_text(v) for v in row))
         out.print(table)
         more = " (more rows not shown; raise --limit)" if len(rows) > limit else ""
         err.print(f"{min(len(rows), limit)} row(s){more}")
+
+
+def _sql_text(value: object) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
 
 
 @cli.command()

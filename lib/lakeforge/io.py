@@ -53,9 +53,12 @@ def read_source(spark: SparkSession, source: SourceConfig, settings: Settings, w
             )
         path = resolved
     try:
-        return spark.read.format(source.format).options(**{k: _opt(v) for k, v in source.options.items()}).load(path)
+        df = spark.read.format(source.format).options(**{k: _opt(v) for k, v in source.options.items()}).load(path)
     except AnalysisException as exc:
         raise InputDataError(f"{where}: cannot read {path} as {source.format}: {exc.getMessage()}") from None
+    if not df.columns:
+        raise InputDataError(f"{where}: {path} is empty (no columns, no rows); nothing was written")
+    return df
 
 
 def _opt(value: object) -> str:

@@ -1,0 +1,92 @@
+"""The command line as a user meets it: --help everywhere, and each kind of bad input gives one
+clear line, a non-zero exit, no traceback and no table."""
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from lakeforge.cli import cli
+
+from conftest import TELCO_PIPELINE, run_lakeforge, write_overlay, write_pipeline
+
+COMMANDS = ["ingest", "train", "score", "run", "sql", "tables"]
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_every_command_has_help(command):
+    args = ["--help"] if command is None else [command, "--help"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "Usage: " in result.output
+    if command is not None:
+        assert result.output.split("\n\n")[1].strip(), "the command's help text is empty"
+
+
+def test_bad_run_date_is_a_usage_error():
+    result = CliRunner().invoke(cli, ["ingest", str(TELCO_PIPELINE), "--run-date", "24/11/2026"])
+    assert result.exit_code == 2
+    assert "expected a date as YYYY-MM-DD" in result.output
+
+
+def _assert_one_clear_error(proc, *fragments):
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, proc.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
+def _bronze_written(folder):
+    return (folder / "warehouse" / "lakeforge.db" / "bronze_telco").exists()
+
+
+def test_missing_config_file(tmp_path):
+    proc = run_lakeforge("--conf", str(write_overlay(tmp_path)), "run", str(tmp_path / "missing.yaml"))
+    _assert_one_clear_error(proc, "config file not found", "missing.yaml")
+    assert not _bronze_written(tmp_path)
+
+
+def test_unknown_key(tmp_path):
+    data = yaml.safe_load(TELCO_PIPELINE.read_text())
+    data["sourse"] = data.pop("source")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    proc = run_lakeforge("--conf", str(write_overlay(tmp_path)), "run", str(bad))
+    assert "sourse: unknown key" in proc.stderr
+    assert "source: required key is missing" in proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert not _bronze_written(tmp_path)
+
+
+def test_wrong_type(tmp_path):
+    bad = write_pipeline(tmp_path, **{"model.folds": "many"})
+    proc = run_lakeforge("--conf", str(write_overlay(tmp_path)), "ingest", str(bad))
+    _assert_one_clear_error(proc, "model.folds", "valid integer", "'many'")
+    assert not _bronze_written(tmp_path)
+
+
+@pytest.mark.slow
+def test_missing_input_path(tmp_path):
+    bad = write_pipeline(tmp_path, **{"source.path": str(tmp_path / "no-such.csv")})
+    proc = run_lakeforge("--conf", str(write_overlay(tmp_path)), "run", str(bad))
+    _assert_one_clear_error(proc, "source.path: nothing found at", "no-such.csv")
+    assert not _bronze_written(tmp_path)
+
+
+@pytest.mark.slow
+def test_target_column_absent(tmp_path):
+    bad = write_pipeline(tmp_path, target="Churned")
+    proc = run_lakeforge("--conf", str(write_overlay(tmp_path)), "run", str(bad))
+    _assert_one_clear_error(proc, "'Churned' not found", "available columns: customerID")
+    assert not _bronze_written(tmp_path)
+
+
+@pytest.mark.slow
+def test_empty_input(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    bad = write_pipeline(tmp_path, **{"source.path": str(empty)})
+    proc = run_lakeforge("--conf", str(write_overlay(tmp_path)), "run", str(bad))
+    _assert_one_clear_error(proc, "empty.csv is empty", "nothing was written")
+    assert not _bronze_written(tmp_path)
