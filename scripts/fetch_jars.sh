@@ -18,7 +18,7 @@ command -v mvn >/dev/null || { echo "[setup] error: mvn not found; install Maven
 echo "[setup] fetching Delta jars from Maven Central into $JARS"
 staging="$(mktemp -d)"
 trap 'rm -rf "$staging"' EXIT
-mvn -q -B -f "$POM" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$staging"
+mvn -q -B -Dstyle.color=never -f "$POM" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$staging"
 
 spark_jars="$("$PY" -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))')"
 rm -rf "$JARS" && mkdir -p "$JARS"

@@ -24,7 +24,8 @@ from lakeforge import __version__
 from lakeforge.config import PipelineConfig, Settings, load_pipeline, load_settings
 from lakeforge.errors import LakeforgeError
 
-out = Console(soft_wrap=True)
+# Tables keep their full width when written to a pipe or a file (rich's default there is 80).
+out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, soft_wrap=True)
 
 
