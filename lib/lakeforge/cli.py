@@ -77,13 +77,13 @@ def cli(ctx: click.Context, env: str | None, overlays: tuple[str, ...], debug: b
 
 
 def _stage(msg: str) -> float:
-    err.print(f"[bold cyan]>>[/] {msg}")
+    err.print(Text.assemble((">> ", "bold cyan"), msg), highlight=False)
     return time.perf_counter()
 
 
 def _done(t0: float, msg: str) -> float:
     secs = time.perf_counter() - t0
-    err.print(f"   [green]done[/] in {secs:.1f}s: {msg}")
+    err.print(Text.assemble(("   done", "green"), f" in {secs:.1f}s: {msg}"), highlight=False)
     return secs
 
 
@@ -111,10 +111,11 @@ def do_train(spark, settings, pipeline, run_id, run_date, timings):
 
     t0 = _stage(f"train {pipeline.model.algorithm} with {pipeline.model.folds}-fold CrossValidator on {settings.table(pipeline.tables.bronze)}")
     res = train(spark, settings, pipeline, run_id, run_date)
+    steps = ", ".join(f"{k.replace('_', ' ')} {v:.1f}s" for k, v in res.timings.items())
     timings["train"] = _done(
         t0,
         f"model {res.model.name} version {res.model.version} (alias champion); "
-        f"test ROC-AUC {res.test_metrics['roc_auc']:.4f}, PR-AUC {res.test_metrics['pr_auc']:.4f}",
+        f"test ROC-AUC {res.test_metrics['roc_auc']:.4f}, PR-AUC {res.test_metrics['pr_auc']:.4f} ({steps})",
     )
     _print_leaderboard(res, pipeline)
     return res
