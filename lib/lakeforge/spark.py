@@ -47,8 +47,14 @@ def jar_files(settings: Settings) -> list[str]:
     return jars
 
 
-def session_conf(settings: Settings) -> dict[str, str]:
-    """Every Spark setting the factory applies, as plain strings (also used by scripts)."""
+# Settings that only take effect when lakeforge itself launches the driver JVM; under
+# spark-submit they come from its command line instead.
+LAUNCH_KEYS = ("spark.jars", "spark.driver.memory", "spark.driver.extraJavaOptions")
+
+
+def session_conf(settings: Settings, launching: bool = True) -> dict[str, str]:
+    """Every Spark setting the factory applies, as plain strings. With ``launching=False`` (under
+    spark-submit) the JVM launch settings are left out."""
     s = settings.spark
     warehouse = settings.warehouse
     conf: dict[str, str] = {
@@ -78,10 +84,13 @@ def session_conf(settings: Settings) -> dict[str, str]:
         conf["spark.driver.extraJavaOptions"] = " ".join(java_opts)
     if s.driver_memory:
         conf["spark.driver.memory"] = s.driver_memory
-    jars = jar_files(settings)
+    jars = jar_files(settings) if launching else []
     if jars:
         conf["spark.jars"] = ",".join(jars)
     conf.update({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in s.conf.items()})
+    if not launching:
+        for key in LAUNCH_KEYS:
+            conf.pop(key, None)
     return conf
 
 
@@ -93,17 +102,13 @@ def get_spark(settings: Settings) -> SparkSession:
     # Bind the driver to loopback unless the settings say otherwise (and silence the warning
     # about the hostname resolving to 127.0.0.1).
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    conf = session_conf(settings)
     submitted = launched_by_spark_submit()
+    conf = session_conf(settings, launching=not submitted)
     if settings.catalog.metastore == "derby" and not str(settings.warehouse).startswith(("hdfs:", "s3", "gs:", "abfs")):
         Path(settings.warehouse).mkdir(parents=True, exist_ok=True)
     builder = SparkSession.builder
-    if not submitted:
+    if not submitted:  # under spark-submit, its --master decides
         builder = builder.master(settings.spark.master)
-    else:
-        # spark-submit already decided master, jars and driver JVM options.
-        for key in ("spark.jars", "spark.driver.memory", "spark.driver.extraJavaOptions"):
-            conf.pop(key, None)
     for key, value in conf.items():
         builder = builder.config(key, value)
     try:
