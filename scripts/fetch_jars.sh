@@ -18,7 +18,12 @@ command -v mvn >/dev/null || { echo "[setup] error: mvn not found; install Maven
 echo "[setup] fetching Delta jars from Maven Central into $JARS"
 staging="$(mktemp -d)"
 trap 'rm -rf "$staging"' EXIT
-mvn -q -B -Dstyle.color=never -f "$POM" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$staging"
+if ! mvn -q -B -Dstyle.color=never -f "$POM" dependency:copy-dependencies -DincludeScope=runtime \
+    -DoutputDirectory="$staging" > "$staging/mvn.log" 2>&1; then
+  cat "$staging/mvn.log" >&2
+  echo "[setup] error: Maven could not fetch the Delta jars (is Maven Central reachable?)" >&2
+  exit 1
+fi
 
 spark_jars="$("$PY" -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))')"
 rm -rf "$JARS" && mkdir -p "$JARS"
