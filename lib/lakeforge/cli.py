@@ -6,6 +6,7 @@ failures print one line too (exit code 1) and the traceback only with ``--debug`
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import sys
@@ -43,19 +44,23 @@ class Context:
         return self._settings
 
 
-def _run_date(_ctx, _param, value: str | None) -> dt.date:
+def _run_date(_ctx, _param, value: str | None) -> dt.date | None:
     if value is None:
-        return dt.date.today()
+        return None
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(f"expected a date as YYYY-MM-DD, got {value!r}") from None
 
 
-run_date_option = click.option(
-    "--run-date", callback=_run_date, metavar="YYYY-MM-DD",
-    help="Logical date of this run (default: today). Rerunning a date replaces its output.",
-)
+def run_date_options(f):
+    """--run-date, or a backfill range --from/--to (inclusive, one run per date, in order)."""
+    f = click.option("--to", "date_to", callback=_run_date, metavar="YYYY-MM-DD", help="Last date of a backfill range.")(f)
+    f = click.option("--from", "date_from", callback=_run_date, metavar="YYYY-MM-DD", help="First date of a backfill range.")(f)
+    return click.option(
+        "--run-date", callback=_run_date, metavar="YYYY-MM-DD",
+        help="Logical date of this run (default: today). Rerunning a date replaces its output.",
+    )(f)
 pipeline_argument = click.argument("pipeline_file", metavar="PIPELINE_YAML", type=click.Path(dir_okay=False))
 
 
@@ -98,19 +103,22 @@ def _session(settings: Settings):
     return spark_session(settings)
 
 
-def do_ingest(spark, settings, pipeline, run_id, run_date, timings) -> None:
+def do_ingest(spark, settings, pipeline, record, timings) -> None:
     from lakeforge.ingest import ingest
 
-    t0 = _stage(f"ingest {pipeline.source.path} -> {settings.table(pipeline.tables.bronze)}")
-    res = ingest(spark, settings, pipeline, run_id, run_date)
+    t0 = _stage(f"ingest {pipeline.source.path} -> {settings.table(pipeline.tables.bronze)} (run date {record.run_date})")
+    res = ingest(spark, settings, pipeline, record.run_id, record.run_date)
+    record.rows_in = record.rows_out = res.write.rows_written
     timings["ingest"] = _done(t0, f"{res.write.rows_written} rows, table version {res.write.version}")
 
 
-def do_train(spark, settings, pipeline, run_id, run_date, timings):
+def do_train(spark, settings, pipeline, record, timings):
     from lakeforge.train import train
 
     t0 = _stage(f"train {pipeline.model.algorithm} with {pipeline.model.folds}-fold CrossValidator on {settings.table(pipeline.tables.bronze)}")
-    res = train(spark, settings, pipeline, run_id, run_date)
+    res = train(spark, settings, pipeline, record.run_id, record.run_date)
+    record.rows_in = res.rows_train + res.rows_test
+    record.model_name, record.model_version = res.model.name, res.model.version
     steps = ", ".join(f"{k.replace('_', ' ')} {v:.1f}s" for k, v in res.timings.items())
     timings["train"] = _done(
         t0,
@@ -121,15 +129,22 @@ def do_train(spark, settings, pipeline, run_id, run_date, timings):
     return res
 
 
-def do_score(spark, settings, pipeline, run_date, model_version, timings):
+def do_score(spark, settings, pipeline, record, timings, model_version=None, model=None):
     from lakeforge.score import score
 
-    t0 = _stage(f"score {settings.table(pipeline.scoring.input_table or pipeline.tables.bronze)} with {pipeline.model.registered_name}@{pipeline.scoring.model_alias if model_version is None else 'v' + str(model_version)}")
-    res = score(spark, settings, pipeline, run_date, model_version)
+    which = model.version if model else model_version
+    t0 = _stage(
+        f"score {settings.table(pipeline.scoring.input_table or pipeline.tables.bronze)} with "
+        f"{pipeline.model.registered_name}@{pipeline.scoring.model_alias if which is None else 'v' + str(which)} "
+        f"(run date {record.run_date})"
+    )
+    res = score(spark, settings, pipeline, record.run_date, model_version, model=model)
+    record.rows_in = record.rows_out = res.write.rows_written
+    record.model_name, record.model_version = res.model.name, res.model.version
     timings["score"] = _done(
         t0,
         f"{res.write.rows_written} predictions by {res.model.name} v{res.model.version} -> "
-        f"{res.write.table} (run_date {run_date}, table version {res.write.version})",
+        f"{res.write.table} (run_date {record.run_date}, table version {res.write.version})",
     )
     return res
 
@@ -155,63 +170,152 @@ def _print_leaderboard(res, pipeline: PipelineConfig) -> None:
     )
 
 
+def _dates(run_date: dt.date | None, date_from: dt.date | None, date_to: dt.date | None) -> list[dt.date]:
+    if date_from is None and date_to is None:
+        return [run_date or dt.date.today()]
+    if run_date is not None:
+        raise click.UsageError("give either --run-date or --from/--to, not both")
+    if date_from is None or date_to is None:
+        raise click.UsageError("a backfill range needs both --from and --to")
+    if date_to < date_from:
+        raise click.UsageError(f"--to {date_to} is before --from {date_from}")
+    return [date_from + dt.timedelta(days=i) for i in range((date_to - date_from).days + 1)]
+
+
+def _run_job(ctx: Context, job: str, pipeline_file: str, dates: list[dt.date], stages) -> list:
+    """Lock (job, pipeline), start Spark once, then run ``stages`` for each date in order.
+
+    Every stage attempt appends a record to the job_runs table (status, rows, model version,
+    duration, and the one-line reason when it failed). The first failure stops the range.
+    """
+    from lakeforge.runs import RunRecord, job_lock, record_run
+
+    settings, pipeline = _load(ctx, pipeline_file)
+    results = []
+    with job_lock(settings, job, pipeline.name), _session(settings) as spark:
+        for run_date in dates:
+            run_id = uuid.uuid4().hex
+            timings: dict[str, float] = {}
+            for name, stage in stages:
+                record = RunRecord(run_id, name, pipeline.name, run_date)
+                try:
+                    results.append(stage(spark, settings, pipeline, record, timings))
+                except Exception as exc:
+                    reason = str(exc) if isinstance(exc, LakeforgeError) else f"{type(exc).__name__}: {exc}"
+                    with contextlib.suppress(Exception):  # the original error matters more
+                        record_run(spark, settings, record.finish("failed", reason.splitlines()[0][:1000] if reason else None))
+                    raise
+                record_run(spark, settings, record.finish("succeeded"))
+            if len(dates) > 1:
+                err.print(f"   run date {run_date} done")
+    return results
+
+
 @cli.command()
 @pipeline_argument
-@run_date_option
+@run_date_options
 @click.pass_obj
-def ingest(ctx: Context, pipeline_file: str, run_date: dt.date) -> None:
+def ingest(ctx: Context, pipeline_file: str, run_date, date_from, date_to) -> None:
     """Load the pipeline's source into its bronze Delta table."""
-    settings, pipeline = _load(ctx, pipeline_file)
-    with _session(settings) as spark:
-        do_ingest(spark, settings, pipeline, uuid.uuid4().hex, run_date, {})
+    _run_job(ctx, "ingest", pipeline_file, _dates(run_date, date_from, date_to), [
+        ("ingest", lambda *a: do_ingest(*a)),
+    ])
 
 
 @cli.command()
 @pipeline_argument
-@run_date_option
+@run_date_options
 @click.pass_obj
-def train(ctx: Context, pipeline_file: str, run_date: dt.date) -> None:
+def train(ctx: Context, pipeline_file: str, run_date, date_from, date_to) -> None:
     """Train with CrossValidator, log to MLflow and register the model as champion."""
-    settings, pipeline = _load(ctx, pipeline_file)
-    with _session(settings) as spark:
-        do_train(spark, settings, pipeline, uuid.uuid4().hex, run_date, {})
+    _run_job(ctx, "train", pipeline_file, _dates(run_date, date_from, date_to), [
+        ("train", lambda *a: do_train(*a)),
+    ])
 
 
 @cli.command()
 @pipeline_argument
-@run_date_option
+@run_date_options
 @click.option("--model-version", metavar="N", help="Score with this registered version instead of the alias.")
 @click.pass_obj
-def score(ctx: Context, pipeline_file: str, run_date: dt.date, model_version: str | None) -> None:
-    """Score the input table with the champion into the predictions table."""
+def score(ctx: Context, pipeline_file: str, run_date, date_from, date_to, model_version: str | None) -> None:
+    """Score the input table with the champion into the predictions table.
+
+    The alias is resolved once, before the first date: every date of a backfill range is scored
+    by the same model version.
+    """
+    from lakeforge import tracking
+
     settings, pipeline = _load(ctx, pipeline_file)
-    with _session(settings) as spark:
-        do_score(spark, settings, pipeline, run_date, model_version, {})
+    tracking.configure(settings)
+    model = tracking.resolve_model(pipeline.model.registered_name, pipeline.scoring.model_alias, model_version)
+    _run_job(ctx, "score", pipeline_file, _dates(run_date, date_from, date_to), [
+        ("score", lambda *a: do_score(*a, model=model)),
+    ])
 
 
 @cli.command()
 @pipeline_argument
-@run_date_option
+@run_date_options
 @click.pass_obj
-def run(ctx: Context, pipeline_file: str, run_date: dt.date) -> None:
+def run(ctx: Context, pipeline_file: str, run_date, date_from, date_to) -> None:
     """Run the whole pipeline: ingest -> train -> register -> score."""
-    settings, pipeline = _load(ctx, pipeline_file)
-    run_id = uuid.uuid4().hex
-    timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    with _session(settings) as spark:
-        timings["spark_start"] = time.perf_counter() - t0
-        do_ingest(spark, settings, pipeline, run_id, run_date, timings)
-        do_train(spark, settings, pipeline, run_id, run_date, timings)
-        res = do_score(spark, settings, pipeline, run_date, None, timings)
+    timings_all: dict[str, float] = {}
+
+    def timed(stage):
+        def call(spark, settings, pipeline, record, timings):
+            result = stage(spark, settings, pipeline, record, timings)
+            timings_all.update(timings)
+            return result
+        return call
+
+    results = _run_job(ctx, "run", pipeline_file, _dates(run_date, date_from, date_to), [
+        ("ingest", timed(do_ingest)), ("train", timed(do_train)), ("score", timed(do_score)),
+    ])
+    settings, pipeline = _load(ctx, pipeline_file)
+    predictions = settings.table(pipeline.tables.predictions)
     total = time.perf_counter() - t0
-    stages = ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())
-    out.print(f"Pipeline {pipeline.name} finished in {total:.1f}s ({stages}).")
-    out.print(f"Predictions: {res.write.table} (Delta, partitioned by run_date) under {settings.warehouse}")
+    stages = ", ".join(f"{k} {v:.1f}s" for k, v in timings_all.items())
+    out.print(f"Pipeline {pipeline.name} finished in {total:.1f}s (last date: {stages}).")
+    out.print(f"Predictions: {predictions} (Delta, partitioned by run_date) under {settings.warehouse}")
     out.print(
         f'Try: lakeforge sql "SELECT run_date, model_version, count(*) AS n, avg(score) AS mean_score '
-        f'FROM {res.write.table} GROUP BY run_date, model_version ORDER BY run_date"'
+        f'FROM {predictions} GROUP BY run_date, model_version ORDER BY run_date"'
     )
+    return results
+
+
+@cli.command()
+@pipeline_argument
+@click.option("--retain-hours", default=168, show_default=True, type=click.IntRange(min=168),
+              help="VACUUM keeps files younger than this (at least 7 days, so readers and time travel stay safe).")
+@click.option("--no-vacuum", is_flag=True, help="Only compact (OPTIMIZE), delete nothing.")
+@click.pass_obj
+def maintain(ctx: Context, pipeline_file: str, retain_hours: int, no_vacuum: bool) -> None:
+    """Compact small files (OPTIMIZE) and remove old unreferenced files (VACUUM) in the
+    pipeline's tables."""
+    from lakeforge.runs import JOB_RUNS_TABLE, job_lock
+
+    settings, pipeline = _load(ctx, pipeline_file)
+    names = [pipeline.tables.bronze, pipeline.tables.predictions, pipeline.tables.leaderboard, JOB_RUNS_TABLE]
+    with job_lock(settings, "maintain", pipeline.name), _session(settings) as spark:
+        report = Table(title="Table maintenance")
+        for col in ("table", "files removed (OPTIMIZE)", "files added", "vacuumed"):
+            report.add_column(col)
+        for name in filter(None, names):
+            table = settings.table(name)
+            if not spark.catalog.tableExists(table):
+                continue
+            t0 = _stage(f"maintain {table}")
+            m = spark.sql(f"OPTIMIZE {table}").select("metrics.numFilesRemoved", "metrics.numFilesAdded").first()
+            vacuumed = "skipped"
+            if not no_vacuum:
+                spark.sql(f"VACUUM {table} RETAIN {retain_hours} HOURS")
+                vacuumed = f"files older than {retain_hours}h"
+            report.add_row(table, str(m[0]), str(m[1]), vacuumed)
+            _done(t0, table)
+        out.print(report)
 
 
 @cli.command()

@@ -69,6 +69,10 @@ def table_exists(spark: SparkSession, table: str) -> bool:
     return spark.catalog.tableExists(table)
 
 
+def table_location(spark: SparkSession, table: str) -> str:
+    return spark.sql(f"DESCRIBE DETAIL {table}").select("location").first()[0]
+
+
 def latest_version(spark: SparkSession, table: str) -> int:
     return int(DeltaTable.forName(spark, table).history(1).select("version").first()[0])
 
@@ -91,14 +95,20 @@ def write_table(
     so rerunning a date never duplicates rows and other dates are kept.
     """
     spark = df.sparkSession
+    exists = table_exists(spark, table)
     writer = df.write.format("delta").mode("overwrite")
     if partition_col is not None:
         if partition_value is None:
             raise ValueError("partition_value is required with partition_col")
         writer = writer.partitionBy(partition_col)
-        if table_exists(spark, table):
+        if exists:
             writer = writer.option("replaceWhere", f"{partition_col} = DATE'{partition_value.isoformat()}'")
-    writer.saveAsTable(table)
+    if exists:
+        # Write to the table's Delta location: the schema lives in the Delta log, so the
+        # metastore entry needs no update (saveAsTable would try to alter it on every overwrite).
+        writer.save(table_location(spark, table))
+    else:
+        writer.saveAsTable(table)
     row = DeltaTable.forName(spark, table).history(1).select("version", "operation", "operationMetrics").first()
     metrics = row["operationMetrics"] or {}
     return WriteResult(table, int(row["version"]), int(metrics.get("numOutputRows", 0)), row["operation"])

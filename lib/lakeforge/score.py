@@ -64,17 +64,23 @@ def score(
     pipeline: PipelineConfig,
     run_date: dt.date,
     model_version: str | None = None,
+    model: tracking.ModelRef | None = None,
 ) -> ScoreResult:
+    """Score the input table into the predictions table for ``run_date``.
+
+    ``model``: an already resolved version (a backfill resolves the alias once for all dates);
+    otherwise ``model_version`` or the configured alias is resolved now.
+    """
     tracking.configure(settings)
-    ref = tracking.resolve_model(pipeline.model.registered_name, pipeline.scoring.model_alias, model_version)
+    ref = model or tracking.resolve_model(pipeline.model.registered_name, pipeline.scoring.model_alias, model_version)
     input_table = settings.table(pipeline.scoring.input_table or pipeline.tables.bronze)
     if not spark.catalog.tableExists(input_table):
         raise InputDataError(f"input table {input_table} does not exist; run 'lakeforge ingest {pipeline.file}' first")
     version = latest_version(spark, input_table)
     df = read_version(spark, input_table, version)
     _check_signature(df, ref, input_table, pipeline.key)
-    model = load_model(ref)
-    predictions = df.transform(with_predictions(model, pipeline.key, ref, run_date))
+    fitted = load_model(ref)
+    predictions = df.transform(with_predictions(fitted, pipeline.key, ref, run_date))
     result = write_table(
         predictions, settings.table(pipeline.tables.predictions), partition_col="run_date", partition_value=run_date
     )
