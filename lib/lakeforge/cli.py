@@ -246,12 +246,15 @@ def score(ctx: Context, pipeline_file: str, run_date, date_from, date_to, model_
     """
     from lakeforge import tracking
 
-    settings, pipeline = _load(ctx, pipeline_file)
-    tracking.configure(settings)
-    model = tracking.resolve_model(pipeline.model.registered_name, pipeline.scoring.model_alias, model_version)
-    _run_job(ctx, "score", pipeline_file, _dates(run_date, date_from, date_to), [
-        ("score", lambda *a: do_score(*a, model=model)),
-    ])
+    resolved: list[tracking.ModelRef] = []
+
+    def stage(spark, settings, pipeline, record, timings):
+        if not resolved:  # once, inside the lock, before the first date is scored
+            tracking.configure(settings)
+            resolved.append(tracking.resolve_model(pipeline.model.registered_name, pipeline.scoring.model_alias, model_version))
+        return do_score(spark, settings, pipeline, record, timings, model=resolved[0])
+
+    _run_job(ctx, "score", pipeline_file, _dates(run_date, date_from, date_to), [("score", stage)])
 
 
 @cli.command()
@@ -288,20 +291,22 @@ def run(ctx: Context, pipeline_file: str, run_date, date_from, date_to) -> None:
 
 @cli.command()
 @pipeline_argument
-@click.option("--retain-hours", default=168, show_default=True, type=click.IntRange(min=168),
-              help="VACUUM keeps files younger than this (at least 7 days, so readers and time travel stay safe).")
-@click.option("--no-vacuum", is_flag=True, help="Only compact (OPTIMIZE), delete nothing.")
+@click.option("--no-vacuum", is_flag=True, help="Only compact (OPTIMIZE); delete nothing.")
 @click.pass_obj
-def maintain(ctx: Context, pipeline_file: str, retain_hours: int, no_vacuum: bool) -> None:
-    """Compact small files (OPTIMIZE) and remove old unreferenced files (VACUUM) in the
-    pipeline's tables."""
+def maintain(ctx: Context, pipeline_file: str, no_vacuum: bool) -> None:
+    """Compact small files (OPTIMIZE) and delete unreferenced old files (VACUUM) in the
+    pipeline's tables and job_runs.
+
+    VACUUM keeps every file younger than the table's delta.deletedFileRetentionDuration
+    (Delta's default: 7 days), so running readers and time travel within that window are safe.
+    """
     from lakeforge.runs import JOB_RUNS_TABLE, job_lock
 
     settings, pipeline = _load(ctx, pipeline_file)
     names = [pipeline.tables.bronze, pipeline.tables.predictions, pipeline.tables.leaderboard, JOB_RUNS_TABLE]
     with job_lock(settings, "maintain", pipeline.name), _session(settings) as spark:
         report = Table(title="Table maintenance")
-        for col in ("table", "files removed (OPTIMIZE)", "files added", "vacuumed"):
+        for col in ("table", "files compacted", "files written", "vacuum retention"):
             report.add_column(col)
         for name in filter(None, names):
             table = settings.table(name)
@@ -309,11 +314,12 @@ def maintain(ctx: Context, pipeline_file: str, retain_hours: int, no_vacuum: boo
                 continue
             t0 = _stage(f"maintain {table}")
             m = spark.sql(f"OPTIMIZE {table}").select("metrics.numFilesRemoved", "metrics.numFilesAdded").first()
-            vacuumed = "skipped"
+            retention = "skipped"
             if not no_vacuum:
-                spark.sql(f"VACUUM {table} RETAIN {retain_hours} HOURS")
-                vacuumed = f"files older than {retain_hours}h"
-            report.add_row(table, str(m[0]), str(m[1]), vacuumed)
+                props = dict(spark.sql(f"SHOW TBLPROPERTIES {table}").collect())
+                retention = props.get("delta.deletedFileRetentionDuration", "interval 7 days (default)")
+                spark.sql(f"VACUUM {table}")
+            report.add_row(table, str(m[0]), str(m[1]), retention)
             _done(t0, table)
         out.print(report)
 

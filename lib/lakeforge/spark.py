@@ -69,6 +69,8 @@ def session_conf(settings: Settings, launching: bool = True) -> dict[str, str]:
         # Delta reads its log with this many tasks: 50 by default, far too many for small tables.
         "spark.databricks.delta.snapshotPartitions": str(max(2, s.shuffle_partitions)),
         "spark.sql.sources.partitionOverwriteMode": "static",
+        # Parallel file listing (VACUUM, partition discovery) uses 10000 tasks by default.
+        "spark.sql.sources.parallelPartitionDiscovery.parallelism": str(max(2, s.shuffle_partitions)),
     }
     java_opts = []
     log4j = settings.root / "conf" / "log4j2.properties"
