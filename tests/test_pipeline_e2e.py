@@ -78,3 +78,41 @@ def test_bronze_and_leaderboard_tables_are_registered(project):
         assert f"lakeforge.{name}" in proc.stdout
     out = _sql(overlay, "SELECT count(*), sum(CAST(is_best AS INT)) FROM lakeforge.leaderboard_telco")
     assert _cells(out)[-1] == ["3", "1"]  # 3 grid points for the run date, not 6
+
+
+def test_killed_score_run_leaves_the_table_whole_and_a_rerun_completes_it(project):
+    """kill -9 a scoring run mid-way: the predictions table is as before or fully written, never
+    half; the rerun for the same date leaves exactly one row per key."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from conftest import ROOT
+
+    _, overlay, _ = project
+    date = "2026-11-25"
+    exe = Path(sys.executable).with_name("lakeforge")
+    proc = subprocess.Popen(
+        [str(exe), "--conf", str(overlay), "score", str(TELCO_PIPELINE), "--run-date", date],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        env={**os.environ, "LAKEFORGE_HOME": str(ROOT)},
+    )
+    for line in proc.stdout:  # wait until scoring has started, then kill the whole process group
+        if line.startswith(">> score"):
+            break
+    time.sleep(1.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    time.sleep(1)  # let the JVM notice its parent is gone and release the metastore
+
+    out = _sql(overlay, f"SELECT count(*) FROM lakeforge.predictions_telco WHERE run_date = DATE'{date}'")
+    assert _cells(out)[-1][0] in {"0", "7043"}  # all or nothing
+    rerun = run_lakeforge("--conf", str(overlay), "score", str(TELCO_PIPELINE), "--run-date", date)
+    assert rerun.returncode == 0, rerun.stderr
+    out = _sql(overlay, "SELECT run_date, count(*), count(DISTINCT customerID) FROM lakeforge.predictions_telco "
+                        "GROUP BY run_date ORDER BY run_date")
+    assert _cells(out) == [[RUN_DATE, "7043", "7043"], [date, "7043", "7043"]]
