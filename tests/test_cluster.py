@@ -1,0 +1,145 @@
+"""spark-submit against a real Spark standalone cluster (master + 2 workers on 127.0.0.1),
+started and stopped by the test with scripts/cluster.sh."""
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from conftest import ROOT, TELCO_CSV, write_overlay, write_pipeline
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cluster")
+    env = {
+        **os.environ,
+        "LAKEFORGE_CLUSTER_DIR": str(folder / "run"),
+        "LAKEFORGE_MASTER_PORT": str(_free_port()),
+        "LAKEFORGE_MASTER_UI_PORT": str(_free_port()),
+    }
+    script = str(ROOT / "scripts" / "cluster.sh")
+    started = subprocess.run(["bash", script, "start", "--workers", "2"], env=env, capture_output=True, text=True, timeout=120)
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        yield folder, env
+    finally:
+        subprocess.run(["bash", script, "stop"], env=env, capture_output=True, text=True, timeout=60)
+
+
+def _master_state(env) -> dict:
+    url = f"http://127.0.0.1:{env['LAKEFORGE_MASTER_UI_PORT']}/json/"
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.load(r)
+
+
+def _submit(env, *args, timeout=420):
+    return subprocess.Popen(
+        ["bash", str(ROOT / "scripts" / "submit.sh"), *args], env=env, cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+
+
+def _finish(proc, timeout=420) -> str:
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out[-5000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained_on_cluster(cluster):
+    """The whole Telco pipeline submitted to the cluster (small grid to keep CI short)."""
+    folder, env = cluster
+    overlay = write_overlay(folder / "project")
+    pipeline = write_pipeline(folder / "project", **{"model.grid": {"regParam": [0.01]}, "model.folds": 2})
+    out = _finish(_submit(env, "run", "--env", "cluster", "--conf", str(overlay), str(pipeline), "--run-date", "2026-01-02"))
+    return folder, env, overlay, out
+
+
+def test_pipeline_runs_on_the_standalone_cluster(spark, trained_on_cluster):
+    folder, env, _, out = trained_on_cluster
+    assert "7043 predictions by telco_churn v1" in out
+    apps = _master_state(env)["completedapps"]
+    assert apps and all(a["state"] == "FINISHED" for a in apps)
+    assert len(_master_state(env)["workers"]) == 2
+    predictions = spark.read.format("delta").load(str(folder / "project" / "warehouse" / "lakeforge.db" / "predictions_telco"))
+    row = predictions.selectExpr(
+        "count(*) AS n", "count(DISTINCT customerID) AS keys", "collect_set(CAST(run_date AS STRING)) AS dates",
+        "min(score) AS lo", "max(score) AS hi").first()
+    assert (row.n, row.keys, row.dates) == (7043, 7043, ["2026-01-02"])
+    assert 0.0 <= row.lo and row.hi <= 1.0
+
+
+def _executor_pids(env) -> list[int]:
+    workers = {int(p.read_text()) for p in (ROOT / env["LAKEFORGE_CLUSTER_DIR"]).glob("worker-*.pid")}
+    ps = subprocess.run(["ps", "-ww", "-eo", "pid=,ppid=,args="], capture_output=True, text=True).stdout
+    pids = []
+    for line in ps.splitlines():
+        pid, ppid, args = line.split(None, 2)
+        if int(ppid) in workers and "CoarseGrainedExecutorBackend" in args:
+            pids.append(int(pid))
+    return pids
+
+
+def test_scoring_survives_a_killed_executor(spark, trained_on_cluster):
+    """kill -9 one executor while the cluster scores 200k rows: the job completes and the
+    predictions table has exactly one row per input key."""
+    folder, env, overlay, _ = trained_on_cluster
+    big = folder / "big.csv"
+    with open(TELCO_CSV) as src, open(big, "w", newline="") as dst:
+        rows = list(csv.reader(src))
+        writer = csv.writer(dst)
+        writer.writerow(rows[0])
+        copies = 29  # 29 x 7043 = 204,247 customers with distinct keys
+        for i in range(copies):
+            for r in rows[1:]:
+                writer.writerow([f"{r[0]}-{i}", *r[1:]])
+    pipeline = write_pipeline(
+        folder / "big", **{"source.path": str(big), "tables.bronze": "bronze_big",
+                           "tables.predictions": "predictions_big", "tables.leaderboard": None}
+    )
+    _finish(_submit(env, "ingest", "--env", "cluster", "--conf", str(overlay), str(pipeline), "--run-date", "2026-01-03"))
+
+    proc = _submit(env, "score", "--env", "cluster", "--conf", str(overlay), str(pipeline), "--run-date", "2026-01-03")
+    lines: list[str] = []
+    def read():
+        for line in proc.stdout:
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    killed = None
+    deadline = time.time() + 180
+    while time.time() < deadline and killed is None and proc.poll() is None:
+        pids = _executor_pids(env)
+        if len(pids) == 2 and any(">> score" in line for line in lines):
+            time.sleep(4)  # the model is loaded within seconds; then the scoring job runs
+            killed = pids[0]
+            os.kill(killed, signal.SIGKILL)
+        else:
+            time.sleep(0.2)
+    assert killed is not None, "".join(lines)[-3000:]
+    proc.wait(timeout=420)
+    reader.join(timeout=10)
+    out = "".join(lines)
+    assert proc.returncode == 0, out[-5000:]
+    assert "204247 predictions" in out, out[-3000:]
+    assert "Lost executor" in out or "lost executor" in out.lower(), out[-3000:]  # the fault really hit the job
+    table = spark.read.format("delta").load(str(folder / "project" / "warehouse" / "lakeforge.db" / "predictions_big"))
+    row = table.selectExpr("count(*) AS n", "count(DISTINCT customerID) AS keys").first()
+    assert (row.n, row.keys) == (29 * 7043, 29 * 7043)
