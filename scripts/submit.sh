@@ -33,5 +33,6 @@ exec "$SPARK_HOME/bin/spark-submit" \
   --py-files "$zip" \
   --conf "spark.driver.extraJavaOptions=-Dlog4j.configurationFile=file:$ROOT/conf/log4j2.properties" \
   --conf spark.driver.host=127.0.0.1 --conf spark.driver.bindAddress=127.0.0.1 \
+  --driver-class-path "$(ls "$ROOT"/jars/derbyclient-*.jar 2>/dev/null | head -1)" \
   ${SPARK_SUBMIT_ARGS:-} \
   "$ROOT/jobs/$job.py" "$@"

@@ -9,7 +9,7 @@ from lakeforge.cli import cli
 
 from conftest import TELCO_PIPELINE, run_lakeforge, write_overlay, write_pipeline
 
-COMMANDS = ["ingest", "train", "score", "run", "sql", "tables", "maintain"]
+COMMANDS = ["ingest", "train", "score", "run", "sql", "tables", "maintain", "sql-server"]
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])

@@ -361,6 +361,55 @@ def _sql_text(value: object) -> str:
     return str(value)
 
 
+@cli.command("sql-server")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback unless you mean otherwise).")
+@click.option("--port", default=10000, show_default=True, type=click.IntRange(1, 65535), help="HiveServer2 (Thrift/JDBC) port.")
+@click.pass_obj
+def sql_server(ctx: Context, host: str, port: int) -> None:
+    """Serve the project's tables over JDBC/ODBC (Spark Thrift Server, HiveServer2 protocol).
+
+    BI tools and beeline connect with jdbc:hive2://HOST:PORT. Needs a shared metastore
+    (scripts/metastore.sh start, then --env shared) so jobs can keep writing meanwhile.
+    Runs in the foreground until interrupted.
+    """
+    import os
+
+    from lakeforge.spark import launched_by_spark_submit, session_conf, spark_home
+
+    settings = ctx.settings
+    if settings.catalog.metastore == "derby":
+        raise LakeforgeError(
+            "sql-server needs a shared metastore: the embedded one (catalog.metastore: derby) would lock "
+            "every other lakeforge process out. Run scripts/metastore.sh start, then "
+            "lakeforge --env shared sql-server"
+        )
+    if launched_by_spark_submit():
+        raise LakeforgeError("run sql-server with the lakeforge command, not under spark-submit")
+    home = spark_home()
+    cmd = [
+        os.path.join(home, "bin", "spark-submit"), "--master", settings.spark.master,
+        "--class", "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2", "--name", "lakeforge-sql-server",
+    ]
+    conf = session_conf(settings)
+    # The Thrift server builds its session before spark.jars are loaded: put them on the
+    # driver's own class path too.
+    extra = [*conf.get("spark.jars", "").split(","), conf.get("spark.driver.extraClassPath", "")]
+    conf["spark.driver.extraClassPath"] = ":".join(p for p in extra if p)
+    for key, value in conf.items():
+        cmd += ["--conf", f"{key}={value}"]
+    cmd += [
+        "--hiveconf", f"hive.server2.thrift.bind.host={host}",
+        "--hiveconf", f"hive.server2.thrift.port={port}",
+        "spark-internal",
+    ]
+    err.print(f"Spark Thrift Server on jdbc:hive2://{host}:{port} (database {settings.catalog.database}); Ctrl-C stops it")
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ["SPARK_HOME"] = home
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(cmd[0], cmd)
+
+
 @cli.command()
 @click.pass_obj
 def tables(ctx: Context) -> None:

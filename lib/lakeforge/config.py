@@ -63,9 +63,14 @@ class SparkSettings(_Strict):
 class CatalogSettings(_Strict):
     database: str = "lakeforge"
     warehouse_dir: str = "warehouse"
-    # derby: embedded Hive metastore under the warehouse (one process at a time).
-    # external: a shared metastore configured through spark.conf (spark.hadoop.javax.jdo.*).
-    metastore: Literal["derby", "external"] = "derby"
+    # derby:        embedded Hive metastore in <warehouse>/metastore_db (one process at a time).
+    # derby-server: the same database served by a Derby network server (scripts/metastore.sh) so
+    #               several processes share the catalog: jobs, `lakeforge sql`, `sql-server`.
+    # external:     any other metastore, configured through spark.conf (spark.hadoop.javax.jdo.*
+    #               for a database such as PostgreSQL, or spark.hadoop.hive.metastore.uris).
+    metastore: Literal["derby", "derby-server", "external"] = "derby"
+    metastore_host: str = "127.0.0.1"
+    metastore_port: int = Field(1527, ge=1, le=65535)
 
     @field_validator("database")
     @classmethod

@@ -29,6 +29,13 @@ DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 DELTA_PACKAGE = "io.delta:delta-spark_2.13:4.3.1"
 
 
+def spark_home() -> str:
+    """The Spark distribution lakeforge runs on (pyspark's package folder unless SPARK_HOME)."""
+    import pyspark
+
+    return os.environ.get("SPARK_HOME") or os.path.dirname(pyspark.__file__)
+
+
 def launched_by_spark_submit() -> bool:
     """True inside a driver started by spark-submit (its JVM is already running)."""
     return "PYSPARK_GATEWAY_PORT" in os.environ
@@ -49,7 +56,14 @@ def jar_files(settings: Settings) -> list[str]:
 
 # Settings that only take effect when lakeforge itself launches the driver JVM; under
 # spark-submit they come from its command line instead.
-LAUNCH_KEYS = ("spark.jars", "spark.driver.memory", "spark.driver.extraJavaOptions")
+LAUNCH_KEYS = ("spark.jars", "spark.driver.memory", "spark.driver.extraJavaOptions", "spark.driver.extraClassPath")
+DERBY_CLIENT_DRIVER = "org.apache.derby.client.ClientAutoloadedDriver"
+
+
+def derby_client_jar(settings: Settings) -> str | None:
+    folder = settings.path(settings.spark.jars_dir) if settings.spark.jars_dir else None
+    found = sorted(folder.glob("derbyclient-*.jar")) if folder and folder.is_dir() else []
+    return str(found[-1]) if found else None
 
 
 def session_conf(settings: Settings, launching: bool = True) -> dict[str, str]:
@@ -76,12 +90,22 @@ def session_conf(settings: Settings, launching: bool = True) -> dict[str, str]:
     log4j = settings.root / "conf" / "log4j2.properties"
     if log4j.is_file():
         java_opts.append(f"-Dlog4j.configurationFile={log4j.as_uri()}")
-    if settings.catalog.metastore == "derby":
+    cat = settings.catalog
+    if cat.metastore == "derby":
         home = Path(warehouse)
         conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = (
             f"jdbc:derby:;databaseName={home / 'metastore_db'};create=true"
         )
         java_opts.append(f"-Dderby.system.home={home}")
+    elif cat.metastore == "derby-server":
+        conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = (
+            f"jdbc:derby://{cat.metastore_host}:{cat.metastore_port}/{Path(warehouse) / 'metastore_db'};create=true"
+        )
+        conf["spark.hadoop.javax.jdo.option.ConnectionDriverName"] = DERBY_CLIENT_DRIVER
+        # DataNucleus loads the JDBC driver from the JVM's own class path, not from spark.jars.
+        client = derby_client_jar(settings)
+        if client:
+            conf["spark.driver.extraClassPath"] = client
     if java_opts:
         conf["spark.driver.extraJavaOptions"] = " ".join(java_opts)
     if s.driver_memory:
@@ -106,7 +130,7 @@ def get_spark(settings: Settings) -> SparkSession:
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     submitted = launched_by_spark_submit()
     conf = session_conf(settings, launching=not submitted)
-    if settings.catalog.metastore == "derby" and not str(settings.warehouse).startswith(("hdfs:", "s3", "gs:", "abfs")):
+    if settings.catalog.metastore.startswith("derby") and "://" not in settings.warehouse:
         Path(settings.warehouse).mkdir(parents=True, exist_ok=True)
     builder = SparkSession.builder
     if not submitted:  # under spark-submit, its --master decides
@@ -122,6 +146,12 @@ def get_spark(settings: Settings) -> SparkSession:
     try:
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {settings.catalog.database}")
     except Exception as exc:
+        if settings.catalog.metastore == "derby-server" and "Unable to instantiate" in str(exc):
+            spark.stop()
+            raise RuntimeSetupError(
+                f"cannot reach the metastore server at {settings.catalog.metastore_host}:"
+                f"{settings.catalog.metastore_port}; start it with scripts/metastore.sh start"
+            ) from None
         if "Another instance of Derby" in str(exc) or "XSDB6" in str(exc):
             spark.stop()
             raise RuntimeSetupError(
