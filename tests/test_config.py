@@ -113,3 +113,19 @@ def test_bad_settings_overlay(tmp_path):
 def test_unknown_env(tmp_path):
     with pytest.raises(ConfigError, match=r"config file not found: .*conf/nowhere\.yaml"):
         load_settings(env="nowhere", conf_dir=ROOT / "conf")
+
+
+def test_secrets_come_from_the_environment_not_the_yaml(tmp_path, monkeypatch):
+    from lakeforge.errors import RuntimeSetupError
+    from lakeforge.spark import session_conf
+
+    extra = tmp_path / "secret.yaml"
+    extra.write_text("spark:\n  conf:\n    spark.hadoop.javax.jdo.option.ConnectionPassword: ${env:LF_TEST_SECRET}\n")
+    s = load_settings(overlays=[extra], conf_dir=ROOT / "conf")
+    monkeypatch.setenv("LF_TEST_SECRET", "hunter2")
+    assert session_conf(s)["spark.hadoop.javax.jdo.option.ConnectionPassword"] == "hunter2"
+    # what gets logged (MLflow's settings.json) keeps the placeholder
+    assert "hunter2" not in str(s.model_dump(mode="json"))
+    monkeypatch.delenv("LF_TEST_SECRET")
+    with pytest.raises(RuntimeSetupError, match="environment variable LF_TEST_SECRET is not set"):
+        session_conf(s)

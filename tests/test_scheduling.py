@@ -170,3 +170,24 @@ def test_maintain_compacts_and_keeps_data(spark, overlay, trained):
     assert "OPTIMIZE" in ops and "VACUUM END" in ops
     assert spark.sql("DESCRIBE DETAIL lakeforge.job_runs").first()["numFiles"] == 1
     assert spark.table("lakeforge.job_runs").count() == rows_before
+
+
+def test_passthrough_columns_are_kept_in_the_predictions(spark, settings, trained, tmp_path):
+    _, pipeline = trained
+    from chispa import assert_df_equality
+
+    from lakeforge.score import score
+
+    cfg = pipeline.model_copy(update={
+        "tables": pipeline.tables.model_copy(update={"predictions": "s_predictions_pass"}),
+        "scoring": pipeline.scoring.model_copy(update={"passthrough": ["Contract", "tenure"]}),
+    })
+    score(spark, settings, cfg, dt.date(2026, 6, 1))
+    out = spark.table("lakeforge.s_predictions_pass")
+    assert out.columns == ["customerID", "Contract", "tenure", "score", "predicted_label", "model_name",
+                           "model_version", "scored_at", "run_date"]
+    assert_df_equality(
+        out.select("customerID", "Contract", "tenure"),
+        spark.table("lakeforge.s_bronze").select("customerID", "Contract", "tenure"),
+        ignore_row_order=True, ignore_nullable=True,
+    )

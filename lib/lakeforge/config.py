@@ -223,6 +223,8 @@ class ScoringConfig(_Strict):
     # Table to score; default: the bronze table.
     input_table: str | None = None
     model_alias: str = "champion"
+    # Input columns copied to the predictions table as they are (e.g. a segment for dashboards).
+    passthrough: list[str] = Field(default_factory=list)
 
 
 class PipelineConfig(_Strict):

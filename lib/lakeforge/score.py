@@ -22,7 +22,6 @@ from lakeforge.config import PipelineConfig, Settings
 from lakeforge.errors import InputDataError
 from lakeforge.io import WriteResult, latest_version, read_version, write_table
 
-PREDICTION_COLUMNS = ("score", "predicted_label", "model_name", "model_version", "scored_at", "run_date")
 
 
 @dataclass(frozen=True)
@@ -33,14 +32,19 @@ class ScoreResult:
     write: WriteResult
 
 
-def with_predictions(model: PipelineModel, key: str, ref: tracking.ModelRef, run_date: dt.date) -> Callable[[DataFrame], DataFrame]:
-    """Score ``df`` and keep the key, P(positive) as a plain double, the predicted label and the
-    model's name and version."""
+def with_predictions(
+    model: PipelineModel, key: str, ref: tracking.ModelRef, run_date: dt.date, passthrough: list[str] = ()
+) -> Callable[[DataFrame], DataFrame]:
+    """Score ``df`` and keep the key, the passthrough columns, P(positive) as a plain double, the
+    predicted label and the model's name and version."""
 
     def transform(df: DataFrame) -> DataFrame:
-        scored = model.transform(df)
+        # Passthrough columns are taken from the input as it was, before the model's stages.
+        renamed = {c: f"__pass_{i}" for i, c in enumerate(passthrough)}
+        scored = model.transform(df.select("*", *(F.col(c).alias(a) for c, a in renamed.items())))
         return scored.select(
             F.col(key),
+            *(F.col(a).alias(c) for c, a in renamed.items()),
             vector_to_array(F.col("probability"))[1].alias("score"),
             F.col("prediction").cast("int").alias("predicted_label"),
             F.lit(ref.name).alias("model_name"),
@@ -78,21 +82,22 @@ def score(
         raise InputDataError(f"input table {input_table} does not exist; run 'lakeforge ingest {pipeline.file}' first")
     version = latest_version(spark, input_table)
     df = read_version(spark, input_table, version)
-    _check_signature(df, ref, input_table, pipeline.key)
+    _check_signature(df, ref, input_table, [pipeline.key, *pipeline.scoring.passthrough])
     fitted = load_model(ref)
-    predictions = df.transform(with_predictions(fitted, pipeline.key, ref, run_date))
+    predictions = df.transform(with_predictions(fitted, pipeline.key, ref, run_date, pipeline.scoring.passthrough))
     result = write_table(
         predictions, settings.table(pipeline.tables.predictions), partition_col="run_date", partition_value=run_date
     )
     return ScoreResult(ref, input_table, version, result)
 
 
-def _check_signature(df: DataFrame, ref: tracking.ModelRef, table: str, key: str) -> None:
-    """Fail before any write when the input lacks a column the model was trained on."""
+def _check_signature(df: DataFrame, ref: tracking.ModelRef, table: str, keep: list[str]) -> None:
+    """Fail before any write when the input lacks a column the model was trained on (or one the
+    predictions keep: the key and the passthrough columns). Extra columns are ignored."""
     from mlflow.models import get_model_info
 
     info = get_model_info(ref.uri)
-    wanted = [key]
+    wanted = list(keep)
     if info.signature is not None and info.signature.inputs is not None:
         wanted += list(info.signature.inputs.input_names())
     missing = [c for c in wanted if c not in df.columns]

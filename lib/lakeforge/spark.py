@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,6 +67,22 @@ def derby_client_jar(settings: Settings) -> str | None:
     return str(found[-1]) if found else None
 
 
+_ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand_env(key: str, value: str) -> str:
+    """Replace ``${env:NAME}`` with the environment variable NAME (for secrets: they stay out of
+    the YAML, and the settings logged to MLflow keep the placeholder)."""
+
+    def sub(m: re.Match) -> str:
+        name = m.group(1)
+        if name not in os.environ:
+            raise RuntimeSetupError(f"spark.conf.{key}: environment variable {name} is not set")
+        return os.environ[name]
+
+    return _ENV_REF.sub(sub, value)
+
+
 def session_conf(settings: Settings, launching: bool = True) -> dict[str, str]:
     """Every Spark setting the factory applies, as plain strings. With ``launching=False`` (under
     spark-submit) the JVM launch settings are left out."""
@@ -113,7 +130,7 @@ def session_conf(settings: Settings, launching: bool = True) -> dict[str, str]:
     jars = jar_files(settings) if launching else []
     if jars:
         conf["spark.jars"] = ",".join(jars)
-    conf.update({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in s.conf.items()})
+    conf.update({k: _expand_env(k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in s.conf.items()})
     if not launching:
         for key in LAUNCH_KEYS:
             conf.pop(key, None)

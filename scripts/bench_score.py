@@ -1,0 +1,147 @@
+"""Benchmark: lakeforge's exactly-once Delta scoring vs plain Spark, side by side in one run.
+
+    .venv/bin/python scripts/bench_score.py [--rows 1000000,10000000] [--runs 3] [--out docs/bench_score.json]
+
+For each size it builds a Delta table of generated customers (Telco rows replicated with new
+keys, all 21 columns), trains the champion once (small grid), then alternates, ``--runs`` times:
+
+- plain:     PipelineModel.load(...) + model.transform(df).select(key, p1, label).write.parquet(...)
+- lakeforge: lakeforge.score.score(...) — alias resolution, signature check, model load from
+             MLflow, transform, replaceWhere of the run date's partition in the Delta table.
+
+It reports medians (wall seconds, rows/s), the ratio lakeforge/plain, and the driver JVM's
+peak resident memory during each variant (VmHWM, reset before each run), so that "flat driver
+memory from 1 to 10 million rows" can be checked. Everything runs in a temporary warehouse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", default="1000000,10000000", help="comma-separated input sizes (default: 1M and 10M)")
+    p.add_argument("--runs", type=int, default=3, help="runs per variant and size (median reported)")
+    p.add_argument("--out", default=None, help="write the results as JSON here")
+    p.add_argument("--driver-memory", default="4g")
+    return p.parse_args()
+
+
+def jvm_peak_rss_reset(pid: int) -> None:
+    with open(f"/proc/{pid}/clear_refs", "w") as f:  # "5" resets the peak RSS (VmHWM)
+        f.write("5")
+
+
+def jvm_peak_rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> int:
+    args = parse_args()
+    sizes = [int(s) for s in args.rows.split(",")]
+    os.environ.setdefault("LAKEFORGE_HOME", str(ROOT))
+    from conftest import TELCO_PIPELINE, write_overlay, write_pipeline
+    from pyspark.ml import PipelineModel
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import functions as F
+    from pyspark.sql.window import Window
+
+    from lakeforge.config import load_pipeline, load_settings
+    from lakeforge.ingest import ingest
+    from lakeforge.score import score
+    from lakeforge.spark import get_spark
+    from lakeforge.train import train
+
+    work = Path(tempfile.mkdtemp(prefix="lakeforge-bench-"))
+    overlay = write_overlay(work, master="local[*]", shuffle_partitions=8, driver_memory=args.driver_memory)
+    settings = load_settings(overlays=[overlay], conf_dir=ROOT / "conf")
+    spark = get_spark(settings)
+    jvm_pid = spark._jvm.java.lang.ProcessHandle.current().pid()  # noqa: SLF001
+    pipe = load_pipeline(write_pipeline(work, **{"model.grid": {"regParam": [0.01]}, "model.folds": 2}))
+    print(f"warehouse {work}; training the champion on Telco ...", flush=True)
+    ingest(spark, settings, pipe, "bench", dt.date(2026, 1, 1))
+    trained = train(spark, settings, pipe, "bench", dt.date(2026, 1, 1))
+    model_dir = work / "plain_model"
+    import mlflow.spark
+
+    mlflow.spark.load_model(trained.model.uri).write().overwrite().save(str(model_dir))
+    telco = spark.table(settings.table(pipe.tables.bronze)).drop("_ingested_at", "_source_file", "_run_id", "_run_date")
+    # 7,043 rows: numbering them in one partition is cheap
+    telco = telco.withColumn("_i", F.row_number().over(Window.orderBy("customerID")) - 1).cache()
+    n_telco = telco.count()
+
+    results = []
+    for rows in sizes:
+        table = f"bench_input_{rows}"
+        print(f"generating {rows:,} rows -> {table} ...", flush=True)
+        gen = (
+            spark.range(rows).withColumn("_i", F.col("id") % n_telco)
+            .join(F.broadcast(telco), "_i")
+            .withColumn("customerID", F.concat_ws("-", "customerID", F.col("id").cast("string")))
+            .drop("_i", "id")
+        )
+        gen.write.format("delta").mode("overwrite").saveAsTable(settings.table(table))
+        cfg = pipe.model_copy(update={
+            "tables": pipe.tables.model_copy(update={"predictions": f"bench_predictions_{rows}"}),
+            "scoring": pipe.scoring.model_copy(update={"input_table": table}),
+        })
+        timings: dict[str, list[float]] = {"plain": [], "lakeforge": []}
+        peaks: dict[str, list[float]] = {"plain": [], "lakeforge": []}
+        for run in range(args.runs):
+            for variant in ("plain", "lakeforge"):
+                jvm_peak_rss_reset(jvm_pid)
+                t0 = time.perf_counter()
+                if variant == "plain":
+                    model = PipelineModel.load(str(model_dir))
+                    (model.transform(spark.table(settings.table(table)))
+                     .select("customerID", vector_to_array("probability")[1].alias("score"),
+                             F.col("prediction").cast("int").alias("predicted_label"))
+                     .write.mode("overwrite").parquet(str(work / f"plain_{rows}")))
+                else:
+                    res = score(spark, settings, cfg, dt.date(2026, 1, 2))
+                    assert res.write.rows_written == rows, res
+                secs = time.perf_counter() - t0
+                timings[variant].append(secs)
+                peaks[variant].append(jvm_peak_rss_mb(jvm_pid))
+                print(f"  {rows:>11,} rows  run {run + 1}  {variant:<9} {secs:7.1f} s  driver peak RSS {peaks[variant][-1]:7.0f} MB", flush=True)
+        med = {k: statistics.median(v) for k, v in timings.items()}
+        out_rows = spark.table(settings.table(f"bench_predictions_{rows}")).count()
+        assert out_rows == rows, (out_rows, rows)  # exactly once, after all reruns of the date
+        results.append({
+            "rows": rows,
+            "plain_s": med["plain"], "lakeforge_s": med["lakeforge"], "ratio": med["lakeforge"] / med["plain"],
+            "plain_rows_per_s": rows / med["plain"], "lakeforge_rows_per_s": rows / med["lakeforge"],
+            "plain_driver_peak_rss_mb": max(peaks["plain"]), "lakeforge_driver_peak_rss_mb": max(peaks["lakeforge"]),
+            "runs": args.runs, "all_s": timings,
+        })
+        r = results[-1]
+        print(f"{rows:,} rows: plain {r['plain_s']:.1f} s, lakeforge {r['lakeforge_s']:.1f} s, ratio {r['ratio']:.3f}; "
+              f"driver peak RSS plain {r['plain_driver_peak_rss_mb']:.0f} MB, lakeforge {r['lakeforge_driver_peak_rss_mb']:.0f} MB", flush=True)
+    machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+               "spark": spark.version, "driver_memory": args.driver_memory}
+    report = {"machine": machine, "results": results}
+    print(json.dumps(report, indent=2, default=str))
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2, default=str))
+    spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
