@@ -191,3 +191,33 @@ def test_passthrough_columns_are_kept_in_the_predictions(spark, settings, traine
         spark.table("lakeforge.s_bronze").select("customerID", "Contract", "tenure"),
         ignore_row_order=True, ignore_nullable=True,
     )
+
+
+def test_incremental_scoring_scores_only_new_or_changed_rows(spark, overlay, trained, tmp_path):
+    from lakeforge.cli import main
+
+    spark.table("lakeforge.s_bronze").write.format("delta").saveAsTable("lakeforge.s_inc")
+    path = write_pipeline(tmp_path, **{
+        "tables.bronze": "s_bronze", "tables.predictions": "s_pred_inc", "model.registered_name": "sched_model",
+        "scoring.input_table": "s_inc", "scoring.mode": "incremental",
+    })
+
+    def score(date, *extra):
+        assert main(["--conf", str(overlay), "score", str(path), "--run-date", date, *extra]) == 0
+        return {r.customerID for r in spark.sql(
+            f"SELECT customerID FROM lakeforge.s_pred_inc WHERE run_date = DATE'{date}'").collect()}
+
+    assert len(score("2026-07-01")) == 7043  # nothing scored before: everything
+    changed = ["7590-VHVEG", "5575-GNVDE", "3668-QPYBK"]
+    spark.sql(f"UPDATE lakeforge.s_inc SET tenure = tenure + 1 WHERE customerID IN {tuple(changed)}")
+    spark.sql("INSERT INTO lakeforge.s_inc SELECT concat(customerID, '-new'), * EXCEPT (customerID) "
+              "FROM lakeforge.s_inc WHERE customerID IN ('7795-CFOCW', '9237-HQITU')")
+    expected = {*changed, "7795-CFOCW-new", "9237-HQITU-new"}
+    assert score("2026-07-02") == expected
+    assert score("2026-07-02") == expected  # a rerun of the date compares with the same base
+    assert score("2026-07-03") == set()     # nothing changed since
+    assert len(score("2026-07-03", "--full")) == 7045
+    versions = spark.sql("SELECT run_date, input_version FROM lakeforge.job_runs WHERE input_table = 'lakeforge.s_inc' "
+                         "AND status = 'succeeded' ORDER BY finished_at").collect()
+    assert [(str(r.run_date), r.input_version) for r in versions] == [
+        ("2026-07-01", 0), ("2026-07-02", 2), ("2026-07-02", 2), ("2026-07-03", 2), ("2026-07-03", 2)]

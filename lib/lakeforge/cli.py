@@ -61,6 +61,8 @@ def run_date_options(f):
         "--run-date", callback=_run_date, metavar="YYYY-MM-DD",
         help="Logical date of this run (default: today). Rerunning a date replaces its output.",
     )(f)
+
+
 pipeline_argument = click.argument("pipeline_file", metavar="PIPELINE_YAML", type=click.Path(dir_okay=False))
 
 
@@ -129,7 +131,7 @@ def do_train(spark, settings, pipeline, record, timings):
     return res
 
 
-def do_score(spark, settings, pipeline, record, timings, model_version=None, model=None):
+def do_score(spark, settings, pipeline, record, timings, model_version=None, model=None, full=False):
     from lakeforge.score import score
 
     which = model.version if model else model_version
@@ -138,12 +140,15 @@ def do_score(spark, settings, pipeline, record, timings, model_version=None, mod
         f"{pipeline.model.registered_name}@{pipeline.scoring.model_alias if which is None else 'v' + str(which)} "
         f"(run date {record.run_date})"
     )
-    res = score(spark, settings, pipeline, record.run_date, model_version, model=model)
+    res = score(spark, settings, pipeline, record.run_date, model_version, model=model, full=full)
     record.rows_in = record.rows_out = res.write.rows_written
     record.model_name, record.model_version = res.model.name, res.model.version
+    record.input_table, record.input_version = res.input_table, res.input_version
+    what = (f"rows new or changed since {res.input_table} version {res.incremental_base}"
+            if res.incremental_base is not None else f"rows of {res.input_table} version {res.input_version}")
     timings["score"] = _done(
         t0,
-        f"{res.write.rows_written} predictions by {res.model.name} v{res.model.version} -> "
+        f"{res.write.rows_written} predictions ({what}) by {res.model.name} v{res.model.version} -> "
         f"{res.write.table} (run_date {record.run_date}, table version {res.write.version})",
     )
     return res
@@ -218,7 +223,7 @@ def _run_job(ctx: Context, job: str, pipeline_file: str, dates: list[dt.date], s
 def ingest(ctx: Context, pipeline_file: str, run_date, date_from, date_to) -> None:
     """Load the pipeline's source into its bronze Delta table."""
     _run_job(ctx, "ingest", pipeline_file, _dates(run_date, date_from, date_to), [
-        ("ingest", lambda *a: do_ingest(*a)),
+        ("ingest", do_ingest),
     ])
 
 
@@ -229,7 +234,7 @@ def ingest(ctx: Context, pipeline_file: str, run_date, date_from, date_to) -> No
 def train(ctx: Context, pipeline_file: str, run_date, date_from, date_to) -> None:
     """Train with CrossValidator, log to MLflow and register the model as champion."""
     _run_job(ctx, "train", pipeline_file, _dates(run_date, date_from, date_to), [
-        ("train", lambda *a: do_train(*a)),
+        ("train", do_train),
     ])
 
 
@@ -237,8 +242,9 @@ def train(ctx: Context, pipeline_file: str, run_date, date_from, date_to) -> Non
 @pipeline_argument
 @run_date_options
 @click.option("--model-version", metavar="N", help="Score with this registered version instead of the alias.")
+@click.option("--full", is_flag=True, help="Rescore every input row even with scoring.mode: incremental.")
 @click.pass_obj
-def score(ctx: Context, pipeline_file: str, run_date, date_from, date_to, model_version: str | None) -> None:
+def score(ctx: Context, pipeline_file: str, run_date, date_from, date_to, model_version: str | None, full: bool) -> None:
     """Score the input table with the champion into the predictions table.
 
     The alias is resolved once, before the first date: every date of a backfill range is scored
@@ -252,7 +258,7 @@ def score(ctx: Context, pipeline_file: str, run_date, date_from, date_to, model_
         if not resolved:  # once, inside the lock, before the first date is scored
             tracking.configure(settings)
             resolved.append(tracking.resolve_model(pipeline.model.registered_name, pipeline.scoring.model_alias, model_version))
-        return do_score(spark, settings, pipeline, record, timings, model=resolved[0])
+        return do_score(spark, settings, pipeline, record, timings, model=resolved[0], full=full)
 
     _run_job(ctx, "score", pipeline_file, _dates(run_date, date_from, date_to), [("score", stage)])
 

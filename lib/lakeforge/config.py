@@ -225,6 +225,11 @@ class ScoringConfig(_Strict):
     model_alias: str = "champion"
     # Input columns copied to the predictions table as they are (e.g. a segment for dashboards).
     passthrough: list[str] = Field(default_factory=list)
+    # full:        every input row is scored for the run date.
+    # incremental: only rows that are new or changed (any non-metadata column) since the input
+    #              version scored by the last successful run of an earlier date; `score --full`
+    #              forces a full rescore.
+    mode: Literal["full", "incremental"] = "full"
 
 
 class PipelineConfig(_Strict):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
-import json
 import os
 import socket
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from lakeforge.config import Settings
 from lakeforge.errors import LakeforgeError
@@ -21,7 +21,8 @@ JOB_RUNS_TABLE = "job_runs"
 JOB_RUNS_SCHEMA = (
     "run_id string, job string, pipeline string, run_date date, status string, "
     "started_at timestamp, finished_at timestamp, duration_s double, rows_in long, rows_out long, "
-    "model_name string, model_version string, host string, message string"
+    "model_name string, model_version string, host string, message string, "
+    "input_table string, input_version long"
 )
 
 
@@ -80,6 +81,8 @@ class RunRecord:
     model_name: str | None = None
     model_version: str | None = None
     message: str | None = None
+    input_table: str | None = None
+    input_version: int | None = None
 
     def finish(self, status: str, message: str | None = None) -> dict:
         finished = dt.datetime.now()
@@ -92,14 +95,27 @@ class RunRecord:
             "rows_in": self.rows_in, "rows_out": self.rows_out,
             "model_name": self.model_name, "model_version": self.model_version,
             "host": socket.gethostname(), "message": message,
+            "input_table": self.input_table, "input_version": self.input_version,
         }
 
 
 def record_run(spark: SparkSession, settings: Settings, row: dict) -> None:
     """Append one run record to ``job_runs`` (one row per attempt: retries are history too)."""
     df = spark.createDataFrame([row], JOB_RUNS_SCHEMA)
-    df.write.format("delta").mode("append").saveAsTable(settings.table(JOB_RUNS_TABLE))
+    df.write.format("delta").mode("append").option("mergeSchema", "true").saveAsTable(settings.table(JOB_RUNS_TABLE))
 
 
-def summary(row: dict) -> str:
-    return json.dumps({k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()})
+def last_scored_version(spark: SparkSession, settings: Settings, pipeline: str, input_table: str, before: dt.date) -> int | None:
+    """The input version scored by the last successful score run of a date before ``before``."""
+    table = settings.table(JOB_RUNS_TABLE)
+    if not spark.catalog.tableExists(table) or "input_version" not in spark.table(table).columns:
+        return None
+    row = (
+        spark.table(table)
+        .where("job = 'score' AND status = 'succeeded' AND input_version IS NOT NULL")
+        .where((F.col("pipeline") == pipeline) & (F.col("input_table") == input_table) & (F.col("run_date") < F.lit(before)))
+        .orderBy(F.col("run_date").desc(), F.col("finished_at").desc())
+        .select("input_version")
+        .first()
+    )
+    return None if row is None else int(row[0])

@@ -20,7 +20,9 @@ from pyspark.sql import functions as F
 from lakeforge import tracking
 from lakeforge.config import PipelineConfig, Settings
 from lakeforge.errors import InputDataError
+from lakeforge.ingest import METADATA_COLUMNS
 from lakeforge.io import WriteResult, latest_version, read_version, write_table
+from lakeforge.runs import last_scored_version
 
 
 
@@ -30,6 +32,7 @@ class ScoreResult:
     input_table: str
     input_version: int
     write: WriteResult
+    incremental_base: int | None = None  # the input version the changes were taken against
 
 
 def with_predictions(
@@ -69,11 +72,14 @@ def score(
     run_date: dt.date,
     model_version: str | None = None,
     model: tracking.ModelRef | None = None,
+    full: bool = False,
 ) -> ScoreResult:
     """Score the input table into the predictions table for ``run_date``.
 
     ``model``: an already resolved version (a backfill resolves the alias once for all dates);
-    otherwise ``model_version`` or the configured alias is resolved now.
+    otherwise ``model_version`` or the configured alias is resolved now. With
+    ``scoring.mode: incremental`` (and not ``full``), only rows new or changed since the input
+    version scored for an earlier date are scored.
     """
     tracking.configure(settings)
     ref = model or tracking.resolve_model(pipeline.model.registered_name, pipeline.scoring.model_alias, model_version)
@@ -83,12 +89,33 @@ def score(
     version = latest_version(spark, input_table)
     df = read_version(spark, input_table, version)
     _check_signature(df, ref, input_table, [pipeline.key, *pipeline.scoring.passthrough])
+    base = None
+    if pipeline.scoring.mode == "incremental" and not full:
+        base = last_scored_version(spark, settings, pipeline.name, input_table, run_date)
+        if base is not None:
+            df = df.transform(changed_since(read_version(spark, input_table, base), pipeline.key))
     fitted = load_model(ref)
     predictions = df.transform(with_predictions(fitted, pipeline.key, ref, run_date, pipeline.scoring.passthrough))
     result = write_table(
         predictions, settings.table(pipeline.tables.predictions), partition_col="run_date", partition_value=run_date
     )
-    return ScoreResult(ref, input_table, version, result)
+    return ScoreResult(ref, input_table, version, result, base)
+
+
+def changed_since(base: DataFrame, key: str) -> Callable[[DataFrame], DataFrame]:
+    """Keep the rows whose key is new or whose content (any column but lakeforge's ingestion
+    metadata) differs from ``base``: a hash anti-join, one pass over each version."""
+
+    def transform(df: DataFrame) -> DataFrame:
+        cols = [c for c in df.columns if c not in METADATA_COLUMNS]
+        missing = [c for c in cols if c not in base.columns]
+        if missing:  # the schema changed: everything counts as changed
+            return df
+        fingerprint = F.xxhash64(*[F.col(c) for c in cols])
+        seen = base.select(F.col(key), fingerprint.alias("__row_hash"))
+        return df.withColumn("__row_hash", fingerprint).join(seen, [key, "__row_hash"], "left_anti").drop("__row_hash")
+
+    return transform
 
 
 def _check_signature(df: DataFrame, ref: tracking.ModelRef, table: str, keep: list[str]) -> None:
