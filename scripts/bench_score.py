@@ -5,13 +5,16 @@
 For each size it builds a Delta table of generated customers (Telco rows replicated with new
 keys, all 21 columns), trains the champion once (small grid), then alternates, ``--runs`` times:
 
-- plain:     PipelineModel.load(...) + model.transform(df).select(key, p1, label).write.parquet(...)
+- plain:     PipelineModel.load(...) + model.transform(df).select(<the same 7 output columns>)
+             .write.parquet(...)
 - lakeforge: lakeforge.score.score(...) — alias resolution, signature check, model load from
              MLflow, transform, replaceWhere of the run date's partition in the Delta table.
 
 It reports medians (wall seconds, rows/s), the ratio lakeforge/plain, and the driver JVM's
-peak resident memory during each variant (VmHWM, reset before each run), so that "flat driver
-memory from 1 to 10 million rows" can be checked. Everything runs in a temporary warehouse.
+peak resident memory during each variant (VmHWM, reset before each run), the heap the JVM still
+holds after a full GC, and the Python driver's peak RSS. In local mode the driver JVM also hosts
+the executors, so its RSS grows with task memory (up to --driver-memory); the heap retained after
+GC and the Python RSS show what the driver itself keeps. Everything runs in a temporary warehouse.
 """
 
 from __future__ import annotations
@@ -50,6 +53,20 @@ def jvm_peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def jvm_heap_after_gc_mb(spark) -> float:
+    """Heap the driver JVM still holds after a full GC: what a run leaves behind on the driver."""
+    jvm = spark._jvm  # noqa: SLF001
+    jvm.java.lang.System.gc()
+    rt = jvm.java.lang.Runtime.getRuntime()
+    return (rt.totalMemory() - rt.freeMemory()) / 2**20
+
+
+def python_peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> int:
@@ -103,15 +120,19 @@ def main() -> int:
         })
         timings: dict[str, list[float]] = {"plain": [], "lakeforge": []}
         peaks: dict[str, list[float]] = {"plain": [], "lakeforge": []}
+        retained: dict[str, list[float]] = {"plain": [], "lakeforge": []}
         for run in range(args.runs):
             for variant in ("plain", "lakeforge"):
                 jvm_peak_rss_reset(jvm_pid)
                 t0 = time.perf_counter()
                 if variant == "plain":
                     model = PipelineModel.load(str(model_dir))
+                    # the same output columns as lakeforge's predictions table, as plain Parquet
                     (model.transform(spark.table(settings.table(table)))
                      .select("customerID", vector_to_array("probability")[1].alias("score"),
-                             F.col("prediction").cast("int").alias("predicted_label"))
+                             F.col("prediction").cast("int").alias("predicted_label"),
+                             F.lit("telco_churn").alias("model_name"), F.lit("1").alias("model_version"),
+                             F.current_timestamp().alias("scored_at"), F.lit(dt.date(2026, 1, 2)).alias("run_date"))
                      .write.mode("overwrite").parquet(str(work / f"plain_{rows}")))
                 else:
                     res = score(spark, settings, cfg, dt.date(2026, 1, 2))
@@ -119,7 +140,9 @@ def main() -> int:
                 secs = time.perf_counter() - t0
                 timings[variant].append(secs)
                 peaks[variant].append(jvm_peak_rss_mb(jvm_pid))
-                print(f"  {rows:>11,} rows  run {run + 1}  {variant:<9} {secs:7.1f} s  driver peak RSS {peaks[variant][-1]:7.0f} MB", flush=True)
+                retained[variant].append(jvm_heap_after_gc_mb(spark))
+                print(f"  {rows:>11,} rows  run {run + 1}  {variant:<9} {secs:7.1f} s  JVM peak RSS {peaks[variant][-1]:6.0f} MB"
+                      f"  JVM heap after GC {retained[variant][-1]:5.0f} MB  Python peak RSS {python_peak_rss_mb():4.0f} MB", flush=True)
         med = {k: statistics.median(v) for k, v in timings.items()}
         out_rows = spark.table(settings.table(f"bench_predictions_{rows}")).count()
         assert out_rows == rows, (out_rows, rows)  # exactly once, after all reruns of the date
@@ -127,12 +150,15 @@ def main() -> int:
             "rows": rows,
             "plain_s": med["plain"], "lakeforge_s": med["lakeforge"], "ratio": med["lakeforge"] / med["plain"],
             "plain_rows_per_s": rows / med["plain"], "lakeforge_rows_per_s": rows / med["lakeforge"],
-            "plain_driver_peak_rss_mb": max(peaks["plain"]), "lakeforge_driver_peak_rss_mb": max(peaks["lakeforge"]),
+            "plain_jvm_peak_rss_mb": max(peaks["plain"]), "lakeforge_jvm_peak_rss_mb": max(peaks["lakeforge"]),
+            "plain_jvm_heap_after_gc_mb": max(retained["plain"]), "lakeforge_jvm_heap_after_gc_mb": max(retained["lakeforge"]),
+            "python_driver_peak_rss_mb": python_peak_rss_mb(),
             "runs": args.runs, "all_s": timings,
         })
         r = results[-1]
         print(f"{rows:,} rows: plain {r['plain_s']:.1f} s, lakeforge {r['lakeforge_s']:.1f} s, ratio {r['ratio']:.3f}; "
-              f"driver peak RSS plain {r['plain_driver_peak_rss_mb']:.0f} MB, lakeforge {r['lakeforge_driver_peak_rss_mb']:.0f} MB", flush=True)
+              f"JVM heap after GC plain {r['plain_jvm_heap_after_gc_mb']:.0f} MB, lakeforge {r['lakeforge_jvm_heap_after_gc_mb']:.0f} MB; "
+              f"Python peak RSS {r['python_driver_peak_rss_mb']:.0f} MB", flush=True)
     machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                "spark": spark.version, "driver_memory": args.driver_memory}
     report = {"machine": machine, "results": results}

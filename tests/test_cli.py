@@ -90,3 +90,18 @@ def test_empty_input(tmp_path):
     proc = run_lakeforge("--conf", str(write_overlay(tmp_path)), "run", str(bad))
     _assert_one_clear_error(proc, "empty.csv is empty", "nothing was written")
     assert not _bronze_written(tmp_path)
+
+
+def test_sql_errors_and_the_interactive_prompt(spark, overlay):
+    from lakeforge.cli import main
+
+    # a bad query is one clear line (the session is the test run's, reused in-process)
+    result = CliRunner().invoke(cli, ["--conf", str(overlay), "sql", "SELECT nope FROM nowhere_table"])
+    assert result.exit_code != 0
+    assert "SQL error" in str(result.exception) and "nowhere_table" in str(result.exception)
+    # the prompt: statements end with ';', a typo does not end the session, Ctrl-D quits
+    session = "SELECT 1 +\n 1 AS two;\nSELEC oops;\nSELECT 'still here' AS s;\n"
+    result = CliRunner().invoke(cli, ["--conf", str(overlay), "sql"], input=session)
+    assert result.exit_code == 0, result.output
+    assert "two" in result.output and "still here" in result.output
+    assert main(["--conf", str(overlay), "sql", "SELEC 1"]) == 2

@@ -331,32 +331,56 @@ def maintain(ctx: Context, pipeline_file: str, no_vacuum: bool) -> None:
 
 
 @cli.command()
-@click.argument("query")
+@click.argument("query", required=False)
 @click.option("--limit", default=100, show_default=True, help="Print at most this many rows.")
 @click.pass_obj
-def sql(ctx: Context, query: str, limit: int) -> None:
-    """Run a SQL QUERY against the project's catalog and print the result as a table.
+def sql(ctx: Context, query: str | None, limit: int) -> None:
+    """Run a SQL QUERY against the project's catalog and print the result as a table; without
+    QUERY, open an interactive prompt (statements end with ';', quit with Ctrl-D or 'exit').
 
     Tables are addressed by name, e.g. lakeforge.predictions_telco.
     """
-    from pyspark.errors import AnalysisException, ParseException
-
     settings = ctx.settings
     with _session(settings) as spark:
         spark.catalog.setCurrentDatabase(settings.catalog.database)
-        try:
-            df = spark.sql(query)
-            rows = df.limit(limit + 1).collect()
-        except (AnalysisException, ParseException) as exc:
-            raise LakeforgeError(f"SQL error: {exc.getMessage()}") from None
-        table = Table(show_lines=False)
-        for name in df.columns:
-            table.add_column(name)
-        for row in rows[:limit]:
-            table.add_row(*(_sql_text(v) for v in row))
-        out.print(table)
-        more = " (more rows not shown; raise --limit)" if len(rows) > limit else ""
-        err.print(f"{min(len(rows), limit)} row(s){more}")
+        if query is not None:
+            _run_sql(spark, query, limit)
+            return
+        err.print(f"lakeforge SQL on database {settings.catalog.database}; end statements with ';', Ctrl-D quits")
+        buffer: list[str] = []
+        while True:
+            try:
+                line = input("lakeforge> " if not buffer else "       ...> ")
+            except EOFError:
+                break
+            if not buffer and line.strip().lower() in {"exit", "quit", "exit;", "quit;"}:
+                break
+            buffer.append(line)
+            if line.rstrip().endswith(";"):
+                statement = "\n".join(buffer).rstrip().rstrip(";")
+                buffer = []
+                try:
+                    _run_sql(spark, statement, limit)
+                except LakeforgeError as exc:  # a typo must not end the session
+                    _error(str(exc))
+
+
+def _run_sql(spark, query: str, limit: int) -> None:
+    from pyspark.errors import AnalysisException, ParseException
+
+    try:
+        df = spark.sql(query)
+        rows = df.limit(limit + 1).collect()
+    except (AnalysisException, ParseException) as exc:
+        raise LakeforgeError(f"SQL error: {exc.getMessage()}") from None
+    table = Table(show_lines=False)
+    for name in df.columns:
+        table.add_column(name)
+    for row in rows[:limit]:
+        table.add_row(*(_sql_text(v) for v in row))
+    out.print(table)
+    more = " (more rows not shown; raise --limit)" if len(rows) > limit else ""
+    err.print(f"{min(len(rows), limit)} row(s){more}")
 
 
 def _sql_text(value: object) -> str:
