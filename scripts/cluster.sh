@@ -27,8 +27,11 @@ usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 alive_workers() {
-  curl -fsS "http://127.0.0.1:$UI_PORT/json/" 2>/dev/null |
-    "$PY" -c 'import json, sys; print(sum(w["state"] == "ALIVE" for w in json.load(sys.stdin)["workers"]))' 2>/dev/null || echo 0
+  "$PY" - "$UI_PORT" <<'PYCODE' 2>/dev/null || echo 0
+import json, sys, urllib.request
+with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/json/", timeout=5) as r:
+    print(sum(w["state"] == "ALIVE" for w in json.load(r)["workers"]))
+PYCODE
 }
 
 start() {
