@@ -73,7 +73,7 @@ def main() -> int:
     args = parse_args()
     sizes = [int(s) for s in args.rows.split(",")]
     os.environ.setdefault("LAKEFORGE_HOME", str(ROOT))
-    from conftest import TELCO_PIPELINE, write_overlay, write_pipeline
+    from conftest import write_overlay, write_pipeline
     from pyspark.ml import PipelineModel
     from pyspark.ml.functions import vector_to_array
     from pyspark.sql import functions as F
@@ -90,7 +90,7 @@ def main() -> int:
     settings = load_settings(overlays=[overlay], conf_dir=ROOT / "conf")
     spark = get_spark(settings)
     jvm_pid = spark._jvm.java.lang.ProcessHandle.current().pid()  # noqa: SLF001
-    pipe = load_pipeline(write_pipeline(work, **{"model.grid": {"regParam": [0.01]}, "model.folds": 2}))
+    pipe = load_pipeline(write_pipeline(work, **{"model.algorithms": {"logistic_regression": {"regParam": [0.01]}}, "model.folds": 2}))
     print(f"warehouse {work}; training the champion on Telco ...", flush=True)
     ingest(spark, settings, pipe, "bench", dt.date(2026, 1, 1))
     trained = train(spark, settings, pipe, "bench", dt.date(2026, 1, 1))

@@ -25,6 +25,7 @@ def write_overlay(folder: Path, **extra_spark) -> Path:
         "spark": {"master": "local[2]", "shuffle_partitions": 2, "ui": False, "driver_memory": "2g", **extra_spark},
         "catalog": {"warehouse_dir": str(folder / "warehouse")},
         "mlflow": {"tracking_uri": f"sqlite:///{folder / 'mlflow.db'}", "artifact_root": str(folder / "artifacts")},
+        "reports_dir": str(folder / "reports"),
     }
     path = folder / "overlay.yaml"
     path.write_text(yaml.safe_dump(overlay))

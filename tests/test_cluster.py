@@ -66,7 +66,7 @@ def trained_on_cluster(cluster):
     """The whole Telco pipeline submitted to the cluster (small grid to keep CI short)."""
     folder, env = cluster
     overlay = write_overlay(folder / "project")
-    pipeline = write_pipeline(folder / "project", **{"model.grid": {"regParam": [0.01]}, "model.folds": 2})
+    pipeline = write_pipeline(folder / "project", **{"model.algorithms": {"logistic_regression": {"regParam": [0.01]}}, "model.folds": 2})
     out = _finish(_submit(env, "run", "--env", "cluster", "--conf", str(overlay), str(pipeline), "--run-date", "2026-01-02"))
     return folder, env, overlay, out
 

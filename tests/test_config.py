@@ -40,7 +40,9 @@ def test_telco_pipeline_is_valid():
     p = load_pipeline(TELCO_PIPELINE)
     assert (p.key, p.target, p.positive_class) == ("customerID", "Churn", "Yes")
     assert "TotalCharges" in p.features.numeric
-    assert p.model.grid["regParam"] == [0.001, 0.01, 0.1]
+    assert p.model.task == "binary"
+    assert p.model.algorithms["logistic_regression"]["regParam"] == [0.001, 0.01, 0.1]
+    assert set(p.model.algorithms) == {"logistic_regression", "random_forest", "gbt"}
     assert len(p.config_hash) == 12
 
 
@@ -74,8 +76,26 @@ def test_out_of_range_value(tmp_path):
 
 
 def test_unknown_grid_parameter(tmp_path):
-    path = _pipeline_with(tmp_path, lambda d: d["model"]["grid"].update(regparam=[0.1]))
-    with pytest.raises(ConfigError, match=r"model\.grid: unknown LogisticRegression parameter 'regparam'"):
+    path = _pipeline_with(tmp_path, lambda d: d["model"]["algorithms"]["logistic_regression"].update(regparam=[0.1]))
+    with pytest.raises(ConfigError, match=r"model\.algorithms: .*logistic_regression: unknown parameter 'regparam'; allowed: .*regParam"):
+        load_pipeline(path)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda m: m["algorithms"].update(xgboost={}), r"model\.algorithms: .*unknown algorithm 'xgboost'; available: logistic_regression"),
+        (lambda m: m["algorithms"]["random_forest"].update(maxDepth=["deep"]), r"random_forest\.maxDepth: expected an integer, got 'deep'"),
+        (lambda m: m["algorithms"]["random_forest"].update(maxDepth=[]), r"random_forest\.maxDepth: expected a non-empty list"),
+        (lambda m: m["algorithms"].update(linear_regression={}), r"algorithm 'linear_regression' does not do binary"),
+        (lambda m: m.update(metric="rmse"), r"metric 'rmse' does not apply to task 'binary'; use one of roc_auc"),
+        (lambda m: m.update(threshold={"strategy": "precision"}), r"threshold\.strategy 'precision' needs threshold\.value"),
+    ],
+    ids=["unknown-algorithm", "bad-value", "empty-values", "wrong-task", "metric-for-task", "threshold-value"],
+)
+def test_bad_model_search_config(tmp_path, mutate, expected):
+    path = _pipeline_with(tmp_path, lambda d: mutate(d["model"]))
+    with pytest.raises(ConfigError, match=expected):
         load_pipeline(path)
 
 

@@ -48,8 +48,9 @@ def test_predictions_are_queryable_by_name_and_not_doubled(project):
     out = _sql(overlay, "SELECT run_date, model_name, model_version, min(score) >= 0 AND max(score) <= 1 AS ok, "
                         "sum(predicted_label) > 0 AS some_churn FROM lakeforge.predictions_telco "
                         "GROUP BY ALL")
-    # the second run registered version 2 and replaced the date's partition with its predictions
-    assert _cells(out)[-1] == [RUN_DATE, "telco_churn", "2", "true", "true"]
+    # the second run registered version 2, an identical model that does not beat the champion
+    # (same data, config and seed), so version 1 scored again and replaced the date's partition
+    assert _cells(out)[-1] == [RUN_DATE, "telco_churn", "1", "true", "true"]
 
 
 def test_registry_has_champion_with_provenance(project):
@@ -60,14 +61,18 @@ def test_registry_has_champion_with_provenance(project):
     mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
     client = MlflowClient()
     champion = client.get_model_version_by_alias("telco_churn", "champion")
-    assert str(champion.version) == "2"
+    challenger = client.get_model_version_by_alias("telco_churn", "challenger")
+    assert (str(champion.version), str(challenger.version)) == ("1", "2")
+    assert challenger.tags["lakeforge.decision"].endswith("champion v1 kept")
+    assert client.get_run(challenger.run_id).data.tags["data.table_version"] == "1"  # the second ingest
     run = client.get_run(champion.run_id)
     assert run.data.tags["data.table"] == "lakeforge.bronze_telco"
-    assert run.data.tags["data.table_version"] == "1"  # the second ingest wrote version 1
+    assert run.data.tags["data.table_version"] == "0"
     assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?|unknown", run.data.tags["git_commit"])
     assert run.data.metrics["test_roc_auc"] >= 0.83
     assert {"test_pr_auc", "test_accuracy", "test_f1"} <= set(run.data.metrics)
-    assert run.data.params["best.regParam"] in {"0.001", "0.01", "0.1"}
+    assert run.data.params["best.algorithm"] in {"logistic_regression", "random_forest", "gbt"}
+    assert run.data.metrics["test_roc_auc"] == client.get_run(challenger.run_id).data.metrics["test_roc_auc"]
 
 
 def test_bronze_and_leaderboard_tables_are_registered(project):
@@ -77,7 +82,7 @@ def test_bronze_and_leaderboard_tables_are_registered(project):
     for name in ("bronze_telco", "predictions_telco", "leaderboard_telco"):
         assert f"lakeforge.{name}" in proc.stdout
     out = _sql(overlay, "SELECT count(*), sum(CAST(is_best AS INT)) FROM lakeforge.leaderboard_telco")
-    assert _cells(out)[-1] == ["3", "1"]  # 3 grid points for the run date, not 6
+    assert _cells(out)[-1] == ["7", "1"]  # 7 candidates for the run date, not 14
 
 
 def test_killed_score_run_leaves_the_table_whole_and_a_rerun_completes_it(project):

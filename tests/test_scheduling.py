@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from click.testing import CliRunner
@@ -76,7 +75,7 @@ def trained(spark, settings, overlay, tmp_path_factory):
     path = write_pipeline(
         folder, **{"tables.bronze": "s_bronze", "tables.predictions": "s_predictions",
                    "tables.leaderboard": "s_leaderboard", "model.registered_name": "sched_model",
-                   "model.grid": {"regParam": [0.01]}, "model.folds": 2}
+                   "model.algorithms": {"logistic_regression": {"regParam": [0.01]}}, "model.folds": 2}
     )
     result = CliRunner().invoke(cli, ["--conf", str(overlay), "run", str(path), "--run-date", "2026-02-01"])
     assert result.exit_code == 0, result.output

@@ -47,7 +47,7 @@ def shared_project(tmp_path_factory):
         data = yaml.safe_load(overlay.read_text())
         data["catalog"].update(metastore="derby-server", metastore_port=ms_port)
         overlay.write_text(yaml.safe_dump(data))
-        pipeline = write_pipeline(folder, **{"model.grid": {"regParam": [0.01]}, "model.folds": 2})
+        pipeline = write_pipeline(folder, **{"model.algorithms": {"logistic_regression": {"regParam": [0.01]}}, "model.folds": 2})
         proc = run_lakeforge("--conf", str(overlay), "run", str(pipeline), "--run-date", "2026-01-01")
         assert proc.returncode == 0, proc.stderr[-3000:]
         yield folder, overlay, pipeline

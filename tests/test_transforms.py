@@ -10,9 +10,10 @@ from pyspark.sql import functions as F
 
 from lakeforge.config import FeaturesConfig, PreprocessingConfig
 from lakeforge.errors import InputDataError
-from lakeforge.features import FeatureRoles, preprocessing_pipeline, resolve_roles, with_label
+from lakeforge.evaluation import evaluate_binary
+from lakeforge.features import FeatureRoles, preprocessing_pipeline, resolve_roles
 from lakeforge.ingest import with_ingest_metadata
-from lakeforge.train import binary_metrics, split_by_key
+from lakeforge.train import Target, label_column, split_by_key
 
 
 def test_ingest_metadata_columns(spark, tmp_path):
@@ -39,7 +40,8 @@ def test_ingest_metadata_refuses_to_overwrite_existing_columns(spark):
 def test_with_label_maps_positive_class_and_drops_null_targets(spark):
     df = spark.createDataFrame([("a", "Yes"), ("b", "No"), ("c", None)], "id string, Churn string")
     expected = spark.createDataFrame([("a", "Yes", 1.0), ("b", "No", 0.0)], "id string, Churn string, label double")
-    assert_df_equality(df.transform(with_label("Churn", "Yes")), expected, ignore_nullable=True)
+    target = Target("binary", ["not Yes", "Yes"], "Yes")
+    assert_df_equality(label_column(df, "Churn", target), expected, ignore_nullable=True)
 
 
 def test_resolve_roles_by_type_when_not_configured(spark):
@@ -117,8 +119,9 @@ def test_binary_metrics_counts(spark):
         (0.0, Vectors.dense([2.0, -2.0]), 0.0),
     ]
     df = spark.createDataFrame(rows, ["label", "rawPrediction", "prediction"])
-    m = binary_metrics(df)
-    assert (m["tp"], m["fp"], m["fn"], m["tn"]) == (1.0, 1.0, 1.0, 2.0)
+    ev = evaluate_binary(df)  # no probability column (linear SVC): sigmoid of the margin
+    m = ev.metrics
+    assert ev.confusion == [[2, 1], [1, 1]]  # [[tn, fp], [fn, tp]]
     assert m["accuracy"] == pytest.approx(3 / 5)
     assert m["precision"] == pytest.approx(0.5)
     assert m["recall"] == pytest.approx(0.5)

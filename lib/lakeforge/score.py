@@ -36,10 +36,16 @@ class ScoreResult:
 
 
 def with_predictions(
-    model: PipelineModel, key: str, ref: tracking.ModelRef, run_date: dt.date, passthrough: list[str] = ()
+    model: PipelineModel, key: str, ref: tracking.ModelRef, run_date: dt.date, passthrough: list[str] = (),
+    task: str = "binary",
 ) -> Callable[[DataFrame], DataFrame]:
-    """Score ``df`` and keep the key, the passthrough columns, P(positive) as a plain double, the
-    predicted label and the model's name and version."""
+    """Score ``df`` and keep the key, the passthrough columns, the score as a plain double, the
+    predicted label and the model's name and version.
+
+    binary:     score = P(positive), predicted_label = 0/1 by the threshold stored in the model;
+    multiclass: score = the probability of the predicted class, predicted_label = its name;
+    regression: score = the predicted value (no predicted_label).
+    """
 
     def transform(df: DataFrame) -> DataFrame:
         # Passthrough columns are taken from the input as it was, before the model's stages.
@@ -48,8 +54,7 @@ def with_predictions(
         return scored.select(
             F.col(key),
             *(F.col(a).alias(c) for c, a in renamed.items()),
-            vector_to_array(F.col("probability"))[1].alias("score"),
-            F.col("prediction").cast("int").alias("predicted_label"),
+            *_outputs(scored, task),
             F.lit(ref.name).alias("model_name"),
             F.lit(ref.version).alias("model_version"),
             F.current_timestamp().alias("scored_at"),
@@ -57,6 +62,18 @@ def with_predictions(
         )
 
     return transform
+
+
+def _outputs(scored: DataFrame, task: str) -> list:
+    if task == "regression":
+        return [F.col("prediction").cast("double").alias("score")]
+    if task == "multiclass":
+        prob = (F.array_max(vector_to_array(F.col("probability"))) if "probability" in scored.columns
+                else F.lit(None).cast("double"))
+        return [prob.alias("score"), F.col("predicted_class").alias("predicted_label")]
+    score = (vector_to_array(F.col("probability"))[1] if "probability" in scored.columns
+             else 1.0 / (1.0 + F.exp(-vector_to_array(F.col("rawPrediction"))[1])))  # linear SVC: sigmoid(margin)
+    return [score.alias("score"), F.col("prediction").cast("int").alias("predicted_label")]
 
 
 def load_model(ref: tracking.ModelRef) -> PipelineModel:
@@ -95,9 +112,11 @@ def score(
         if base is not None:
             df = df.transform(changed_since(read_version(spark, input_table, base), pipeline.key))
     fitted = load_model(ref)
-    predictions = df.transform(with_predictions(fitted, pipeline.key, ref, run_date, pipeline.scoring.passthrough))
+    task = tracking.model_task(ref)
+    predictions = df.transform(with_predictions(fitted, pipeline.key, ref, run_date, pipeline.scoring.passthrough, task))
     result = write_table(
-        predictions, settings.table(pipeline.tables.predictions), partition_col="run_date", partition_value=run_date
+        predictions, settings.table(pipeline.tables.predictions), partition_col="run_date", partition_value=run_date,
+        stats_columns=[pipeline.key, "score"],
     )
     return ScoreResult(ref, input_table, version, result, base)
 

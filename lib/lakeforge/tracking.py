@@ -85,3 +85,19 @@ def resolve_model(name: str, alias: str | None = None, version: str | int | None
 
 def set_alias(name: str, alias: str, version: str) -> None:
     MlflowClient().set_registered_model_alias(name, alias, str(version))
+
+
+def load_spark_model(ref: ModelRef):
+    """The registered version as a Spark PipelineModel."""
+    import mlflow.spark
+
+    return mlflow.spark.load_model(ref.uri)
+
+
+def model_task(ref: ModelRef) -> str:
+    """The task a registered version was trained for (tag ``lakeforge.task``; binary before it existed)."""
+    try:
+        mv = MlflowClient().get_model_version(ref.name, ref.version)
+    except MlflowException:
+        return "binary"
+    return mv.tags.get("lakeforge.task", "binary")

@@ -1,35 +1,93 @@
-"""Train: bronze Delta table (a pinned version) -> CrossValidated logistic regression -> MLflow.
+"""Train: a pinned version of the bronze Delta table -> a model search over MLlib algorithms ->
+the winner registered in MLflow as ``challenger``, promoted to ``champion`` when it beats it.
 
-The preprocessing is fitted once on the training split and its output (label + feature vector)
-cached; CrossValidator then searches the estimator's grid on that cached frame, so no fold refits
-the preprocessing. The registered model is one PipelineModel: preprocessing stages + the best
-estimator. (Within the training split, imputation medians and scaling factors are computed on
-all folds together; the held-out test split never touches them.)
+How the search works (CrossValidator's algorithm, shared by all algorithms):
+
+1. The task (binary / multiclass / regression) is taken from the config or inferred from the
+   target; the held-out test split is a hash of the key (per class, so each class keeps about the
+   test fraction) or, with ``model.split.by: time``, the latest rows by a timestamp column.
+2. Preprocessing is fitted ONCE on the training split; its output (label, feature vector, fold
+   number, weight) is cached. Folds are a hash of the key, so every algorithm sees the SAME folds.
+3. For each fold, the fold's training and validation frames are cached once, and every
+   candidate (algorithm x grid point) is fitted on them, ``parallelism`` at a time
+   (``Estimator.fitMultiple``, as CrossValidator does); each fit is evaluated with every metric
+   in ONE aggregation (lakeforge.evaluation). No sub-model is kept.
+   ``search: train_validation_split`` uses one split instead of k folds.
+4. The best candidate by the primary metric is refitted on the whole training split; for binary
+   targets its decision threshold is chosen on the pooled validation predictions (max F1, or a
+   target precision / recall) and stored in the model.
+5. The PipelineModel (preprocessing + model [+ label names]) is evaluated on the test split,
+   logged with a signature and input example, registered, and given alias ``challenger``; it
+   becomes ``champion`` only if it beats the current champion on the same test rows by
+   ``model.promotion_margin`` (the first version becomes champion directly).
+
+A ``model.max_minutes`` budget stops new candidates from starting; the leaderboard lists them
+as skipped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import math
+import re
+import statistics
+import tempfile
 import time
 import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pyspark.ml import PipelineModel
-from pyspark.ml.classification import LogisticRegression
-from pyspark.ml.evaluation import BinaryClassificationEvaluator
-from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
+from pyspark.ml.feature import IndexToString
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import BooleanType, NumericType
 
-from lakeforge import tracking
-from lakeforge.config import LOGREG_GRID_PARAMS, PipelineConfig, Settings
+from lakeforge import evaluation, models, tracking
+from lakeforge.config import PipelineConfig, Settings
 from lakeforge.errors import InputDataError
-from lakeforge.features import FEATURES_COL, preprocessing_pipeline, resolve_roles, with_label
+from lakeforge.features import FEATURES_COL, preprocessing_pipeline, resolve_roles
 from lakeforge.io import latest_version, read_version, require_columns, write_table
 
 LABEL_COL = "label"
+WEIGHT_COL = "_weight"
+FOLD_COL = "_fold"
 SPLIT_BUCKETS = 10_000
+MAX_CLASSES = 50
+POSITIVE_NAMES = ("1", "1.0", "true", "yes", "y", "positive", "pos")
+
+
+@dataclass
+class Target:
+    task: str
+    labels: list[str]  # classification: class names by label index
+    positive_class: str | None = None  # binary
+
+
+@dataclass
+class Candidate:
+    algorithm: str
+    params: dict
+    fold_metrics: list[dict[str, float]] = field(default_factory=list)
+    fold_evals: list[evaluation.Evaluation] = field(default_factory=list)
+    fit_seconds: float = 0.0
+    status: str = "ok"  # ok | skipped (time budget) | failed: <reason>
+
+    @property
+    def label(self) -> str:
+        return f"{self.algorithm} {json.dumps(self.params, sort_keys=True)}"
+
+    def mean(self, metric: str) -> float:
+        vals = [m[metric] for m in self.fold_metrics if metric in m and not math.isnan(m[metric])]
+        return statistics.fmean(vals) if vals else float("nan")
+
+    def std(self, metric: str) -> float:
+        vals = [m[metric] for m in self.fold_metrics if metric in m and not math.isnan(m[metric])]
+        return statistics.pstdev(vals) if len(vals) > 1 else 0.0 if vals else float("nan")
 
 
 @dataclass
@@ -40,55 +98,148 @@ class TrainResult:
     table_version: int
     rows_train: int
     rows_test: int
+    task: str
+    metric: str
     test_metrics: dict[str, float]
     leaderboard: list[dict]
+    promoted: bool
+    decision: str
+    champion_version: str | None
+    threshold: float | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    report: str | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Task, labels, split
+# ---------------------------------------------------------------------------------------------
+
+
+def infer_target(raw: DataFrame, pipeline: PipelineConfig, table: str) -> Target:
+    """The task and class labels from the config, else from the target's type and values."""
+    target = pipeline.target
+    dtype = raw.schema[target].dataType
+    values = [r[0] for r in raw.select(target).where(F.col(target).isNotNull()).distinct().limit(MAX_CLASSES + 1).collect()]
+    if not values:
+        raise InputDataError(f"{table}: target {target!r} has no non-null value; nothing to learn")
+    if len(values) == 1:
+        raise InputDataError(f"{table}: target {target!r} is constant ({values[0]!r} in every row); nothing to learn")
+    task = pipeline.model.task
+    numeric = isinstance(dtype, NumericType)
+    if task == "auto":
+        if len(values) == 2:
+            task = "binary"
+        elif numeric and (len(values) > 20 or any(float(v) != int(v) for v in values)):
+            task = "regression"
+        elif len(values) <= MAX_CLASSES:
+            task = "multiclass"
+        else:
+            raise InputDataError(
+                f"{table}: target {target!r} is text with more than {MAX_CLASSES} distinct values: "
+                "not a classification target; set model.task or choose another target"
+            )
+    if task == "regression":
+        if not numeric:
+            sample = ", ".join(repr(v) for v in values[:3])
+            raise InputDataError(
+                f"{table}: model.task is regression but target {target!r} is {dtype.simpleString()} "
+                f"(values like {sample}); regression needs a numeric target (or use task binary / multiclass)"
+            )
+        return Target("regression", [])
+    names = sorted(_as_text(v) for v in values)
+    if task == "binary":
+        if len(values) > 2 and pipeline.positive_class is None:
+            raise InputDataError(
+                f"{table}: target {target!r} has more than 2 values ({', '.join(names[:5])}...); "
+                "for a binary task set positive_class (the rest is negative) or use task multiclass"
+            )
+        positive = _as_text(pipeline.positive_class) if pipeline.positive_class is not None else _default_positive(raw, target, names)
+        if positive not in names:
+            raise InputDataError(
+                f"{table}: target {target!r} has no row equal to positive_class {positive!r} "
+                f"(values: {', '.join(names[:10])}); check target and positive_class in {pipeline.file}"
+            )
+        return Target("binary", ["not " + positive, positive], positive)
+    if len(values) > MAX_CLASSES:
+        raise InputDataError(f"{table}: target {target!r} has more than {MAX_CLASSES} classes")
+    return Target("multiclass", names)
+
+
+def _as_text(v: object) -> str:
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _default_positive(raw: DataFrame, target: str, names: list[str]) -> str:
+    for n in names:
+        if n.lower() in POSITIVE_NAMES:
+            return n
+    counts = {_as_text(r[0]): r[1] for r in raw.groupBy(target).count().collect() if r[0] is not None}
+    return min(names, key=lambda n: (counts.get(n, 0), n))  # the minority class
+
+
+def label_column(raw: DataFrame, target_col: str, target: Target) -> DataFrame:
+    """Rows with a non-null target and a double ``label`` (class index, 1.0 = positive)."""
+    df = raw.where(F.col(target_col).isNotNull())
+    if target.task == "regression":
+        return df.withColumn(LABEL_COL, F.col(target_col).cast("double"))
+    text = _text_expr(raw, target_col)
+    if target.task == "binary":
+        return df.withColumn(LABEL_COL, F.when(text == F.lit(target.positive_class), 1.0).otherwise(0.0))
+    mapping = F.create_map(*[x for i, name in enumerate(target.labels) for x in (F.lit(name), F.lit(float(i)))])
+    return df.withColumn(LABEL_COL, mapping[text])
+
+
+def _text_expr(raw: DataFrame, col: str):
+    dtype = raw.schema[col].dataType
+    c = F.col(col)
+    if isinstance(dtype, BooleanType):
+        return F.lower(c.cast("string"))
+    if isinstance(dtype, NumericType):
+        # 1.0 -> "1", as _as_text does
+        return F.when(c == F.floor(c), c.cast("long").cast("string")).otherwise(c.cast("string"))
+    return c.cast("string")
 
 
 def split_by_key(key: str, test_fraction: float, seed: int):
     """Deterministic train/test split from a hash of the key: the same rows land in the same
-    split on every run, whatever the partitioning. Returns (is_test column expression)."""
+    split on every run, whatever the partitioning. Returns the is-test column expression."""
     bucket = F.pmod(F.xxhash64(F.col(key).cast("string"), F.lit(seed)), F.lit(SPLIT_BUCKETS))
     return bucket < F.lit(int(round(test_fraction * SPLIT_BUCKETS)))
 
 
-def binary_metrics(predictions: DataFrame, label_col: str = LABEL_COL) -> dict[str, float]:
-    """ROC-AUC, PR-AUC, accuracy, precision, recall and F1 of the positive class."""
-    evaluator = BinaryClassificationEvaluator(labelCol=label_col, rawPredictionCol="rawPrediction")
-    roc = evaluator.setMetricName("areaUnderROC").evaluate(predictions)
-    pr = evaluator.setMetricName("areaUnderPR").evaluate(predictions)
-    label, pred = F.col(label_col), F.col("prediction")
-    c = predictions.agg(
-        F.count(F.lit(1)).alias("n"),
-        F.sum(((label == 1) & (pred == 1)).cast("long")).alias("tp"),
-        F.sum(((label == 0) & (pred == 1)).cast("long")).alias("fp"),
-        F.sum(((label == 1) & (pred == 0)).cast("long")).alias("fn"),
-        F.sum(((label == 0) & (pred == 0)).cast("long")).alias("tn"),
-    ).first()
-    tp, fp, fn, tn, n = (c["tp"] or 0), (c["fp"] or 0), (c["fn"] or 0), (c["tn"] or 0), c["n"]
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {
-        "roc_auc": roc,
-        "pr_auc": pr,
-        "accuracy": (tp + tn) / n if n else 0.0,
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
-        "tp": float(tp), "fp": float(fp), "fn": float(fn), "tn": float(tn),
-    }
+def fold_of(key: str, folds: int, seed: int):
+    return F.pmod(F.xxhash64(F.col(key).cast("string"), F.lit(seed + 1)), F.lit(folds)).cast("int")
 
 
-def param_grid(lr: LogisticRegression, grid: dict[str, list]) -> list[dict]:
-    builder = ParamGridBuilder()
-    for name, values in grid.items():
-        cast = LOGREG_GRID_PARAMS[name]
-        builder = builder.addGrid(lr.getParam(name), [cast(v) for v in values])
-    return builder.build()
+def _time_split(df: DataFrame, column: str, test_fraction: float, table: str):
+    if column not in df.columns:
+        raise InputDataError(f"{table}: model.split.column {column!r} is not a column")
+    ts = F.col(column).cast("timestamp").cast("double")
+    q = df.select(ts.alias("t")).where(F.col("t").isNotNull()).approxQuantile("t", [1 - test_fraction], 0.001)
+    if not q:
+        raise InputDataError(f"{table}: model.split.column {column!r} has no timestamp value")
+    return ts >= F.lit(q[0]), q[0]
 
 
-def train(spark: SparkSession, settings: Settings, pipeline: PipelineConfig, run_id: str, run_date: dt.date) -> TrainResult:
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+
+
+def train(
+    spark: SparkSession,
+    settings: Settings,
+    pipeline: PipelineConfig,
+    run_id: str,
+    run_date: dt.date,
+    progress: Callable[[str], None] | None = None,
+) -> TrainResult:
+    say = progress or (lambda _msg: None)
+    cfg = pipeline.model
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     table = settings.table(pipeline.tables.bronze)
@@ -101,159 +252,478 @@ def train(spark: SparkSession, settings: Settings, pipeline: PipelineConfig, run
     require_columns(raw, roles.columns, f"table {table} (features in {pipeline.file})")
     if not roles.columns:
         raise InputDataError(f"{pipeline.file}: no feature columns; list features.numeric / features.categorical")
+    target = infer_target(raw, pipeline, table)
+    task = target.task
+    metric = cfg.metric or default_metric(task)
+    if metric not in evaluation.METRICS[task]:
+        raise InputDataError(
+            f"{pipeline.file}: model.metric {metric!r} does not apply to a {task} target; "
+            f"use one of {', '.join(evaluation.METRICS[task])}"
+        )
+    algorithms = cfg.algorithms if cfg.algorithms is not None else models.default_algorithms(task)
+    for name in algorithms:
+        if task not in models.ALGORITHMS[name].tasks:
+            raise InputDataError(
+                f"{pipeline.file}: model.algorithms.{name} does not do {task}; "
+                f"for {task} use {', '.join(a for a, al in models.ALGORITHMS.items() if task in al.tasks)}"
+            )
 
-    data = raw.transform(with_label(pipeline.target, pipeline.positive_class)).withColumn(
-        "_is_test", split_by_key(pipeline.key, pipeline.model.test_fraction, pipeline.model.seed)
-    ).cache()
-    counts = {(r["_is_test"], r[LABEL_COL]): r["count"] for r in data.groupBy("_is_test", LABEL_COL).count().collect()}
-    _check_classes(counts, pipeline, table)
-    rows_train = sum(v for (is_test, _), v in counts.items() if not is_test)
-    rows_test = sum(v for (is_test, _), v in counts.items() if is_test)
-    if rows_train < pipeline.model.folds * 2:
-        raise InputDataError(f"{table}: only {rows_train} training rows for {pipeline.model.folds} folds")
+    labelled = label_column(raw, pipeline.target, target)
+    split_info: dict = {"by": cfg.split.by, "test_fraction": cfg.test_fraction, "seed": cfg.seed}
+    if cfg.split.by == "time":
+        is_test, cut = _time_split(labelled, cfg.split.column, cfg.test_fraction, table)
+        split_info.update(column=cfg.split.column, test_from=dt.datetime.fromtimestamp(cut, dt.timezone.utc).isoformat())
+    else:
+        is_test = split_by_key(pipeline.key, cfg.test_fraction, cfg.seed)
+    n_folds = cfg.folds if cfg.search == "cross_validation" else 1
+    fold = fold_of(pipeline.key, cfg.folds, cfg.seed) if cfg.search == "cross_validation" else (
+        F.when(F.pmod(F.xxhash64(F.col(pipeline.key).cast("string"), F.lit(cfg.seed + 1)), F.lit(SPLIT_BUCKETS))
+               >= F.lit(int(round(cfg.train_ratio * SPLIT_BUCKETS))), 0).otherwise(-1))
+    data = labelled.withColumn("_is_test", is_test).withColumn(FOLD_COL, fold).cache()
+    counts = {(r["_is_test"], r["cls"]): r["count"] for r in
+              data.groupBy("_is_test", (F.col(LABEL_COL) if task != "regression" else F.lit(0.0)).alias("cls")).count().collect()}
+    _check_counts(counts, target, pipeline, table, n_folds)
+    rows_train = sum(v for (t, _), v in counts.items() if not t)
+    rows_test = sum(v for (t, _), v in counts.items() if t)
+    split_info["rows_train"], split_info["rows_test"] = rows_train, rows_test
+    if task != "regression":
+        split_info["test_share_per_class"] = {
+            target.labels[int(c)]: round(counts.get((True, c), 0) / (counts.get((True, c), 0) + counts.get((False, c), 0)), 4)
+            for c in sorted({c for (_, c) in counts})
+        }
+    weight = None
+    if cfg.class_weights and task != "regression":
+        weight = WEIGHT_COL
+        per_class = {c: sum(v for (t, cc), v in counts.items() if cc == c and not t) for (_, c) in counts}
+        k = len(per_class)
+        wmap = F.create_map(*[x for c, n in per_class.items() for x in (F.lit(c), F.lit(rows_train / (k * n) if n else 0.0))])
+        data = data.withColumn(WEIGHT_COL, wmap[F.col(LABEL_COL)])
     train_df = data.where(~F.col("_is_test"))
     test_df = data.where(F.col("_is_test"))
     timings["read_split"] = time.perf_counter() - t0
+    say(f"{task} target {pipeline.target!r}: {rows_train:,} training rows, {rows_test:,} test rows; metric {metric}")
 
     t = time.perf_counter()
     prep_model = preprocessing_pipeline(roles, pipeline.preprocessing).fit(train_df)
-    train_features = prep_model.transform(train_df).select(LABEL_COL, FEATURES_COL).cache()
-    train_features.count()
+    keep = [LABEL_COL, FEATURES_COL, FOLD_COL] + ([WEIGHT_COL] if weight else [])
+    train_features = prep_model.transform(train_df).select(*keep).cache()
+    first = train_features.select(FEATURES_COL).first()
+    num_features = first[0].size
+    num_classes = len(target.labels) if task != "regression" else 0
     timings["preprocess_fit"] = time.perf_counter() - t
 
+    candidates = _candidates(algorithms, task, num_features, num_classes)
+    parallelism = cfg.parallelism or max(1, min(4, spark.sparkContext.defaultParallelism * 2))
+    say(f"search: {len(candidates)} candidates from {len(algorithms)} algorithm(s), "
+        f"{'%d-fold cross-validation' % n_folds if cfg.search == 'cross_validation' else 'train/validation split'}, "
+        f"parallelism {parallelism}")
     t = time.perf_counter()
-    lr = LogisticRegression(featuresCol=FEATURES_COL, labelCol=LABEL_COL, maxIter=pipeline.model.max_iter)
-    grid = param_grid(lr, pipeline.model.grid)
-    evaluator = BinaryClassificationEvaluator(labelCol=LABEL_COL, metricName=pipeline.model.metric)
-    parallelism = pipeline.model.parallelism or max(1, min(len(grid), spark.sparkContext.defaultParallelism))
-    cv = CrossValidator(
-        estimator=lr, estimatorParamMaps=grid, evaluator=evaluator, numFolds=pipeline.model.folds,
-        seed=pipeline.model.seed, parallelism=parallelism, collectSubModels=False,
+    deadline = t0 + cfg.max_minutes * 60 if cfg.max_minutes else None
+    _search(spark, train_features, candidates, task, target, n_folds, weight, cfg.seed, cfg.max_iter, num_features,
+            num_classes, parallelism, deadline, say)
+    timings["search"] = time.perf_counter() - t
+
+    ranked = sorted(
+        (c for c in candidates if c.status == "ok"),
+        key=lambda c: (-c.mean(metric) if evaluation.higher_is_better(task, metric) else c.mean(metric)),
     )
-    cv_model = cv.fit(train_features)
-    timings["cross_validate"] = time.perf_counter() - t
-    model = PipelineModel(stages=[*prep_model.stages, cv_model.bestModel])
+    ranked = [c for c in ranked if not math.isnan(c.mean(metric))] + [c for c in ranked if math.isnan(c.mean(metric))]
+    if not ranked:
+        reasons = "; ".join(f"{c.label}: {c.status}" for c in candidates[:5])
+        raise InputDataError(f"no candidate finished ({reasons}); nothing was registered")
+    best = ranked[0]
 
     t = time.perf_counter()
-    test_pred = model.transform(test_df).select(LABEL_COL, "rawPrediction", "prediction").cache()
-    metrics = binary_metrics(test_pred)
-    test_pred.unpersist()
-    train_features.unpersist()
-    data.unpersist()
+    est = models.build(best.algorithm, task, features=FEATURES_COL, label=LABEL_COL, weight=weight, seed=cfg.seed,
+                       num_features=num_features, num_classes=num_classes, max_iter=cfg.max_iter)
+    (pm, _), = [m for m in models.param_maps(est, best.algorithm, {k: [v] for k, v in best.params.items()}, num_features, num_classes)]
+    fitted = est.fit(train_features, pm)
+    threshold = None
+    if task == "binary":
+        pooled = evaluation.merge_binary(best.fold_evals)
+        threshold = pooled.choose_threshold(cfg.threshold.strategy, cfg.threshold.value) if cfg.threshold.strategy != "fixed" else cfg.threshold.value
+        set_threshold(fitted, threshold)
+    stages = [*prep_model.stages, fitted]
+    if task == "multiclass":
+        stages.append(IndexToString(inputCol="prediction", outputCol="predicted_class", labels=target.labels))
+    model = PipelineModel(stages=stages)
+    timings["refit_best"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    test_eval = evaluation.evaluate(task, model.transform(test_df), LABEL_COL, target.labels)
     timings["evaluate"] = time.perf_counter() - t
+    say(f"best: {best.label}; test {metric} {test_eval.metrics[metric]:.4f}")
 
-    best = max(range(len(grid)), key=lambda i: cv_model.avgMetrics[i])
-    leaderboard = [
-        {
-            "rank": 0,
-            "algorithm": pipeline.model.algorithm,
-            "params": json.dumps({p.name: v for p, v in pm.items()}, sort_keys=True),
-            f"cv_{pipeline.model.metric}_mean": float(cv_model.avgMetrics[i]),
-            f"cv_{pipeline.model.metric}_std": float(cv_model.stdMetrics[i]),
-            "is_best": i == best,
-        }
-        for i, pm in enumerate(grid)
-    ]
-    leaderboard.sort(key=lambda r: -r[f"cv_{pipeline.model.metric}_mean"])
-    for rank, row in enumerate(leaderboard, 1):
-        row["rank"] = rank
+    leaderboard = _leaderboard(candidates, ranked, task, metric)
+    importances = feature_importances(fitted, prep_model, train_df)
 
     t = time.perf_counter()
-    ref, mlflow_run_id = _log_and_register(
-        spark, settings, pipeline, model, raw.select(*roles.columns), cv_model, grid, best, metrics,
-        leaderboard, table, version, run_id, run_date, rows_train, rows_test,
+    logged = _log_and_register(
+        spark, settings, pipeline, model, raw.select(*roles.columns), candidates, best, test_eval, leaderboard,
+        table, version, run_id, run_date, target, metric, threshold, split_info, test_df, importances, timings,
     )
     timings["mlflow_log_register"] = time.perf_counter() - t
+    train_features.unpersist()
+    data.unpersist()
+    ref, mlflow_run_id, promoted, decision, champion_version, report = logged
     for row in leaderboard:
         row["model_version"] = ref.version if row["is_best"] else None
-
     if pipeline.tables.leaderboard:
-        _write_leaderboard(spark, settings.table(pipeline.tables.leaderboard), leaderboard, pipeline, run_id, run_date, mlflow_run_id)
-    return TrainResult(ref, mlflow_run_id, table, version, rows_train, rows_test, metrics, leaderboard, timings)
+        _write_leaderboard(spark, settings.table(pipeline.tables.leaderboard), leaderboard, run_id, run_date, mlflow_run_id, metric)
+    return TrainResult(ref, mlflow_run_id, table, version, rows_train, rows_test, task, metric, test_eval.metrics,
+                       leaderboard, promoted, decision, champion_version, threshold, timings, report)
 
 
-def _check_classes(counts: dict, pipeline: PipelineConfig, table: str) -> None:
-    positives = sum(v for (_, label), v in counts.items() if label == 1.0)
-    negatives = sum(v for (_, label), v in counts.items() if label == 0.0)
-    if positives == 0 or negatives == 0:
-        raise InputDataError(
-            f"{table}: target {pipeline.target!r} has {positives} rows equal to positive_class "
-            f"{pipeline.positive_class!r} and {negatives} other rows; a binary model needs both. "
-            "Check target and positive_class in the pipeline config."
-        )
+def default_metric(task: str) -> str:
+    return {"binary": "roc_auc", "multiclass": "f1_macro", "regression": "rmse"}[task]
+
+
+def set_threshold(fitted, threshold: float) -> None:
+    """Store the decision threshold on P(positive) in the fitted classifier."""
+    from pyspark.ml.classification import LinearSVCModel, LogisticRegressionModel
+
+    if isinstance(fitted, LinearSVCModel):  # its threshold is on the raw margin
+        t = min(max(threshold, 1e-9), 1 - 1e-9)
+        fitted.set(fitted.threshold, math.log(t / (1 - t)))
+    elif isinstance(fitted, LogisticRegressionModel):
+        fitted.set(fitted.threshold, threshold)
+    elif fitted.hasParam("thresholds"):
+        fitted.set(fitted.thresholds, [1 - threshold, threshold])
+
+
+def _candidates(algorithms: dict, task: str, num_features: int, num_classes: int) -> list[Candidate]:
+    out = []
+    for name, grid in algorithms.items():
+        full = dict(models.ALGORITHMS[name].grid_for(task))
+        full.update(grid or {})
+        for _, plain in models.param_maps(_dummy(name, task), name, full, num_features, num_classes):
+            out.append(Candidate(name, plain))
+    return out
+
+
+def _dummy(name: str, task: str):
+    return models.build(name, task, features=FEATURES_COL, label=LABEL_COL, weight=None, seed=0, num_features=1, num_classes=2)
+
+
+def _search(spark, features, candidates, task, target, n_folds, weight, seed, max_iter, num_features, num_classes,
+            parallelism, deadline, say) -> None:
+    by_algo: dict[str, list[Candidate]] = {}
+    for c in candidates:
+        by_algo.setdefault(c.algorithm, []).append(c)
+    pool = ThreadPoolExecutor(max_workers=parallelism)
+    started: set[str] = set()
+    try:
+        for k in range(n_folds):
+            train_k = features.where(F.col(FOLD_COL) != k).cache()
+            valid_k = features.where(F.col(FOLD_COL) == k).cache()
+            for algo, cands in by_algo.items():
+                live = [c for c in cands if c.status == "ok"]
+                if not live:
+                    continue
+                # Past the budget no new candidate starts; started ones finish their folds, and
+                # the first algorithm always runs so that there is a model.
+                if deadline is not None and time.perf_counter() > deadline and started and algo not in started:
+                    for c in live:
+                        c.status = "skipped: time budget (model.max_minutes) reached"
+                    say(f"time budget reached: {algo} skipped")
+                    continue
+                started.add(algo)
+                est = models.build(algo, task, features=FEATURES_COL, label=LABEL_COL, weight=weight, seed=seed,
+                                   num_features=num_features, num_classes=num_classes, max_iter=max_iter)
+                maps = [models.param_maps(est, algo, {p: [v] for p, v in c.params.items()}, num_features, num_classes)[0][0]
+                        for c in live]
+                t = time.perf_counter()
+
+                def fit_eval(i: int, est=est, maps=maps, live=live):
+                    t_fit = time.perf_counter()
+                    try:
+                        m = est.fit(train_k, maps[i])
+                    except Exception as exc:  # an invalid combination (e.g. NB on negative values)
+                        return i, None, f"failed: {str(exc).splitlines()[0][:200]}", time.perf_counter() - t_fit
+                    secs = time.perf_counter() - t_fit
+                    ev = evaluation.evaluate(task, m.transform(valid_k), LABEL_COL, target.labels)
+                    return i, ev, "ok", secs
+
+                for i, ev, status, secs in pool.map(fit_eval, range(len(live))):
+                    c = live[i]
+                    c.fit_seconds += secs
+                    if status != "ok":
+                        c.status = status
+                        continue
+                    c.fold_metrics.append(ev.metrics)
+                    if task == "binary":
+                        c.fold_evals.append(evaluation.Evaluation("binary", {}, bins=ev.bins))
+                say(f"fold {k + 1}/{n_folds}: {algo} x{len(live)} in {time.perf_counter() - t:.1f} s")
+            train_k.unpersist()
+            valid_k.unpersist()
+    finally:
+        pool.shutdown(wait=True)
+
+
+def _check_counts(counts: dict, target: Target, pipeline: PipelineConfig, table: str, n_folds: int) -> None:
     for split in (False, True):
         if not any(v for (is_test, _), v in counts.items() if is_test == split):
             name = "test" if split else "training"
-            raise InputDataError(f"{table}: the {name} split is empty; adjust model.test_fraction")
+            raise InputDataError(f"{table}: the {name} split is empty; adjust model.test_fraction (or model.split)")
+    rows_train = sum(v for (t, _), v in counts.items() if not t)
+    if rows_train < max(2, n_folds) * 2:
+        raise InputDataError(
+            f"{table}: only {rows_train} training rows for {pipeline.model.folds} folds; "
+            "add data or lower model.folds"
+        )
+    if target.task != "regression":
+        present = {c for (t, c), v in counts.items() if not t and v}
+        if len(present) < 2:
+            raise InputDataError(f"{table}: the training split holds only one class of {pipeline.target!r}; nothing to learn")
 
 
-def _log_and_register(spark, settings, pipeline, model, feature_frame, cv_model, grid, best, metrics,
-                      leaderboard, table, version, run_id, run_date, rows_train, rows_test):
+def _leaderboard(candidates: list[Candidate], ranked: list[Candidate], task: str, metric: str) -> list[dict]:
+    rows = []
+    order = {id(c): i for i, c in enumerate(ranked, 1)}
+    for c in sorted(candidates, key=lambda c: order.get(id(c), 10**6)):
+        row = {
+            "rank": order.get(id(c)),
+            "algorithm": c.algorithm,
+            "params": json.dumps(c.params, sort_keys=True),
+            "status": c.status,
+            "fit_seconds": round(c.fit_seconds, 3),
+            "is_best": order.get(id(c)) == 1,
+            "metric": metric,
+            "cv_mean": c.mean(metric) if c.status == "ok" else None,
+            "cv_std": c.std(metric) if c.status == "ok" else None,
+        }
+        for m in evaluation.METRICS[task]:
+            row[f"cv_{m}_mean"] = c.mean(m) if c.status == "ok" else None
+            row[f"cv_{m}_std"] = c.std(m) if c.status == "ok" else None
+        rows.append(row)
+    return rows
+
+
+def feature_importances(fitted, prep_model: PipelineModel, raw_train: DataFrame) -> list[tuple[str, float]]:
+    """Importances (trees) or absolute coefficients (linear models), summed per ORIGINAL column,
+    largest first. Empty when the model exposes neither."""
+    from pyspark.ml.classification import OneVsRestModel
+
+    if isinstance(fitted, OneVsRestModel):
+        return []
+    values = None
+    if hasattr(fitted, "featureImportances"):
+        values = list(fitted.featureImportances.toArray())
+    elif hasattr(fitted, "coefficients"):
+        values = [abs(x) for x in fitted.coefficients.toArray()]
+    elif hasattr(fitted, "coefficientMatrix"):
+        m = fitted.coefficientMatrix.toArray()
+        values = [float(abs(m[:, j]).sum()) for j in range(m.shape[1])]
+    if not values:
+        return []
+    names = _slot_names(prep_model, raw_train, len(values))
+    total: dict[str, float] = {}
+    for name, v in zip(names, values):
+        total[name] = total.get(name, 0.0) + float(v)
+    return sorted(total.items(), key=lambda kv: -kv[1])
+
+
+def _slot_names(prep_model: PipelineModel, raw_train: DataFrame, size: int) -> list[str]:
+    """The original column behind each slot of the feature vector, from the assembler's output
+    metadata (slot names such as ``Contract__ohe_Month-to-month``); schema only, no Spark job."""
+    from pyspark.ml.feature import VectorAssembler
+
+    assembler = next((s for s in prep_model.stages if isinstance(s, VectorAssembler)), None)
+    if assembler is None:
+        return [f"f{i}" for i in range(size)]
+    field = prep_model.transform(raw_train.limit(0)).schema[assembler.getOutputCol()]
+    attrs = field.metadata.get("ml_attr", {}).get("attrs", {})
+    by_index = {a["idx"]: a.get("name", "") for group in attrs.values() for a in group}
+    inputs = sorted(assembler.getInputCols(), key=len, reverse=True)
+    names = []
+    for i in range(size):
+        slot = by_index.get(i, "")
+        col = next((c for c in inputs if slot == c or slot.startswith(c + "_")), None)
+        names.append(col.rsplit("__", 1)[0] if col else (slot or f"f{i}"))
+    return names
+
+
+def _log_and_register(spark, settings, pipeline, model, feature_frame, candidates, best, test_eval, leaderboard,
+                      table, version, run_id, run_date, target, metric, threshold, split_info, test_df,
+                      importances, timings):
     import mlflow
     import mlflow.spark
     import pyspark
     from mlflow.models import infer_signature
 
+    from lakeforge import report
+
+    cfg = pipeline.model
     experiment_id = tracking.configure(settings)
-    best_params = {p.name: v for p, v in grid[best].items()}
+    client = mlflow.MlflowClient()
+    tags = {
+        "lakeforge.pipeline": pipeline.name,
+        "lakeforge.run_id": run_id,
+        "lakeforge.run_date": run_date.isoformat(),
+        "lakeforge.task": target.task,
+        "git_commit": tracking.git_commit(settings.root),
+        "config_hash": pipeline.config_hash,
+        "data.table": table,
+        "data.table_version": str(version),
+        "seed": str(cfg.seed),
+    }
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{pipeline.name}-{run_date.isoformat()}") as run:
-        mlflow.set_tags({
-            "lakeforge.pipeline": pipeline.name,
-            "lakeforge.run_id": run_id,
-            "lakeforge.run_date": run_date.isoformat(),
-            "git_commit": tracking.git_commit(settings.root),
-            "config_hash": pipeline.config_hash,
-            "data.table": table,
-            "data.table_version": str(version),
-        })
+        mlflow.set_tags(tags)
         mlflow.log_params({
-            "algorithm": pipeline.model.algorithm,
-            "folds": pipeline.model.folds,
-            "metric": pipeline.model.metric,
-            "seed": pipeline.model.seed,
-            "test_fraction": pipeline.model.test_fraction,
-            "grid": json.dumps(pipeline.model.grid, sort_keys=True),
-            "rows_train": rows_train,
-            "rows_test": rows_test,
+            "task": target.task,
+            "search": cfg.search,
+            "folds": cfg.folds,
+            "metric": metric,
+            "seed": cfg.seed,
+            "test_fraction": cfg.test_fraction,
+            "split": json.dumps(split_info, sort_keys=True)[:6000],
+            "algorithms": json.dumps(sorted({c.algorithm for c in candidates})),
+            "rows_train": split_info["rows_train"],
+            "rows_test": split_info["rows_test"],
             "data_table": table,
             "data_table_version": version,
-            **{f"best.{k}": v for k, v in best_params.items()},
+            "best.algorithm": best.algorithm,
+            **{f"best.{k}": json.dumps(v) if isinstance(v, list) else v for k, v in best.params.items()},
+            **({"threshold": round(threshold, 6), "threshold_strategy": cfg.threshold.strategy} if threshold is not None else {}),
+            **({"class_labels": json.dumps(target.labels)} if target.task != "regression" else {}),
         })
-        mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
-        mlflow.log_metric(f"cv_{pipeline.model.metric}_mean", float(cv_model.avgMetrics[best]))
-        mlflow.log_metric(f"cv_{pipeline.model.metric}_std", float(cv_model.stdMetrics[best]))
+        mlflow.log_metrics(_finite({f"test_{k}": v for k, v in test_eval.metrics.items()}))
+        mlflow.log_metrics(_finite({f"cv_{m}_mean": best.mean(m) for m in evaluation.METRICS[target.task]}))
+        mlflow.log_metrics(_finite({f"cv_{m}_std": best.std(m) for m in evaluation.METRICS[target.task]}))
+        mlflow.log_metrics({f"seconds_{k}": v for k, v in timings.items()})
         mlflow.log_dict(pipeline.model_dump(mode="json"), "config/pipeline.json")
         mlflow.log_dict(settings.model_dump(mode="json"), "config/settings.json")
+        mlflow.log_dict({"split": split_info}, "split.json")
         mlflow.log_dict({"leaderboard": leaderboard}, "leaderboard.json")
+        if importances:
+            mlflow.log_dict({"importances": importances}, "feature_importances.json")
+        for c in candidates:  # one child run per candidate
+            with mlflow.start_run(experiment_id=experiment_id, run_name=c.label[:250], nested=True):
+                mlflow.set_tags({**tags, "lakeforge.status": c.status[:5000]})
+                mlflow.log_params({"algorithm": c.algorithm, **{k: json.dumps(v) if isinstance(v, list) else v for k, v in c.params.items()}})
+                if c.status == "ok":
+                    mlflow.log_metrics(_finite({f"cv_{m}_mean": c.mean(m) for m in evaluation.METRICS[target.task]}))
+                    mlflow.log_metrics(_finite({f"cv_{m}_std": c.std(m) for m in evaluation.METRICS[target.task]}))
+                mlflow.log_metric("fit_seconds", c.fit_seconds)
         with warnings.catch_warnings():  # MLflow's hint about integer columns: not actionable here
             warnings.simplefilter("ignore")
-            signature = infer_signature(feature_frame.limit(5).toPandas())
-        info = mlflow.spark.log_model(
-            model,
-            "model",
-            registered_model_name=pipeline.model.registered_name,
-            signature=signature,
-            # Passing requirements avoids MLflow's slow inference of them (~15 s).
-            pip_requirements=[f"pyspark=={pyspark.__version__}", f"mlflow=={mlflow.__version__}"],
+            example = feature_frame.limit(5).toPandas()
+            signature = infer_signature(example)
+        with _no_serving_validation():
+            info = mlflow.spark.log_model(
+                model,
+                "model",
+                registered_model_name=cfg.registered_name,
+                signature=signature,
+                input_example=example.head(2),
+                # Passing requirements avoids MLflow's slow inference of them (~15 s).
+                pip_requirements=[f"pyspark=={pyspark.__version__}", f"mlflow=={mlflow.__version__}"],
+            )
+        new_version = str(info.registered_model_version)
+        promoted, decision, champion_version, champion_score = _promotion(
+            client, cfg, target, metric, test_eval.metrics[metric], test_df, new_version
         )
-        version_registered = str(info.registered_model_version)
-    tracking.set_alias(pipeline.model.registered_name, "champion", version_registered)
-    return tracking.ModelRef(pipeline.model.registered_name, version_registered, "champion"), run.info.run_id
+        mlflow.set_tags({"lakeforge.decision": decision, "lakeforge.promoted": str(promoted)})
+        if champion_score is not None:
+            mlflow.log_metric(f"champion_test_{metric}", champion_score)
+        html = report.training_report(pipeline, target.task, metric, leaderboard, best, test_eval, importances,
+                                      split_info, threshold, decision, new_version, timings)
+        report_path = None
+        if settings.reports_dir:
+            folder = settings.path(settings.reports_dir) / pipeline.name
+            folder.mkdir(parents=True, exist_ok=True)
+            report_path = folder / f"training_{run_date.isoformat()}.html"
+            report_path.write_text(html.html)
+            for name, png in html.images.items():
+                (folder / f"training_{run_date.isoformat()}_{name}.png").write_bytes(png)
+        mlflow.log_text(html.html, "report/training_report.html")
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, png in html.images.items():
+                p = Path(tmp) / f"{name}.png"
+                p.write_bytes(png)
+                mlflow.log_artifact(str(p), "report")
+    for k, v in {"lakeforge.task": target.task, "lakeforge.metric": metric, "lakeforge.decision": decision,
+                 f"lakeforge.test_{metric}": f"{test_eval.metrics[metric]:.6f}",
+                 **({"lakeforge.threshold": f"{threshold:.6f}"} if threshold is not None else {})}.items():
+        client.set_model_version_tag(cfg.registered_name, new_version, k, v)
+    ref = tracking.ModelRef(cfg.registered_name, new_version, "challenger")
+    return ref, run.info.run_id, promoted, decision, champion_version, str(report_path) if report_path else None
 
 
-def _write_leaderboard(spark, table, leaderboard, pipeline, run_id, run_date, mlflow_run_id) -> None:
-    metric = pipeline.model.metric
+@contextlib.contextmanager
+def _no_serving_validation():
+    """MLflow validates an input example by reloading the model and predicting with it (about
+    2.7 s for a Spark model here); mlflow.spark.log_model offers no switch, so lakeforge skips
+    that step: the example is still saved with the model."""
+    import mlflow.models.utils as mu
+
+    original = mu._validate_serving_input
+    mu._validate_serving_input = lambda *a, **k: None
+    try:
+        yield
+    finally:
+        mu._validate_serving_input = original
+
+
+def _promotion(client, cfg, target: Target, metric: str, new_score: float, test_df: DataFrame, new_version: str):
+    """Alias the new version ``challenger``; make it ``champion`` if there is none or if it beats
+    the champion on the same test rows by ``promotion_margin``. Returns (promoted, decision,
+    champion version after the decision, the old champion's score)."""
+    from mlflow.exceptions import MlflowException
+
+    name = cfg.registered_name
+    tracking.set_alias(name, "challenger", new_version)
+    try:
+        current = client.get_model_version_by_alias(name, "champion")
+    except MlflowException:
+        current = None
+    if current is None or str(current.version) == new_version:
+        tracking.set_alias(name, "champion", new_version)
+        return True, f"version {new_version} is the first model: champion", new_version, None
+    hib = evaluation.higher_is_better(target.task, metric)
+    try:
+        champ_task = current.tags.get("lakeforge.task", "binary")
+        if champ_task != target.task:
+            raise ValueError(f"champion is a {champ_task} model")
+        champion = tracking.load_spark_model(tracking.ModelRef(name, str(current.version)))
+        champ_score = evaluation.evaluate(target.task, champion.transform(test_df), LABEL_COL, target.labels).metrics[metric]
+    except Exception as exc:  # the champion cannot score today's data: the new model replaces it
+        tracking.set_alias(name, "champion", new_version)
+        return True, (f"champion v{current.version} could not be scored on the test rows ({str(exc).splitlines()[0][:160]}): "
+                      f"v{new_version} promoted"), new_version, None
+    gain = (new_score - champ_score) if hib else (champ_score - new_score)
+    verdict = (f"test {metric}: challenger v{new_version} {new_score:.4f} vs champion v{current.version} "
+               f"{champ_score:.4f} (margin {cfg.promotion_margin})")
+    if gain > cfg.promotion_margin:
+        tracking.set_alias(name, "champion", new_version)
+        return True, verdict + f": v{new_version} promoted to champion", new_version, champ_score
+    return False, verdict + f": champion v{current.version} kept", str(current.version), champ_score
+
+
+def _finite(metrics: dict[str, float]) -> dict[str, float]:
+    """Finite values only, under MLflow-safe names (per-class metrics such as ``f1[a b]`` -> ``f1.a_b``)."""
+    out = {}
+    for k, v in metrics.items():
+        if v is None or math.isnan(v) or math.isinf(v):
+            continue
+        key = re.sub(r"[^A-Za-z0-9_\-. /]", "_", k.replace("[", ".").rstrip("]"))
+        out[key] = float(v)
+    return out
+
+
+def _write_leaderboard(spark, table, leaderboard, run_id, run_date, mlflow_run_id, metric) -> None:
     rows = [
         Row(
-            run_date=run_date, run_id=run_id, mlflow_run_id=mlflow_run_id, rank=r["rank"],
-            algorithm=r["algorithm"], params=r["params"], metric=metric,
-            cv_mean=r[f"cv_{metric}_mean"], cv_std=r[f"cv_{metric}_std"], is_best=r["is_best"],
-            model_version=r["model_version"],
+            run_date=run_date, run_id=run_id, mlflow_run_id=mlflow_run_id, rank=r["rank"], algorithm=r["algorithm"],
+            params=r["params"], status=r["status"], metric=metric, cv_mean=r["cv_mean"], cv_std=r["cv_std"],
+            metrics=json.dumps({k[3:]: v for k, v in r.items() if k.startswith("cv_") and k not in ("cv_mean", "cv_std")}),
+            fit_seconds=float(r["fit_seconds"]), is_best=r["is_best"], model_version=r["model_version"],
         )
         for r in leaderboard
     ]
     schema = (
-        "run_date date, run_id string, mlflow_run_id string, rank int, algorithm string, params string, "
-        "metric string, cv_mean double, cv_std double, is_best boolean, model_version string"
+        "run_date date, run_id string, mlflow_run_id string, rank int, algorithm string, params string, status string, "
+        "metric string, cv_mean double, cv_std double, metrics string, fit_seconds double, is_best boolean, model_version string"
     )
-    write_table(spark.createDataFrame(rows, schema), table, partition_col="run_date", partition_value=run_date)
+    write_table(spark.createDataFrame(rows, schema), table, partition_col="run_date", partition_value=run_date,
+                merge_schema=True)

@@ -1,0 +1,241 @@
+"""The model zoo: MLlib estimators by name, the parameters a grid may search, default grids.
+
+Every entry builds a plain Spark ML estimator (JVM only). Binary-only classifiers (gradient-
+boosted trees, linear SVC, factorization machines) are wrapped in ``OneVsRest`` for multiclass
+targets. Grids are plain ``{param: [values]}`` mappings in the pipeline config; the parameter
+names are MLlib's own (``regParam``, ``maxDepth``, ...), plus ``hiddenLayers`` for the
+multilayer perceptron (its input and output sizes come from the data).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+TASKS = ("binary", "multiclass", "regression")
+
+# primary metric name -> higher is better
+METRICS = {
+    "binary": {"roc_auc": True, "pr_auc": True, "f1": True, "accuracy": True, "precision": True,
+               "recall": True, "log_loss": False},
+    "multiclass": {"f1_macro": True, "f1_weighted": True, "accuracy": True, "log_loss": False},
+    "regression": {"rmse": False, "mae": False, "r2": True, "mape": False},
+}
+
+
+def higher_is_better(task: str, metric: str) -> bool:
+    return METRICS[task][metric]
+
+
+def _float(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(f"expected a number, got {v!r}")
+    return float(v)
+
+
+def _int(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError(f"expected an integer, got {v!r}")
+    return v
+
+
+def _bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError(f"expected true or false, got {v!r}")
+    return v
+
+
+def _choice(*allowed: str) -> Callable[[Any], str]:
+    def cast(v: Any) -> str:
+        if v not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}, got {v!r}")
+        return v
+
+    return cast
+
+
+def _layers(v: Any) -> list[int]:
+    if not isinstance(v, list) or not v or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v):
+        raise ValueError(f"expected a list of positive layer sizes such as [16, 8], got {v!r}")
+    return v
+
+
+_TREE = {"maxDepth": _int, "maxBins": _int, "minInstancesPerNode": _int, "minInfoGain": _float}
+_LINEAR = {"regParam": _float, "elasticNetParam": _float, "maxIter": _int, "tol": _float,
+           "fitIntercept": _bool, "standardization": _bool, "aggregationDepth": _int}
+_FM = {"factorSize": _int, "regParam": _float, "stepSize": _float, "maxIter": _int,
+       "miniBatchFraction": _float, "initStd": _float, "fitIntercept": _bool, "fitLinear": _bool,
+       "solver": _choice("adamW", "gd")}
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    name: str
+    tasks: tuple[str, ...]
+    params: dict[str, Callable[[Any], Any]]
+    default_grid: dict[str, dict[str, list]]  # per task
+    binary_only: bool = False  # wrapped in OneVsRest for multiclass
+    weights: bool = True  # supports weightCol
+    has_probability: bool = True
+    seeded: bool = False
+    in_defaults: tuple[str, ...] = field(default=())  # tasks it is searched in by default
+
+    def grid_for(self, task: str) -> dict[str, list]:
+        return self.default_grid.get(task) or self.default_grid.get("*", {})
+
+
+ALGORITHMS: dict[str, Algorithm] = {
+    a.name: a
+    for a in [
+        Algorithm(
+            "logistic_regression", ("binary", "multiclass"), dict(_LINEAR),
+            {"*": {"regParam": [0.001, 0.01, 0.1], "elasticNetParam": [0.0]}},
+            in_defaults=("binary", "multiclass"),
+        ),
+        Algorithm(
+            "decision_tree", ("binary", "multiclass", "regression"), dict(_TREE, impurity=_choice("gini", "entropy", "variance")),
+            {"*": {"maxDepth": [5, 8]}}, seeded=True,
+        ),
+        Algorithm(
+            "random_forest", ("binary", "multiclass", "regression"),
+            dict(_TREE, numTrees=_int, subsamplingRate=_float,
+                 featureSubsetStrategy=_choice("auto", "all", "onethird", "sqrt", "log2")),
+            {"*": {"numTrees": [50], "maxDepth": [6, 10]}}, seeded=True, in_defaults=TASKS,
+        ),
+        Algorithm(
+            "gbt", ("binary", "multiclass", "regression"),
+            dict(_TREE, maxIter=_int, stepSize=_float, subsamplingRate=_float),
+            {"*": {"maxIter": [30], "maxDepth": [3, 5], "stepSize": [0.1]}}, binary_only=True, seeded=True,
+            in_defaults=("binary", "regression"),
+        ),
+        Algorithm(
+            "linear_svc", ("binary", "multiclass"), dict(_LINEAR),
+            {"*": {"regParam": [0.01, 0.1]}}, binary_only=True, has_probability=False,
+        ),
+        Algorithm(
+            "naive_bayes", ("binary", "multiclass"),
+            {"smoothing": _float, "modelType": _choice("gaussian", "multinomial", "bernoulli", "complement")},
+            # Gaussian: the only type that accepts negative (scaled) feature values.
+            {"*": {"modelType": ["gaussian"]}},
+        ),
+        Algorithm(
+            "multilayer_perceptron", ("binary", "multiclass"),
+            {"hiddenLayers": _layers, "maxIter": _int, "stepSize": _float, "blockSize": _int,
+             "solver": _choice("l-bfgs", "gd"), "tol": _float},
+            {"*": {"hiddenLayers": [[16]], "maxIter": [100]}}, weights=False, seeded=True,
+        ),
+        Algorithm(
+            "factorization_machines", ("binary", "multiclass", "regression"), dict(_FM),
+            {"*": {"factorSize": [4], "regParam": [0.01], "maxIter": [50]}},
+            binary_only=True, weights=False, seeded=True,
+        ),
+        Algorithm(
+            "linear_regression", ("regression",), dict(_LINEAR),
+            # ridge, lasso and elastic net in one grid
+            {"*": {"regParam": [0.001, 0.01, 0.1], "elasticNetParam": [0.0, 0.5, 1.0]}},
+            in_defaults=("regression",),
+        ),
+        Algorithm(
+            "generalized_linear", ("regression",),
+            {"family": _choice("gaussian", "poisson", "gamma", "tweedie"), "link": _choice("identity", "log", "inverse", "sqrt"),
+             "regParam": _float, "maxIter": _int, "tol": _float, "fitIntercept": _bool},
+            {"*": {"family": ["gaussian"], "regParam": [0.0, 0.01]}},
+        ),
+    ]
+}
+
+
+def default_algorithms(task: str) -> dict[str, dict[str, list]]:
+    return {a.name: a.grid_for(task) for a in ALGORITHMS.values() if task in a.in_defaults}
+
+
+def validate_grid(algorithm: str, grid: dict[str, Any], where: str = "") -> dict[str, list]:
+    """Check names and value types; raise ValueError naming the algorithm and parameter."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algorithm!r}; available: {', '.join(ALGORITHMS)}")
+    algo = ALGORITHMS[algorithm]
+    out: dict[str, list] = {}
+    for name, values in (grid or {}).items():
+        if name not in algo.params:
+            raise ValueError(
+                f"{algorithm}: unknown parameter {name!r}; allowed: {', '.join(sorted(algo.params))}"
+            )
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"{algorithm}.{name}: expected a non-empty list of values, got {values!r}")
+        try:
+            out[name] = [algo.params[name](v) for v in values]
+        except ValueError as exc:
+            raise ValueError(f"{algorithm}.{name}: {exc}") from None
+    return out
+
+
+def build(algorithm: str, task: str, *, features: str, label: str, weight: str | None, seed: int,
+          num_features: int, num_classes: int, max_iter: int | None = None):
+    """The unfitted estimator (OneVsRest-wrapped where needed) for ``task``."""
+    from pyspark.ml import classification as C
+    from pyspark.ml import regression as R
+
+    algo = ALGORITHMS[algorithm]
+    if task not in algo.tasks:
+        raise ValueError(f"{algorithm} does not do {task}; it does {', '.join(algo.tasks)}")
+    common: dict[str, Any] = {"featuresCol": features, "labelCol": label}
+    if weight and algo.weights:
+        common["weightCol"] = weight
+    if algo.seeded:
+        common["seed"] = seed
+    regression = task == "regression"
+    if algorithm == "logistic_regression":
+        est = C.LogisticRegression(**common, maxIter=max_iter or 100)
+    elif algorithm == "decision_tree":
+        est = (R.DecisionTreeRegressor if regression else C.DecisionTreeClassifier)(**common)
+    elif algorithm == "random_forest":
+        est = (R.RandomForestRegressor if regression else C.RandomForestClassifier)(**common)
+    elif algorithm == "gbt":
+        est = (R.GBTRegressor if regression else C.GBTClassifier)(**common)
+    elif algorithm == "linear_svc":
+        est = C.LinearSVC(**common, maxIter=max_iter or 100)
+    elif algorithm == "naive_bayes":
+        est = C.NaiveBayes(**common, modelType="gaussian")
+    elif algorithm == "multilayer_perceptron":
+        est = C.MultilayerPerceptronClassifier(**common, layers=[num_features, 16, num_classes])
+    elif algorithm == "factorization_machines":
+        est = (R.FMRegressor if regression else C.FMClassifier)(**common)
+    elif algorithm == "linear_regression":
+        est = R.LinearRegression(**common, maxIter=max_iter or 100)
+    elif algorithm == "generalized_linear":
+        est = R.GeneralizedLinearRegression(**common, maxIter=max_iter or 25)
+    else:  # pragma: no cover - ALGORITHMS and this function are kept in step
+        raise ValueError(algorithm)
+    if task == "multiclass" and algo.binary_only:
+        ovr_args = {"featuresCol": features, "labelCol": label, "parallelism": 1}
+        if weight and algo.weights:
+            ovr_args["weightCol"] = weight
+        est = C.OneVsRest(classifier=est, **ovr_args)
+    return est
+
+
+def inner(estimator):
+    """The estimator whose params a grid sets (the wrapped classifier of a OneVsRest)."""
+    from pyspark.ml.classification import OneVsRest
+
+    return estimator.getClassifier() if isinstance(estimator, OneVsRest) else estimator
+
+
+def param_maps(estimator, algorithm: str, grid: dict[str, list], num_features: int, num_classes: int) -> list[dict]:
+    """The grid as MLlib param maps (the cartesian product), each map also as plain values."""
+    from itertools import product
+
+    target = inner(estimator)
+    names = list(grid)
+    maps = []
+    for combo in product(*(grid[n] for n in names)) if names else [()]:
+        pm, plain = {}, {}
+        for name, value in zip(names, combo):
+            plain[name] = value
+            if name == "hiddenLayers":
+                pm[target.getParam("layers")] = [num_features, *value, num_classes]
+            else:
+                pm[target.getParam(name)] = value
+        maps.append((pm, plain))
+    return maps

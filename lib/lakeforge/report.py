@@ -1,0 +1,176 @@
+"""The training report: leaderboard, test metrics and plots (PNG + one self-contained HTML page).
+
+Every plot is drawn from small aggregates (score bins, a confusion matrix, importances), never
+from row-level data.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from dataclasses import dataclass, field
+
+from lakeforge import evaluation
+
+
+@dataclass
+class Report:
+    html: str
+    images: dict[str, bytes] = field(default_factory=dict)
+
+
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def roc_pr_plots(ev: evaluation.Evaluation) -> dict[str, bytes]:
+    plt = _plt()
+    out = {}
+    fpr, tpr, _ = ev.roc_curve()
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.plot(fpr, tpr, label=f"ROC-AUC {ev.metrics.get('roc_auc', float('nan')):.3f}")
+    ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=0.8)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve (test)")
+    ax.legend(loc="lower right")
+    out["roc"] = _png(fig)
+    rec, prec, _ = ev.pr_curve()
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.plot(rec, prec, label=f"PR-AUC {ev.metrics.get('pr_auc', float('nan')):.3f}")
+    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall curve (test)", ylim=(0, 1.02))
+    ax.legend(loc="upper right")
+    out["pr"] = _png(fig)
+    # calibration: observed positive rate per decile of predicted probability
+    groups: dict[int, list[float]] = {}
+    for edge, p, n in ev.bins:
+        g = groups.setdefault(min(int(edge * 10), 9), [0.0, 0.0, 0.0])
+        g[0] += p
+        g[1] += n
+        g[2] += (edge + 0.5 / evaluation.BINS) * (p + n)
+    xs, ys = [], []
+    for g in sorted(groups):
+        p, n, s = groups[g]
+        if p + n:
+            xs.append(s / (p + n))
+            ys.append(p / (p + n))
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.plot(xs, ys, "o-", label="model")
+    ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=0.8, label="perfect")
+    ax.set(xlabel="mean predicted probability", ylabel="observed positive rate", title="Calibration (test)")
+    ax.legend(loc="upper left")
+    out["calibration"] = _png(fig)
+    return out
+
+
+def confusion_plot(ev: evaluation.Evaluation) -> bytes:
+    plt = _plt()
+    cm = ev.confusion
+    k = len(cm)
+    fig, ax = plt.subplots(figsize=(1.2 * k + 2.5, 1.2 * k + 2))
+    ax.imshow(cm, cmap="Blues")
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, f"{cm[i][j]:,}", ha="center", va="center")
+    ax.set_xticks(range(k), [str(x)[:14] for x in ev.labels[:k]], rotation=30, ha="right")
+    ax.set_yticks(range(k), [str(x)[:14] for x in ev.labels[:k]])
+    ax.set(xlabel="predicted", ylabel="actual", title="Confusion matrix (test)")
+    return _png(fig)
+
+
+def importance_plot(importances: list[tuple[str, float]], top: int = 20) -> bytes:
+    plt = _plt()
+    items = importances[:top][::-1]
+    fig, ax = plt.subplots(figsize=(6, 0.3 * len(items) + 1.2))
+    ax.barh([n for n, _ in items], [v for _, v in items])
+    ax.set(title="Feature importance (summed per input column)", xlabel="importance / |coefficient|")
+    return _png(fig)
+
+
+def leaderboard_plot(leaderboard: list[dict], metric: str) -> bytes:
+    plt = _plt()
+    rows = [r for r in leaderboard if r["cv_mean"] is not None][:15][::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.2))
+    labels = [f"{r['algorithm']} {_short(r['params'])}" for r in rows]
+    ax.barh(labels, [r["cv_mean"] for r in rows], xerr=[r["cv_std"] or 0 for r in rows])
+    lo = min((r["cv_mean"] - (r["cv_std"] or 0) for r in rows), default=0)
+    hi = max((r["cv_mean"] + (r["cv_std"] or 0) for r in rows), default=1)
+    pad = (hi - lo) * 0.1 or 0.01
+    ax.set_xlim(lo - pad, hi + pad)
+    ax.set(title=f"Leaderboard: CV {metric} (mean +- std)", xlabel=metric)
+    return _png(fig)
+
+
+def _short(params: str) -> str:
+    d = json.loads(params)
+    return ", ".join(f"{k}={v}" for k, v in d.items())[:60]
+
+
+def training_report(pipeline, task, metric, leaderboard, best, test_eval, importances, split_info, threshold,
+                    decision, version, timings) -> Report:
+    images: dict[str, bytes] = {}
+    try:
+        images["leaderboard"] = leaderboard_plot(leaderboard, metric)
+        if task == "binary":
+            images.update(roc_pr_plots(test_eval))
+        if task in ("binary", "multiclass"):
+            images["confusion"] = confusion_plot(test_eval)
+        if importances:
+            images["importance"] = importance_plot(importances)
+    except ImportError:  # matplotlib missing: the report keeps its tables
+        pass
+    esc = html.escape
+    metric_names = list(evaluation.METRICS[task])
+    head = "".join(f"<th>{esc(h)}</th>" for h in ["rank", "algorithm", "params", *[f"CV {m}" for m in metric_names], "fit s", "status"])
+    body = []
+    for r in leaderboard:
+        cells = [str(r["rank"] or ""), r["algorithm"], _short(r["params"])]
+        for m in metric_names:
+            mean, std = r.get(f"cv_{m}_mean"), r.get(f"cv_{m}_std")
+            cells.append("" if mean is None or math.isnan(mean) else f"{mean:.4f} &plusmn; {std:.4f}")
+        cells += [f"{r['fit_seconds']:.1f}", r["status"]]
+        cls = ' class="best"' if r["is_best"] else ""
+        body.append(f"<tr{cls}>" + "".join(f"<td>{c if '&plusmn;' in c else esc(c)}</td>" for c in cells) + "</tr>")
+    test_rows = "".join(
+        f"<tr><td>{esc(k)}</td><td>{v:.4f}</td></tr>" for k, v in test_eval.metrics.items() if not math.isnan(v)
+    )
+    imgs = "".join(
+        f'<figure><img alt="{esc(n)}" src="data:image/png;base64,{base64.b64encode(b).decode()}"></figure>'
+        for n, b in images.items()
+    )
+    timing = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>lakeforge training report: {esc(pipeline.name)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; }} td, th {{ border: 1px solid #ccc; padding: 3px 8px; font-size: 90%; }}
+tr.best {{ background: #e8f4e8; font-weight: 600; }} figure {{ display: inline-block; margin: 0.5em; }}
+</style></head><body>
+<h1>Training report: {esc(pipeline.name)}</h1>
+<p>Task <b>{esc(task)}</b>, target <code>{esc(pipeline.target)}</code>, primary metric <b>{esc(metric)}</b>.
+Split: {esc(json.dumps(split_info))}.</p>
+<p>Winner: <b>{esc(best.label)}</b>, registered as version {esc(str(version))}.
+{'Decision threshold on P(positive): %.4f (%s).' % (threshold, esc(pipeline.model.threshold.strategy)) if threshold is not None else ''}</p>
+<p>Champion decision: {esc(decision)}</p>
+<h2>Held-out test metrics of the winner</h2><table>{test_rows}</table>
+<h2>Leaderboard (cross-validation on the same folds)</h2>
+<table><tr>{head}</tr>{''.join(body)}</table>
+<h2>Plots</h2>{imgs}
+<p><small>Stage times: {esc(timing)}</small></p>
+</body></html>"""
+    return Report(page, images)

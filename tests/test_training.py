@@ -1,0 +1,204 @@
+"""Model search end to end on real data: several algorithms on the same folds, the leaderboard,
+threshold, MLflow parent/child runs, the champion/challenger gate, reproducibility, a time
+budget, multiclass and regression targets, and bad input that registers nothing."""
+
+import datetime as dt
+import json
+
+import pytest
+from mlflow import MlflowClient
+
+from conftest import write_pipeline
+from lakeforge import tracking
+from lakeforge.config import load_pipeline
+from lakeforge.errors import InputDataError
+from lakeforge.ingest import ingest
+from lakeforge.score import score
+from lakeforge.train import train
+
+pytestmark = pytest.mark.slow
+DAY = dt.date(2026, 5, 1)
+SMALL_ZOO = {
+    "logistic_regression": {"regParam": [0.001, 0.1]},
+    "random_forest": {"numTrees": [20], "maxDepth": [5]},
+    "gbt": {"maxIter": [10], "maxDepth": [3]},
+}
+
+
+def _pipeline(folder, name, **changes):
+    base = {"name": name, "tables.bronze": f"{name}_bronze", "tables.predictions": f"{name}_predictions",
+            "tables.leaderboard": f"{name}_leaderboard", "model.registered_name": name, "model.folds": 2}
+    return load_pipeline(write_pipeline(folder, **{**base, **changes}))
+
+
+@pytest.fixture(scope="module")
+def telco(spark, settings, tmp_path_factory):
+    """Two trainings of the same data, config and seed, and a third, weaker one."""
+    folder = tmp_path_factory.mktemp("zoo")
+    pipe = _pipeline(folder, "zoo", **{"model.algorithms": SMALL_ZOO})
+    ingest(spark, settings, pipe, "r0", DAY)
+    first = train(spark, settings, pipe, "r1", DAY)
+    second = train(spark, settings, pipe, "r2", DAY)
+    weak = _pipeline(folder / "weak", "zoo", **{"model.algorithms": {"logistic_regression": {"regParam": [0.001]}},
+                                               "features.numeric": [], "features.categorical": ["gender"]})
+    third = train(spark, settings, weak, "r3", DAY)
+    return pipe, first, second, third
+
+
+def test_all_algorithms_compete_on_the_same_folds(telco):
+    _, first, _, _ = telco
+    board = first.leaderboard
+    assert [r["algorithm"] for r in board].count("logistic_regression") == 2
+    assert {r["algorithm"] for r in board} == {"logistic_regression", "random_forest", "gbt"}
+    assert [r["rank"] for r in board] == [1, 2, 3, 4]
+    means = [r["cv_roc_auc_mean"] for r in board]
+    assert means == sorted(means, reverse=True)
+    for r in board:
+        assert r["status"] == "ok" and r["fit_seconds"] > 0
+        for m in ("roc_auc", "pr_auc", "f1", "accuracy", "log_loss"):
+            assert 0 <= r[f"cv_{m}_mean"] and r[f"cv_{m}_std"] >= 0, (m, r)
+    # a deliberately small, fast zoo here (the full Telco config reaches >= 0.84: test_pipeline_e2e)
+    assert first.test_metrics["roc_auc"] >= 0.82
+    assert first.task == "binary" and first.metric == "roc_auc"
+
+
+def test_threshold_is_chosen_and_stored_in_the_model(telco):
+    _, first, _, _ = telco
+    assert first.threshold is not None and 0.05 < first.threshold < 0.7
+    model = tracking.load_spark_model(first.model)
+    clf = model.stages[-1]
+    stored = clf.getThreshold() if clf.hasParam("threshold") and clf.isSet("threshold") else clf.getThresholds()[1]
+    assert stored == pytest.approx(first.threshold)
+
+
+def test_parent_run_with_a_child_run_per_candidate(telco):
+    _, first, _, _ = telco
+    client = MlflowClient()
+    parent = client.get_run(first.mlflow_run_id)
+    assert parent.data.tags["data.table"] == "lakeforge.zoo_bronze"
+    assert parent.data.tags["lakeforge.task"] == "binary" and parent.data.tags["seed"] == "42"
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert len(children) == 4
+    assert {c.data.params["algorithm"] for c in children} == {"logistic_regression", "random_forest", "gbt"}
+    assert all("cv_roc_auc_mean" in c.data.metrics for c in children)
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/training_report.html", "report/roc.png", "report/confusion.png"} <= artifacts
+
+
+def test_same_data_config_and_seed_give_the_same_metrics(telco):
+    _, first, second, _ = telco
+    assert second.test_metrics == first.test_metrics
+    assert [(r["params"], r["cv_roc_auc_mean"]) for r in second.leaderboard] == \
+           [(r["params"], r["cv_roc_auc_mean"]) for r in first.leaderboard]
+
+
+def test_champion_challenger_gate(telco):
+    _, first, second, third = telco
+    client = MlflowClient()
+    assert first.promoted and first.model.version == "1"
+    # an equal score does not beat the champion; a weaker model does not either
+    assert not second.promoted and "champion v1 kept" in second.decision
+    assert not third.promoted and third.test_metrics["roc_auc"] < first.test_metrics["roc_auc"]
+    assert str(client.get_model_version_by_alias("zoo", "champion").version) == "1"
+    assert str(client.get_model_version_by_alias("zoo", "challenger").version) == "3"
+    tags = client.get_model_version("zoo", "3").tags
+    assert "challenger v3" in tags["lakeforge.decision"] and "champion v1" in tags["lakeforge.decision"]
+
+
+def test_leaderboard_table_and_report_file(spark, telco):
+    _, _, _, third = telco
+    rows = spark.sql("SELECT run_id, rank, algorithm, status, metrics FROM lakeforge.zoo_leaderboard").collect()
+    assert {r.run_id for r in rows} == {"r3"}  # the run date's partition holds the last training
+    assert "roc_auc_mean" in json.loads(rows[0].metrics)
+    assert third.report and open(third.report).read().startswith("<!doctype html>")
+
+
+def test_time_budget_skips_the_remaining_candidates(spark, settings, telco, tmp_path):
+    pipe = _pipeline(tmp_path, "budget", **{"tables.bronze": "zoo_bronze", "model.algorithms": SMALL_ZOO,
+                                            "model.max_minutes": 0.0001})
+    res = train(spark, settings, pipe, "b1", DAY)
+    status = {r["algorithm"]: r["status"] for r in res.leaderboard}
+    assert status["logistic_regression"] == "ok"  # the first algorithm always runs
+    assert status["random_forest"].startswith("skipped: time budget")
+    assert status["gbt"].startswith("skipped: time budget")
+
+
+@pytest.fixture(scope="module")
+def small_csvs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tasks")
+    multi, reg = folder / "iris_like.csv", folder / "houses.csv"
+    lines = ["id,a,b,colour,species"]
+    for i in range(240):
+        a, b = (i * 7) % 17, (i * 11) % 13
+        species = "setosa" if a < 6 else "versicolor" if a < 12 else "virginica"
+        lines.append(f"{i},{a},{b},{['red', 'blue'][i % 2]},{species}")
+    multi.write_text("\n".join(lines) + "\n")
+    lines = ["id,rooms,area,district,price"]
+    for i in range(240):
+        rooms, area = 1 + i % 5, 30 + (i * 13) % 90
+        lines.append(f"{i},{rooms},{area},{['north', 'south'][i % 2]},{50 + 3 * area + 10 * rooms + (i % 2) * 20}")
+    reg.write_text("\n".join(lines) + "\n")
+    return multi, reg
+
+
+def _task_pipeline(folder, name, csv, target, algorithms, **changes):
+    return _pipeline(folder, name, **{"source.path": str(csv), "key": "id", "target": target, "positive_class": None,
+                                      "features": {}, "model.task": "auto", "model.metric": None,
+                                      "model.algorithms": algorithms, "model.threshold": {}, **changes})
+
+
+def test_multiclass_target_is_inferred_trained_and_scored(spark, settings, small_csvs, tmp_path):
+    pipe = _task_pipeline(tmp_path, "species", small_csvs[0], "species",
+                          {"logistic_regression": {"regParam": [0.01]}, "naive_bayes": {},
+                           "random_forest": {"numTrees": [10], "maxDepth": [4]}})
+    ingest(spark, settings, pipe, "m0", DAY)
+    res = train(spark, settings, pipe, "m1", DAY)
+    assert (res.task, res.metric) == ("multiclass", "f1_macro")
+    assert res.test_metrics["f1_macro"] > 0.7
+    assert {r["algorithm"] for r in res.leaderboard if r["status"] == "ok"} == {"logistic_regression", "naive_bayes", "random_forest"}
+    out = score(spark, settings, pipe, DAY)
+    labels = {r.predicted_label for r in spark.table(out.write.table).select("predicted_label").distinct().collect()}
+    assert labels <= {"setosa", "versicolor", "virginica"} and len(labels) >= 2
+
+
+def test_regression_target_is_inferred_trained_and_scored(spark, settings, small_csvs, tmp_path):
+    pipe = _task_pipeline(tmp_path, "houses", small_csvs[1], "price",
+                          {"linear_regression": {"regParam": [0.0, 0.1], "elasticNetParam": [0.0]},
+                           "random_forest": {"numTrees": [10], "maxDepth": [4]}})
+    ingest(spark, settings, pipe, "g0", DAY)
+    res = train(spark, settings, pipe, "g1", DAY)
+    assert (res.task, res.metric) == ("regression", "rmse")
+    assert res.test_metrics["r2"] > 0.95
+    assert res.leaderboard[0]["algorithm"] == "linear_regression"  # the target is linear
+    out = score(spark, settings, pipe, DAY)
+    row = spark.table(out.write.table).agg({"score": "avg"}).first()
+    assert 200 < row[0] < 450
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"target": "gender", "features.categorical": ["Partner"], "model.task": "regression", "model.metric": "rmse",
+          "model.algorithms": {"linear_regression": {}}},
+         r"model\.task is regression but target 'gender' is string \(values like"),
+        ({"target": "PhoneService", "features.categorical": ["Partner"], "positive_class": "Maybe"},
+         r"target 'PhoneService' has no row equal to positive_class 'Maybe'"),
+        ({"model.folds": 20, "model.test_fraction": 0.995}, r"only \d+ training rows for 20 folds"),
+    ],
+    ids=["regression-on-text", "absent-positive-class", "fewer-rows-than-folds"],
+)
+def test_bad_targets_register_nothing(spark, settings, telco, tmp_path, changes, expected):
+    pipe = _pipeline(tmp_path, "badtarget", **{"tables.bronze": "zoo_bronze", **changes})
+    with pytest.raises(InputDataError, match=expected):
+        train(spark, settings, pipe, "x", DAY)
+    assert not MlflowClient().search_registered_models(filter_string="name = 'badtarget'")
+
+
+def test_constant_target_is_refused(spark, settings, tmp_path):
+    csv = tmp_path / "const.csv"
+    csv.write_text("id,x,y\n" + "".join(f"{i},{i},same\n" for i in range(20)))
+    pipe = _task_pipeline(tmp_path, "const", csv, "y", None)
+    ingest(spark, settings, pipe, "c0", DAY)
+    with pytest.raises(InputDataError, match=r"target 'y' is constant \('same' in every row\); nothing to learn"):
+        train(spark, settings, pipe, "c1", DAY)
