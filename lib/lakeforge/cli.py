@@ -15,6 +15,7 @@ import traceback
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -279,12 +280,106 @@ def score(ctx: Context, pipeline_file: str, run_date, date_from, date_to, model_
     _run_job(ctx, "score", pipeline_file, _dates(run_date, date_from, date_to), [("score", stage)])
 
 
-@cli.command()
-@pipeline_argument
-@run_date_options
+def _frame_input(ctx: Context, spark, input_path: str, target: str, key: str | None, name: str | None):
+    """Frame ``input_path`` (a file, folder or table name): (card, source config)."""
+    from lakeforge.config import SourceConfig
+    from lakeforge.frame import default_name, frame, source_for
+    from lakeforge.io import read_source
+
+    if Path(input_path).exists():  # a local path is taken relative to the current folder
+        input_path = str(Path(input_path).resolve())
+    source = source_for(input_path)
+    df = read_source(spark, SourceConfig(**source), ctx.settings, "--input")
+    shown = source | {"path": input_path}
+    return frame(df, target, shown, name or default_name(input_path), key)
+
+
+@cli.command("frame")
+@click.option("--input", "input_path", required=True, metavar="PATH|TABLE",
+              help="CSV / JSON / Parquet file or folder, a Delta folder, or a table name.")
+@click.option("--target", required=True, metavar="COLUMN", help="The column to predict.")
+@click.option("--key", metavar="COLUMN", help="The entity id column (default: the first ID-like column).")
+@click.option("--name", metavar="NAME", help="Pipeline name (default: from the input's file name).")
+@click.option("--output", "-o", metavar="FILE", help="Where to write the YAML (default: conf/pipelines/NAME.yaml).")
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @click.pass_obj
-def run(ctx: Context, pipeline_file: str, run_date, date_from, date_to) -> None:
-    """Run the whole pipeline: ingest -> train -> register -> score."""
+def frame_cmd(ctx: Context, input_path: str, target: str, key: str | None, name: str | None, output: str | None,
+              force: bool) -> None:
+    """Inspect a dataset and its target; write the pipeline YAML (the problem card).
+
+    Infers the task (binary / multiclass / regression, with the reason), the positive class, the
+    primary metric, each column's role (numeric, categorical, datetime, text, ID-like -> excluded),
+    class imbalance and leakage suspects, and a default model search. Edit it, then
+    'lakeforge run FILE'.
+    """
+    from lakeforge.frame import to_yaml
+
+    settings = ctx.settings
+    with _session(settings) as spark:
+        card = _frame_input(ctx, spark, input_path, target, key, name)
+    path = settings.path(output or f"conf/pipelines/{card.name}.yaml")
+    if path.exists() and not force:
+        raise click.UsageError(f"{path} exists; choose --output or add --force")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(to_yaml(card))
+    _print_card(card)
+    out.print(f"Wrote {path}. Next: lakeforge run {path}")
+
+
+def _print_card(card) -> None:
+    table = Table(title=f"Problem card: {card.name} ({card.rows:,} rows)")
+    for col in ("column", "type", "role", "why", "nulls"):
+        table.add_column(col, no_wrap=col != "why")
+    for c in card.columns:
+        table.add_row(c.name, c.dtype, c.role, c.reason, f"{c.nulls:,}")
+    out.print(table)
+    shares = ", ".join(f"{k} {v:.1%}" for k, v in list(card.class_shares.items())[:8])
+    out.print(f"Task: {card.task} ({card.task_reason}); target {card.target!r}"
+              + (f", positive class {card.positive_class!r}" if card.positive_class is not None else "")
+              + (f"; classes: {shares}" if shares else ""))
+    out.print(f"Metric: {card.metric} ({card.metric_reason}); key: {card.key}")
+    out.print("Leakage suspects: " + ("; ".join(card.leakage) if card.leakage else "none"))
+
+
+@cli.command()
+@click.argument("pipeline_file", metavar="[PIPELINE_YAML]", required=False, type=click.Path(dir_okay=False))
+@run_date_options
+@click.option("--input", "input_path", metavar="PATH|TABLE", help="Zero-config: frame this dataset instead of a YAML.")
+@click.option("--target", metavar="COLUMN", help="Zero-config: the column to predict (with --input).")
+@click.option("--key", metavar="COLUMN", help="Zero-config: the entity id column (default: the first ID-like column).")
+@click.pass_obj
+def run(ctx: Context, pipeline_file: str | None, run_date, date_from, date_to, input_path: str | None,
+        target: str | None, key: str | None) -> None:
+    """Run the whole pipeline: ingest -> train -> register -> score.
+
+    \b
+    With a YAML:     lakeforge run conf/pipelines/telco_churn.yaml
+    Zero-config:     lakeforge run --input data.csv --target Churn
+    (frames the data with defaults, saves the card to reports/NAME/pipeline.yaml, then runs it)
+    """
+    if input_path or target:
+        if pipeline_file:
+            raise click.UsageError("give either PIPELINE_YAML or --input/--target, not both")
+        if not (input_path and target):
+            raise click.UsageError("zero-config needs both --input and --target")
+        from lakeforge.frame import to_yaml
+
+        settings = ctx.settings
+        with _session(settings) as spark:
+            card = _frame_input(ctx, spark, input_path, target, key, None)
+            folder = settings.path(settings.reports_dir or "reports") / card.name
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / "pipeline.yaml"
+            path.write_text(to_yaml(card))
+            _print_card(card)
+            err.print(f"   problem card saved to {path}")
+            return _run_pipeline(ctx, str(path), run_date, date_from, date_to)
+    if not pipeline_file:
+        raise click.UsageError("give a PIPELINE_YAML, or --input and --target for the zero-config run")
+    return _run_pipeline(ctx, pipeline_file, run_date, date_from, date_to)
+
+
+def _run_pipeline(ctx: Context, pipeline_file: str, run_date, date_from, date_to):
     t0 = time.perf_counter()
     timings_all: dict[str, float] = {}
 

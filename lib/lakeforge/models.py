@@ -133,7 +133,7 @@ ALGORITHMS: dict[str, Algorithm] = {
         Algorithm(
             "linear_regression", ("regression",), dict(_LINEAR),
             # ridge, lasso and elastic net in one grid
-            {"*": {"regParam": [0.001, 0.01, 0.1], "elasticNetParam": [0.0, 0.5, 1.0]}},
+            {"*": {"regParam": [0.01, 0.1], "elasticNetParam": [0.0, 0.5, 1.0]}},
             in_defaults=("regression",),
         ),
         Algorithm(

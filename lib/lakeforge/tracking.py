@@ -44,6 +44,9 @@ def configure(settings: Settings) -> str:
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
+    if tracking.startswith(("http://", "https://")) and "://" not in settings.mlflow.artifact_root:
+        # an `mlflow server`: its own artifact store (proxied) unless a URI is configured
+        return mlflow.create_experiment(name)
     artifacts = settings.uri(settings.mlflow.artifact_root)
     if "://" not in artifacts:
         Path(artifacts).mkdir(parents=True, exist_ok=True)

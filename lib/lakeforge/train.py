@@ -51,14 +51,13 @@ from lakeforge import evaluation, models, tracking
 from lakeforge.config import PipelineConfig, Settings
 from lakeforge.errors import InputDataError
 from lakeforge.features import FEATURES_COL, preprocessing_pipeline, resolve_roles
+from lakeforge.frame import MAX_CLASSES, POSITIVE_NAMES, as_text, infer_task
 from lakeforge.io import latest_version, read_version, require_columns, write_table
 
 LABEL_COL = "label"
 WEIGHT_COL = "_weight"
 FOLD_COL = "_fold"
 SPLIT_BUCKETS = 10_000
-MAX_CLASSES = 50
-POSITIVE_NAMES = ("1", "1.0", "true", "yes", "y", "positive", "pos")
 
 
 @dataclass
@@ -127,17 +126,10 @@ def infer_target(raw: DataFrame, pipeline: PipelineConfig, table: str) -> Target
     task = pipeline.model.task
     numeric = isinstance(dtype, NumericType)
     if task == "auto":
-        if len(values) == 2:
-            task = "binary"
-        elif numeric and (len(values) > 20 or any(float(v) != int(v) for v in values)):
-            task = "regression"
-        elif len(values) <= MAX_CLASSES:
-            task = "multiclass"
-        else:
-            raise InputDataError(
-                f"{table}: target {target!r} is text with more than {MAX_CLASSES} distinct values: "
-                "not a classification target; set model.task or choose another target"
-            )
+        try:
+            task, _ = infer_task(values, numeric, len(values))
+        except InputDataError as exc:
+            raise InputDataError(f"{table}: {target!r}: {exc}; or set model.task") from None
     if task == "regression":
         if not numeric:
             sample = ", ".join(repr(v) for v in values[:3])
@@ -146,14 +138,14 @@ def infer_target(raw: DataFrame, pipeline: PipelineConfig, table: str) -> Target
                 f"(values like {sample}); regression needs a numeric target (or use task binary / multiclass)"
             )
         return Target("regression", [])
-    names = sorted(_as_text(v) for v in values)
+    names = sorted(as_text(v) for v in values)
     if task == "binary":
         if len(values) > 2 and pipeline.positive_class is None:
             raise InputDataError(
                 f"{table}: target {target!r} has more than 2 values ({', '.join(names[:5])}...); "
                 "for a binary task set positive_class (the rest is negative) or use task multiclass"
             )
-        positive = _as_text(pipeline.positive_class) if pipeline.positive_class is not None else _default_positive(raw, target, names)
+        positive = as_text(pipeline.positive_class) if pipeline.positive_class is not None else _default_positive(raw, target, names)
         if positive not in names:
             raise InputDataError(
                 f"{table}: target {target!r} has no row equal to positive_class {positive!r} "
@@ -165,19 +157,11 @@ def infer_target(raw: DataFrame, pipeline: PipelineConfig, table: str) -> Target
     return Target("multiclass", names)
 
 
-def _as_text(v: object) -> str:
-    if isinstance(v, bool):
-        return str(v).lower()
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
-
-
 def _default_positive(raw: DataFrame, target: str, names: list[str]) -> str:
     for n in names:
         if n.lower() in POSITIVE_NAMES:
             return n
-    counts = {_as_text(r[0]): r[1] for r in raw.groupBy(target).count().collect() if r[0] is not None}
+    counts = {as_text(r[0]): r[1] for r in raw.groupBy(target).count().collect() if r[0] is not None}
     return min(names, key=lambda n: (counts.get(n, 0), n))  # the minority class
 
 
@@ -199,7 +183,7 @@ def _text_expr(raw: DataFrame, col: str):
     if isinstance(dtype, BooleanType):
         return F.lower(c.cast("string"))
     if isinstance(dtype, NumericType):
-        # 1.0 -> "1", as _as_text does
+        # 1.0 -> "1", as as_text does
         return F.when(c == F.floor(c), c.cast("long").cast("string")).otherwise(c.cast("string"))
     return c.cast("string")
 

@@ -1,0 +1,294 @@
+"""Problem framing: inspect a dataset and its target, write the pipeline YAML (the problem card).
+
+One profiling aggregation over all columns (nulls, approximate distinct counts, how many text
+values parse as numbers or timestamps, text length) plus, for the target, its values; then one
+grouped count per candidate categorical column for the leakage check (only for columns with
+at most ``LEAKAGE_MAX_LEVELS`` levels). Nothing row-level reaches the driver.
+
+Roles:
+- ID-like (nearly one distinct value per row, text or integer): excluded; the first is the key;
+- numeric: numeric types, and text columns whose non-blank values almost all parse as numbers
+  (Telco's ``TotalCharges``);
+- datetime: date/timestamp types and text that parses as timestamps (excluded for now: date
+  features are the feature-engineering stage's);
+- text: free text (long values, many levels): excluded;
+- categorical: the rest.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import BooleanType, DateType, NumericType, StringType, TimestampNTZType, TimestampType
+
+from lakeforge.errors import InputDataError
+
+MAX_CLASSES = 50
+LEAKAGE_MAX_LEVELS = 1000
+POSITIVE_NAMES = ("1", "1.0", "true", "yes", "y", "positive", "pos")
+
+
+@dataclass
+class Column:
+    name: str
+    dtype: str
+    role: str
+    reason: str
+    nulls: int = 0
+    distinct: int = 0
+
+
+@dataclass
+class ProblemCard:
+    name: str
+    source: dict
+    rows: int
+    target: str
+    task: str
+    task_reason: str
+    key: str
+    positive_class: str | None
+    metric: str
+    metric_reason: str
+    class_shares: dict[str, float] = field(default_factory=dict)
+    columns: list[Column] = field(default_factory=list)
+    leakage: list[str] = field(default_factory=list)
+
+    def roles(self, role: str) -> list[str]:
+        return [c.name for c in self.columns if c.role == role]
+
+
+def infer_task(values: list, numeric: bool, distinct: int) -> tuple[str, str]:
+    """(task, reason) from the target's distinct values (at most MAX_CLASSES + 1 of them)."""
+    if distinct == 2:
+        return "binary", "the target has exactly 2 distinct values"
+    if numeric and (distinct > 20 or any(float(v) != int(float(v)) for v in values)):
+        return "regression", f"the target is numeric with {distinct if distinct <= MAX_CLASSES else 'many'} distinct values"
+    if distinct <= MAX_CLASSES:
+        return "multiclass", f"the target has {distinct} distinct values"
+    raise InputDataError(
+        f"target has more than {MAX_CLASSES} distinct text values: not a classification target, and text "
+        "cannot be a regression target; choose another target"
+    )
+
+
+def as_text(v: object) -> str:
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def frame(df: DataFrame, target: str, source: dict, name: str, key: str | None = None) -> ProblemCard:
+    if target not in df.columns:
+        raise InputDataError(f"target column {target!r} not found; available columns: {', '.join(df.columns)}")
+    if key is not None and key not in df.columns:
+        raise InputDataError(f"key column {key!r} not found; available columns: {', '.join(df.columns)}")
+    fields = {f.name: f.dataType for f in df.schema.fields}
+    text_cols = [c for c, t in fields.items() if isinstance(t, StringType)]
+    aggs = [F.count(F.lit(1)).alias("__rows")]
+    for c in df.columns:
+        col = F.col(f"`{c}`")
+        aggs += [F.count(F.when(col.isNull(), 1)).alias(f"{c}__nulls"), F.approx_count_distinct(col).alias(f"{c}__distinct")]
+        if c in text_cols:
+            blank = F.trim(col) == ""
+            aggs += [
+                F.count(F.when(~blank, 1)).alias(f"{c}__filled"),
+                F.count(F.when(~blank & F.expr(f"try_cast(`{c}` AS DOUBLE)").isNotNull(), 1)).alias(f"{c}__num"),
+                F.count(F.when(~blank & ~F.trim(col).rlike(r"^-?\d+(\.\d+)?$") & F.expr(f"try_cast(`{c}` AS TIMESTAMP)").isNotNull(), 1)).alias(f"{c}__ts"),
+                F.avg(F.length(col)).alias(f"{c}__len"),
+            ]
+    stats = df.agg(*aggs).first().asDict()
+    rows = stats["__rows"]
+    if rows == 0:
+        raise InputDataError("the input has no rows; nothing to frame")
+
+    values = [r[0] for r in df.select(target).where(F.col(target).isNotNull()).distinct().limit(MAX_CLASSES + 1).collect()]
+    if len(values) < 2:
+        raise InputDataError(f"target {target!r} is constant or empty ({len(values)} distinct value); nothing to learn")
+    task, task_reason = infer_task(values, isinstance(fields[target], NumericType), len(values))
+    counts = {as_text(r[0]): r[1] for r in df.groupBy(target).count().collect() if r[0] is not None} if task != "regression" else {}
+    total = sum(counts.values()) or 1
+    shares = {k: round(v / total, 4) for k, v in sorted(counts.items(), key=lambda kv: -kv[1])}
+    positive = None
+    if task == "binary":
+        positive = next((v for v in shares if v.lower() in POSITIVE_NAMES), None) or min(shares, key=lambda k: (shares[k], k))
+
+    columns: list[Column] = []
+    for c, t in fields.items():
+        if c == target:
+            continue
+        nulls, distinct = stats[f"{c}__nulls"], stats[f"{c}__distinct"]
+        dtype = t.simpleString()
+        col = Column(c, dtype, "", "", nulls, distinct)
+        unique_share = distinct / max(1, rows - nulls)
+        is_intlike = isinstance(t, NumericType) and dtype in ("int", "bigint", "smallint", "tinyint")
+        if c == key:
+            col.role, col.reason = "key", "given as the key"
+        elif (isinstance(t, StringType) or is_intlike) and unique_share > 0.95 and rows >= 20:
+            col.role, col.reason = "id", f"about one distinct value per row ({distinct:,} for {rows:,} rows)"
+        elif isinstance(t, (DateType, TimestampType, TimestampNTZType)):
+            col.role, col.reason = "datetime", f"{dtype} column"
+        elif isinstance(t, (NumericType, BooleanType)):
+            col.role, col.reason = ("categorical", "boolean") if isinstance(t, BooleanType) else ("numeric", dtype)
+            if isinstance(t, NumericType) and distinct <= 2:
+                col.role, col.reason = "categorical", f"numeric with {distinct} values (a flag)"
+        elif c in text_cols:
+            filled = stats[f"{c}__filled"] or 0
+            num, ts, length = stats[f"{c}__num"], stats[f"{c}__ts"], stats[f"{c}__len"] or 0
+            if filled and num / filled >= 0.98:
+                col.role, col.reason = "numeric", f"text, but {num / filled:.1%} of the non-blank values are numbers"
+            elif filled and ts / filled >= 0.98:
+                col.role, col.reason = "datetime", "text that parses as timestamps"
+            elif length > 30 and distinct > 100:
+                col.role, col.reason = "text", f"free text (mean length {length:.0f}, {distinct:,} values)"
+            else:
+                col.role, col.reason = "categorical", f"text with {distinct:,} levels"
+        else:
+            col.role, col.reason = "excluded", f"unsupported type {dtype}"
+        columns.append(col)
+
+    if key is None:
+        ids = [c for c in columns if c.role == "id"]
+        if not ids:
+            raise InputDataError(
+                "no ID-like column (one distinct value per row) to use as the key; give one with --key"
+            )
+        key = ids[0].name
+        ids[0].role, ids[0].reason = "key", ids[0].reason + "; used as the key"
+
+    leakage = _leakage(df, target, columns, task, rows)
+    minority = min(shares.values()) if shares else None
+    if task == "binary":
+        if minority is not None and minority < 0.2:
+            metric, metric_reason = "pr_auc", f"imbalanced: the minority class is {minority:.1%} of the rows"
+        else:
+            metric, metric_reason = "roc_auc", f"balanced enough: the minority class is {minority:.1%} of the rows"
+    elif task == "multiclass":
+        metric, metric_reason = "f1_macro", "multiclass: every class counts equally"
+    else:
+        metric, metric_reason = "rmse", "regression"
+    return ProblemCard(name, source, rows, target, task, task_reason, key, positive, metric, metric_reason,
+                       shares, columns, leakage)
+
+
+def _leakage(df: DataFrame, target: str, columns: list[Column], task: str, rows: int) -> list[str]:
+    """Columns that predict the target almost perfectly on their own, or are named after it."""
+    out = []
+    base = re.sub(r"[^a-z0-9]", "", target.lower())
+    for c in columns:
+        if c.role in ("key", "id", "excluded"):
+            continue
+        name = re.sub(r"[^a-z0-9]", "", c.name.lower())
+        if base and len(base) > 2 and base in name:
+            out.append(f"{c.name}: its name contains the target's")
+            continue
+        if task == "regression":
+            if c.role == "numeric":
+                corr = df.select(F.corr(F.expr(f"try_cast(`{c.name}` AS DOUBLE)"), F.col(target).cast("double"))).first()[0]
+                if corr is not None and abs(corr) > 0.98:
+                    out.append(f"{c.name}: correlation {corr:+.3f} with the target")
+            continue
+        if c.role == "categorical" and 1 < c.distinct <= LEAKAGE_MAX_LEVELS:
+            # share of rows whose level has a single target value (purity), levels of 2+ rows only
+            g = df.groupBy(c.name, target).count().groupBy(c.name).agg(F.max("count").alias("top"), F.sum("count").alias("n"))
+            r = g.where(F.col("n") >= 2).agg(F.sum("top").alias("top"), F.sum("n").alias("n")).first()
+            if r["n"] and r["n"] >= 0.5 * rows and r["top"] / r["n"] > 0.99:
+                out.append(f"{c.name}: its levels determine the target in {r['top'] / r['n']:.1%} of the rows")
+    return out
+
+
+def to_yaml(card: ProblemCard) -> str:
+    """The pipeline config with the framing as comments (the problem card)."""
+    import yaml
+
+    def q(v) -> str:
+        return yaml.safe_dump(v, default_flow_style=True, width=10_000).strip().removesuffix("\n...").strip()
+
+    lines = [
+        f"# Problem card for {card.name}, written by 'lakeforge frame' ({card.rows:,} rows inspected).",
+        "# Edit freely: this file is the pipeline config (see the README's configuration reference).",
+        "#",
+        f"# Task: {card.task} ({card.task_reason}).",
+    ]
+    if card.class_shares:
+        shares = ", ".join(f"{k}: {v:.1%}" for k, v in list(card.class_shares.items())[:10])
+        lines.append(f"# Classes: {shares}.")
+    lines.append(f"# Metric: {card.metric} ({card.metric_reason}).")
+    if card.leakage:
+        lines.append("# LEAKAGE SUSPECTS (excluded below; put them back only if known at prediction time):")
+        lines += [f"#   - {x}" for x in card.leakage]
+    else:
+        lines.append("# Leakage suspects: none found.")
+    lines.append("# Columns:")
+    for c in card.columns:
+        lines.append(f"#   {c.name:<28} {c.role:<11} {c.reason}; {c.nulls:,} nulls")
+    leaked = {x.split(":")[0] for x in card.leakage}
+    numeric = [c for c in card.roles("numeric") if c not in leaked]
+    categorical = [c for c in card.roles("categorical") if c not in leaked]
+    excluded = [c.name for c in card.columns if c.role in ("id", "datetime", "text", "excluded")] + sorted(leaked)
+    src = card.source
+    lines += [
+        f"name: {card.name}",
+        "source:",
+        f"  format: {src['format']}",
+        f"  path: {q(src['path'])}",
+    ]
+    if src.get("options"):
+        lines.append("  options:")
+        lines += [f"    {k}: {q(v)}" for k, v in src["options"].items()]
+    lines += [
+        f"key: {q(card.key)}",
+        f"target: {q(card.target)}",
+    ]
+    if card.positive_class is not None:
+        lines.append(f"positive_class: {q(card.positive_class)}")
+    lines += [
+        "tables:",
+        f"  bronze: bronze_{card.name}",
+        f"  predictions: predictions_{card.name}",
+        f"  leaderboard: leaderboard_{card.name}",
+        "features:",
+        f"  numeric: {q(numeric)}",
+        f"  categorical: {q(categorical)}",
+        f"  exclude: {q(excluded)}",
+        "preprocessing:",
+        "  numeric_impute: median",
+        "  scale: true",
+        "model:",
+        f"  registered_name: {card.name}",
+        f"  task: {card.task}",
+        "  algorithms: null            # the task's defaults (see the README); or {algorithm: {param: [values]}}",
+        "  search: cross_validation",
+        "  folds: 3",
+        f"  metric: {card.metric}",
+        "  test_fraction: 0.2",
+        "  seed: 42",
+    ]
+    if card.task == "binary" and card.class_shares and min(card.class_shares.values()) < 0.2:
+        lines.append("  class_weights: true          # imbalanced classes")
+    lines += ["scoring:", "  model_alias: champion", ""]
+    return "\n".join(lines)
+
+
+def default_name(path: str) -> str:
+    stem = Path(path.rstrip("/")).stem if "/" in path or "." in path else path.split(".")[-1]
+    name = re.sub(r"[^A-Za-z0-9_]", "_", stem).strip("_").lower() or "pipeline"
+    return name if re.match(r"^[A-Za-z_]", name) else f"p_{name}"
+
+
+def source_for(path: str) -> dict:
+    """The source config for an input path or table name, by its extension."""
+    lower = path.lower()
+    if lower.endswith((".csv", ".csv.gz", ".txt")):
+        return {"format": "csv", "path": path, "options": {"header": True, "inferSchema": True}}
+    if lower.endswith(".json") or lower.endswith(".jsonl"):
+        return {"format": "json", "path": path, "options": {}}
+    if lower.endswith(".parquet") or (Path(path).is_dir() and not (Path(path) / "_delta_log").is_dir()):
+        return {"format": "parquet", "path": path, "options": {}}
+    return {"format": "delta", "path": path, "options": {}}
