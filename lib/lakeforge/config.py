@@ -215,6 +215,9 @@ class ModelConfig(_Strict):
     # grid; null: the task's default algorithms (lakeforge.models).
     algorithms: dict[str, dict[str, list[Any]] | None] | None = None
     search: Literal["cross_validation", "train_validation_split"] = "cross_validation"
+    # best_mean: the best CV mean wins; one_standard_error: the simplest algorithm within one
+    # standard error of the best (differences below the fold noise do not buy complexity).
+    selection: Literal["best_mean", "one_standard_error"] = "one_standard_error"
     folds: int = Field(3, ge=2, le=20)
     train_ratio: float = Field(0.75, gt=0.0, lt=1.0)  # train_validation_split only
     # null: roc_auc (binary), f1_macro (multiclass), rmse (regression)

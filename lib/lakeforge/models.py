@@ -80,6 +80,9 @@ class Algorithm:
     has_probability: bool = True
     seeded: bool = False
     in_defaults: tuple[str, ...] = field(default=())  # tasks it is searched in by default
+    # Model complexity for the one-standard-error rule: 0 linear, 1 naive Bayes, 2 one tree,
+    # 3 factorization machines, 4 tree ensembles, 5 neural network.
+    complexity: int = 0
 
     def grid_for(self, task: str) -> dict[str, list]:
         return self.default_grid.get(task) or self.default_grid.get("*", {})
@@ -96,18 +99,21 @@ ALGORITHMS: dict[str, Algorithm] = {
         Algorithm(
             "decision_tree", ("binary", "multiclass", "regression"), dict(_TREE, impurity=_choice("gini", "entropy", "variance")),
             {"*": {"maxDepth": [5, 8]}}, seeded=True,
+            complexity=2,
         ),
         Algorithm(
             "random_forest", ("binary", "multiclass", "regression"),
             dict(_TREE, numTrees=_int, subsamplingRate=_float,
                  featureSubsetStrategy=_choice("auto", "all", "onethird", "sqrt", "log2")),
             {"*": {"numTrees": [50], "maxDepth": [6, 10]}}, seeded=True, in_defaults=TASKS,
+            complexity=4,
         ),
         Algorithm(
             "gbt", ("binary", "multiclass", "regression"),
             dict(_TREE, maxIter=_int, stepSize=_float, subsamplingRate=_float),
             {"*": {"maxIter": [30], "maxDepth": [3, 5], "stepSize": [0.1]}}, binary_only=True, seeded=True,
             in_defaults=("binary", "regression"),
+            complexity=4,
         ),
         Algorithm(
             "linear_svc", ("binary", "multiclass"), dict(_LINEAR),
@@ -118,17 +124,20 @@ ALGORITHMS: dict[str, Algorithm] = {
             {"smoothing": _float, "modelType": _choice("gaussian", "multinomial", "bernoulli", "complement")},
             # Gaussian: the only type that accepts negative (scaled) feature values.
             {"*": {"modelType": ["gaussian"]}},
+            complexity=1,
         ),
         Algorithm(
             "multilayer_perceptron", ("binary", "multiclass"),
             {"hiddenLayers": _layers, "maxIter": _int, "stepSize": _float, "blockSize": _int,
              "solver": _choice("l-bfgs", "gd"), "tol": _float},
             {"*": {"hiddenLayers": [[16]], "maxIter": [100]}}, weights=False, seeded=True,
+            complexity=5,
         ),
         Algorithm(
             "factorization_machines", ("binary", "multiclass", "regression"), dict(_FM),
             {"*": {"factorSize": [4], "regParam": [0.01], "maxIter": [50]}},
             binary_only=True, weights=False, seeded=True,
+            complexity=3,
         ),
         Algorithm(
             "linear_regression", ("regression",), dict(_LINEAR),

@@ -164,7 +164,7 @@ tr.best {{ background: #e8f4e8; font-weight: 600; }} figure {{ display: inline-b
 <h1>Training report: {esc(pipeline.name)}</h1>
 <p>Task <b>{esc(task)}</b>, target <code>{esc(pipeline.target)}</code>, primary metric <b>{esc(metric)}</b>.
 Split: {esc(json.dumps(split_info))}.</p>
-<p>Winner: <b>{esc(best.label)}</b>, registered as version {esc(str(version))}.
+<p>Winner: <b>{esc(best.label)}</b> ({esc(best.selected_by)}), registered as version {esc(str(version))}.
 {'Decision threshold on P(positive): %.4f (%s).' % (threshold, esc(pipeline.model.threshold.strategy)) if threshold is not None else ''}</p>
 <p>Champion decision: {esc(decision)}</p>
 <h2>Held-out test metrics of the winner</h2><table>{test_rows}</table>

@@ -75,6 +75,7 @@ class Candidate:
     fold_evals: list[evaluation.Evaluation] = field(default_factory=list)
     fit_seconds: float = 0.0
     status: str = "ok"  # ok | skipped (time budget) | failed: <reason>
+    selected_by: str = ""  # set on the winner: why it won
 
     @property
     def label(self) -> str:
@@ -315,7 +316,8 @@ def train(
     if not ranked:
         reasons = "; ".join(f"{c.label}: {c.status}" for c in candidates[:5])
         raise InputDataError(f"no candidate finished ({reasons}); nothing was registered")
-    best = ranked[0]
+    best, best.selected_by = select(ranked, task, metric, cfg.selection, n_folds)
+    say(f"selected: {best.label} ({best.selected_by})")
 
     t = time.perf_counter()
     est = models.build(best.algorithm, task, features=FEATURES_COL, label=LABEL_COL, weight=weight, seed=cfg.seed,
@@ -338,7 +340,7 @@ def train(
     timings["evaluate"] = time.perf_counter() - t
     say(f"best: {best.label}; test {metric} {test_eval.metrics[metric]:.4f}")
 
-    leaderboard = _leaderboard(candidates, ranked, task, metric)
+    leaderboard = _leaderboard(candidates, ranked, best, task, metric)
     importances = feature_importances(fitted, prep_model, train_df)
 
     t = time.perf_counter()
@@ -356,6 +358,29 @@ def train(
         _write_leaderboard(spark, settings.table(pipeline.tables.leaderboard), leaderboard, run_id, run_date, mlflow_run_id, metric)
     return TrainResult(ref, mlflow_run_id, table, version, rows_train, rows_test, task, metric, test_eval.metrics,
                        leaderboard, promoted, decision, champion_version, threshold, timings, report)
+
+
+def select(ranked: list[Candidate], task: str, metric: str, rule: str, n_folds: int) -> tuple[Candidate, str]:
+    """The winner among the ranked (best CV mean first) candidates.
+
+    best_mean: the best CV mean. one_standard_error: the simplest algorithm (linear < naive Bayes
+    < tree < factorization machines < ensembles < neural network) whose CV mean is within one
+    standard error (std / sqrt(folds)) of the best, and the best mean within that algorithm class:
+    differences smaller than the fold-to-fold noise do not buy a more complex model.
+    """
+    top = ranked[0]
+    if rule == "best_mean" or n_folds < 2 or math.isnan(top.mean(metric)):
+        return top, f"best CV {metric}"
+    se = top.std(metric) / math.sqrt(n_folds)
+    hib = evaluation.higher_is_better(task, metric)
+    within = [c for c in ranked if not math.isnan(c.mean(metric))
+              and (c.mean(metric) >= top.mean(metric) - se if hib else c.mean(metric) <= top.mean(metric) + se)]
+    simplest = min(models.ALGORITHMS[c.algorithm].complexity for c in within)
+    chosen = next(c for c in within if models.ALGORITHMS[c.algorithm].complexity == simplest)
+    if chosen is top:
+        return top, f"best CV {metric}"
+    return chosen, (f"one-standard-error rule: CV {metric} {chosen.mean(metric):.4f} is within {se:.4f} of the best "
+                    f"({top.label} {top.mean(metric):.4f}), with a simpler algorithm")
 
 
 def default_metric(task: str) -> str:
@@ -461,7 +486,7 @@ def _check_counts(counts: dict, target: Target, pipeline: PipelineConfig, table:
             raise InputDataError(f"{table}: the training split holds only one class of {pipeline.target!r}; nothing to learn")
 
 
-def _leaderboard(candidates: list[Candidate], ranked: list[Candidate], task: str, metric: str) -> list[dict]:
+def _leaderboard(candidates: list[Candidate], ranked: list[Candidate], best: Candidate, task: str, metric: str) -> list[dict]:
     rows = []
     order = {id(c): i for i, c in enumerate(ranked, 1)}
     for c in sorted(candidates, key=lambda c: order.get(id(c), 10**6)):
@@ -471,7 +496,7 @@ def _leaderboard(candidates: list[Candidate], ranked: list[Candidate], task: str
             "params": json.dumps(c.params, sort_keys=True),
             "status": c.status,
             "fit_seconds": round(c.fit_seconds, 3),
-            "is_best": order.get(id(c)) == 1,
+            "is_best": c is best,
             "metric": metric,
             "cv_mean": c.mean(metric) if c.status == "ok" else None,
             "cv_std": c.std(metric) if c.status == "ok" else None,
@@ -552,9 +577,10 @@ def _log_and_register(spark, settings, pipeline, model, feature_frame, candidate
         "seed": str(cfg.seed),
     }
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{pipeline.name}-{run_date.isoformat()}") as run:
-        mlflow.set_tags(tags)
+        mlflow.set_tags({**tags, "lakeforge.selection": best.selected_by[:5000]})
         mlflow.log_params({
             "task": target.task,
+            "selection": cfg.selection,
             "search": cfg.search,
             "folds": cfg.folds,
             "metric": metric,
