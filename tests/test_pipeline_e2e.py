@@ -55,11 +55,10 @@ def test_predictions_are_queryable_by_name_and_not_doubled(project):
 
 def test_registry_has_champion_with_provenance(project):
     folder, _, _ = project
-    import mlflow
     from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
-    client = MlflowClient()
+    uri = f"sqlite:///{folder / 'mlflow.db'}"  # this project's store, whatever an earlier test configured
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     champion = client.get_model_version_by_alias("telco_churn", "champion")
     challenger = client.get_model_version_by_alias("telco_churn", "challenger")
     assert (str(champion.version), str(challenger.version)) == ("1", "2")

@@ -4,6 +4,7 @@ budget, multiclass and regression targets, and bad input that registers nothing.
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
@@ -134,10 +135,11 @@ def small_csvs(tmp_path_factory):
         species = "setosa" if a < 6 else "versicolor" if a < 12 else "virginica"
         lines.append(f"{i},{a},{b},{['red', 'blue'][i % 2]},{species}")
     multi.write_text("\n".join(lines) + "\n")
-    lines = ["id,rooms,area,district,price"]
+    lines = ["id,rooms,area,district,listed,price"]
     for i in range(240):
         rooms, area = 1 + i % 5, 30 + (i * 13) % 90
-        lines.append(f"{i},{rooms},{area},{['north', 'south'][i % 2]},{50 + 3 * area + 10 * rooms + (i % 2) * 20}")
+        listed = dt.date(2025, 1, 1) + dt.timedelta(days=i)
+        lines.append(f"{i},{rooms},{area},{['north', 'south'][i % 2]},{listed},{50 + 3 * area + 10 * rooms + (i % 2) * 20}")
     reg.write_text("\n".join(lines) + "\n")
     return multi, reg
 
@@ -151,7 +153,7 @@ def _task_pipeline(folder, name, csv, target, algorithms, **changes):
 def test_multiclass_target_is_inferred_trained_and_scored(spark, settings, small_csvs, tmp_path):
     pipe = _task_pipeline(tmp_path, "species", small_csvs[0], "species",
                           {"logistic_regression": {"regParam": [0.01]}, "naive_bayes": {},
-                           "random_forest": {"numTrees": [10], "maxDepth": [4]}})
+                           "random_forest": {"numTrees": [10], "maxDepth": [4]}}, **{"model.class_weights": True})
     ingest(spark, settings, pipe, "m0", DAY)
     res = train(spark, settings, pipe, "m1", DAY)
     assert (res.task, res.metric) == ("multiclass", "f1_macro")
@@ -163,12 +165,20 @@ def test_multiclass_target_is_inferred_trained_and_scored(spark, settings, small
 
 
 def test_regression_target_is_inferred_trained_and_scored(spark, settings, small_csvs, tmp_path):
+    # a time-based test split (the latest 20 % by `listed`) and a train/validation split search
     pipe = _task_pipeline(tmp_path, "houses", small_csvs[1], "price",
                           {"linear_regression": {"regParam": [0.0, 0.1], "elasticNetParam": [0.0]},
-                           "random_forest": {"numTrees": [10], "maxDepth": [4]}})
+                           "random_forest": {"numTrees": [10], "maxDepth": [4]}},
+                          **{"features": {"numeric": ["rooms", "area"], "categorical": ["district"]},
+                             "model.split": {"by": "time", "column": "listed"}, "model.search": "train_validation_split"})
     ingest(spark, settings, pipe, "g0", DAY)
     res = train(spark, settings, pipe, "g1", DAY)
     assert (res.task, res.metric) == ("regression", "rmse")
+    assert 40 <= res.rows_test <= 56  # the last ~48 days of 240
+    split = json.loads(MlflowClient().get_run(res.mlflow_run_id).data.params["split"])
+    assert split["by"] == "time" and split["test_from"].startswith("2025-07")
+    assert all(r["cv_std"] == 0.0 for r in res.leaderboard)  # one validation split: no spread
+    assert (Path(res.report).parent / "training_2026-05-01_residuals.png").exists()
     assert res.test_metrics["r2"] > 0.95
     assert res.leaderboard[0]["algorithm"] == "linear_regression"  # the target is linear
     out = score(spark, settings, pipe, DAY)

@@ -93,6 +93,17 @@ def confusion_plot(ev: evaluation.Evaluation) -> bytes:
     return _png(fig)
 
 
+def residual_plot(ev: evaluation.Evaluation) -> bytes:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3.8))
+    if ev.bins:
+        width = (ev.bins[1][0] - ev.bins[0][0]) if len(ev.bins) > 1 else 1.0
+        ax.bar([b[0] for b in ev.bins], [b[1] for b in ev.bins], width=width, align="edge")
+    ax.axvline(0, color="grey", linewidth=0.8)
+    ax.set(title="Residuals (prediction - actual), test", xlabel="residual", ylabel="rows")
+    return _png(fig)
+
+
 def importance_plot(importances: list[tuple[str, float]], top: int = 20) -> bytes:
     plt = _plt()
     items = importances[:top][::-1]
@@ -130,6 +141,8 @@ def training_report(pipeline, task, metric, leaderboard, best, test_eval, import
             images.update(roc_pr_plots(test_eval))
         if task in ("binary", "multiclass"):
             images["confusion"] = confusion_plot(test_eval)
+        if task == "regression":
+            images["residuals"] = residual_plot(test_eval)
         if importances:
             images["importance"] = importance_plot(importances)
     except ImportError:  # matplotlib missing: the report keeps its tables

@@ -516,13 +516,16 @@ def feature_importances(fitted, prep_model: PipelineModel, raw_train: DataFrame)
     if isinstance(fitted, OneVsRestModel):
         return []
     values = None
-    if hasattr(fitted, "featureImportances"):
-        values = list(fitted.featureImportances.toArray())
-    elif hasattr(fitted, "coefficients"):
-        values = [abs(x) for x in fitted.coefficients.toArray()]
-    elif hasattr(fitted, "coefficientMatrix"):
-        m = fitted.coefficientMatrix.toArray()
-        values = [float(abs(m[:, j]).sum()) for j in range(m.shape[1])]
+    try:
+        if hasattr(fitted, "featureImportances"):
+            values = list(fitted.featureImportances.toArray())
+        elif getattr(fitted, "numClasses", 2) > 2 and hasattr(fitted, "coefficientMatrix"):  # multinomial
+            m = fitted.coefficientMatrix.toArray()
+            values = [float(abs(m[:, j]).sum()) for j in range(m.shape[1])]
+        elif hasattr(fitted, "coefficients"):
+            values = [abs(x) for x in fitted.coefficients.toArray()]
+    except Exception:  # noqa: BLE001 - importances are a report extra, never a reason to fail
+        return []
     if not values:
         return []
     names = _slot_names(prep_model, raw_train, len(values))
