@@ -79,12 +79,13 @@ def test_feature_vector_layout_and_unseen_categories(spark):
     assert_df_equality(out, expected, ignore_nullable=True)
 
 
-def test_scaling_divides_by_the_standard_deviation(spark):
-    train = spark.createDataFrame([("1", 1.0), ("2", 3.0)], "id string, x double")
-    model = preprocessing_pipeline(FeatureRoles(["x"], []), PreprocessingConfig(scale=True)).fit(train)
-    out = model.transform(train).select("id", vector_to_array("features")[0].alias("x"))
+def test_scaling_divides_numerics_by_the_standard_deviation_and_keeps_one_hot_columns(spark):
+    train = spark.createDataFrame([("1", 1.0, "a"), ("2", 3.0, "b")], "id string, x double, c string")
+    model = preprocessing_pipeline(FeatureRoles(["x"], ["c"]), PreprocessingConfig(scale=True)).fit(train)
+    out = model.transform(train).select("id", vector_to_array("features").alias("v"))
     std = 2 ** 0.5  # sample std of [1, 3]
-    expected = spark.createDataFrame([("1", 1.0 / std), ("2", 3.0 / std)], "id string, x double")
+    expected = spark.createDataFrame([("1", [1.0 / std, 1.0, 0.0, 0.0]), ("2", [3.0 / std, 0.0, 1.0, 0.0])],
+                                     "id string, v array<double>")
     assert_approx_df_equality(out, expected, 1e-9, ignore_nullable=True)
 
 

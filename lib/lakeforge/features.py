@@ -6,7 +6,8 @@ Stages, in order:
 2. Imputer (mean / median / mode) for the numeric columns;
 3. StringIndexer (``handleInvalid='keep'``: nulls and categories unseen at fit time get their
    own index) and OneHotEncoder for the categorical columns;
-4. VectorAssembler, then StandardScaler (optional).
+4. StandardScaler of the numeric columns (optional; one-hot columns stay 0/1), then one
+   VectorAssembler of everything.
 
 The label is made by lakeforge.train (binary, multiclass or numeric targets).
 """
@@ -31,6 +32,8 @@ from lakeforge.config import FeaturesConfig, PreprocessingConfig
 from lakeforge.ingest import METADATA_COLUMNS
 
 FEATURES_COL = "features"
+NUMERIC_RAW_COL = "__numeric_raw"
+NUMERIC_COL = "__numeric_scaled"
 
 
 @dataclass(frozen=True)
@@ -76,8 +79,12 @@ def preprocessing_pipeline(roles: FeatureRoles, prep: PreprocessingConfig, featu
             StringIndexer(inputCols=list(roles.categorical), outputCols=cat_idx, handleInvalid="keep", stringOrderType="frequencyDesc")
         )
         stages.append(OneHotEncoder(inputCols=cat_idx, outputCols=cat_vec, handleInvalid="keep"))
-    assembled = f"{features_col}__raw" if prep.scale else features_col
-    stages.append(VectorAssembler(inputCols=num_out + cat_vec, outputCol=assembled, handleInvalid="keep"))
-    if prep.scale:
-        stages.append(StandardScaler(inputCol=assembled, outputCol=features_col, withMean=False, withStd=True))
+    numeric_part = num_out
+    if prep.scale and roles.numeric:
+        # Only the numeric columns are scaled: one-hot columns stay 0/1 (scaling them would
+        # blow rare levels up and weaken the regularization on them).
+        stages.append(VectorAssembler(inputCols=num_out, outputCol=NUMERIC_RAW_COL, handleInvalid="keep"))
+        stages.append(StandardScaler(inputCol=NUMERIC_RAW_COL, outputCol=NUMERIC_COL, withMean=False, withStd=True))
+        numeric_part = [NUMERIC_COL]
+    stages.append(VectorAssembler(inputCols=numeric_part + cat_vec, outputCol=features_col, handleInvalid="keep"))
     return Pipeline(stages=stages)

@@ -194,8 +194,11 @@ def build(algorithm: str, task: str, *, features: str, label: str, weight: str |
     if algo.seeded:
         common["seed"] = seed
     regression = task == "regression"
+    # lakeforge's preprocessing already scales the numeric columns; MLlib's internal
+    # standardization would also rescale the one-hot columns (as scikit-learn does not).
+    linear = {"standardization": False}
     if algorithm == "logistic_regression":
-        est = C.LogisticRegression(**common, maxIter=max_iter or 100)
+        est = C.LogisticRegression(**common, **linear, maxIter=max_iter or 100)
     elif algorithm == "decision_tree":
         est = (R.DecisionTreeRegressor if regression else C.DecisionTreeClassifier)(**common)
     elif algorithm == "random_forest":
@@ -203,7 +206,7 @@ def build(algorithm: str, task: str, *, features: str, label: str, weight: str |
     elif algorithm == "gbt":
         est = (R.GBTRegressor if regression else C.GBTClassifier)(**common)
     elif algorithm == "linear_svc":
-        est = C.LinearSVC(**common, maxIter=max_iter or 100)
+        est = C.LinearSVC(**common, **linear, maxIter=max_iter or 100)
     elif algorithm == "naive_bayes":
         est = C.NaiveBayes(**common, modelType="gaussian")
     elif algorithm == "multilayer_perceptron":
@@ -211,7 +214,7 @@ def build(algorithm: str, task: str, *, features: str, label: str, weight: str |
     elif algorithm == "factorization_machines":
         est = (R.FMRegressor if regression else C.FMClassifier)(**common)
     elif algorithm == "linear_regression":
-        est = R.LinearRegression(**common, maxIter=max_iter or 100)
+        est = R.LinearRegression(**common, **linear, maxIter=max_iter or 100)
     elif algorithm == "generalized_linear":
         est = R.GeneralizedLinearRegression(**common, maxIter=max_iter or 25)
     else:  # pragma: no cover - ALGORITHMS and this function are kept in step

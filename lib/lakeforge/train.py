@@ -540,15 +540,20 @@ def _slot_names(prep_model: PipelineModel, raw_train: DataFrame, size: int) -> l
     metadata (slot names such as ``Contract__ohe_Month-to-month``); schema only, no Spark job."""
     from pyspark.ml.feature import VectorAssembler
 
-    assembler = next((s for s in prep_model.stages if isinstance(s, VectorAssembler)), None)
-    if assembler is None:
+    assemblers = [s for s in prep_model.stages if isinstance(s, VectorAssembler)]
+    if not assemblers:
         return [f"f{i}" for i in range(size)]
-    field = prep_model.transform(raw_train.limit(0)).schema[assembler.getOutputCol()]
+    final = assemblers[-1]
+    numeric_inputs = assemblers[0].getInputCols() if len(assemblers) > 1 else []
+    field = prep_model.transform(raw_train.limit(0)).schema[final.getOutputCol()]
     attrs = field.metadata.get("ml_attr", {}).get("attrs", {})
     by_index = {a["idx"]: a.get("name", "") for group in attrs.values() for a in group}
-    inputs = sorted(assembler.getInputCols(), key=len, reverse=True)
+    inputs = sorted(final.getInputCols(), key=len, reverse=True)
     names = []
     for i in range(size):
+        if i < len(numeric_inputs):  # the scaled numeric block comes first, in input order
+            names.append(numeric_inputs[i].rsplit("__", 1)[0])
+            continue
         slot = by_index.get(i, "")
         col = next((c for c in inputs if slot == c or slot.startswith(c + "_")), None)
         names.append(col.rsplit("__", 1)[0] if col else (slot or f"f{i}"))
