@@ -110,15 +110,20 @@ def test_every_algorithm_fits_and_is_evaluated(tiny, task):
     for name in names:
         est = models.build(name, task, features="features", label="label", weight=None, seed=1,
                            num_features=3, num_classes=classes, max_iter=20)
-        grid = {k: v[:1] for k, v in models.ALGORITHMS[name].grid_for(task).items()}
-        (pm, plain), = models.param_maps(est, name, grid, 3, classes)
-        if "maxIter" in plain or name in ("gbt", "factorization_machines"):
+        point = {k: v[0] for k, v in models.ALGORITHMS[name].grid_for(task).items()}
+        pm = models.param_map(est, point, 3, classes)
+        if "maxIter" in point or name in ("gbt", "factorization_machines"):
             pm[models.inner(est).getParam("maxIter")] = 5
         ev = evaluation.evaluate(task, est.fit(df, pm).transform(df), "label", ["a", "b", "c"][:classes])
         primary = {"binary": "roc_auc", "multiclass": "accuracy", "regression": "rmse"}[task]
         assert not math.isnan(ev.metrics[primary]), (name, ev.metrics)
         if task != "regression":
             assert ev.metrics["accuracy"] > 0.4, (name, ev.metrics)
+
+
+def test_grid_points_are_the_cartesian_product():
+    assert models.grid_points({"a": [1, 2], "b": ["x"]}) == [{"a": 1, "b": "x"}, {"a": 2, "b": "x"}]
+    assert models.grid_points({}) == [{}]
 
 
 def test_default_algorithms_per_task():

@@ -234,20 +234,22 @@ def inner(estimator):
     return estimator.getClassifier() if isinstance(estimator, OneVsRest) else estimator
 
 
-def param_maps(estimator, algorithm: str, grid: dict[str, list], num_features: int, num_classes: int) -> list[dict]:
-    """The grid as MLlib param maps (the cartesian product), each map also as plain values."""
+def grid_points(grid: dict[str, list]) -> list[dict]:
+    """The cartesian product of a grid, as plain {param: value} dicts (one per candidate)."""
     from itertools import product
 
-    target = inner(estimator)
     names = list(grid)
-    maps = []
-    for combo in product(*(grid[n] for n in names)) if names else [()]:
-        pm, plain = {}, {}
-        for name, value in zip(names, combo):
-            plain[name] = value
-            if name == "hiddenLayers":
-                pm[target.getParam("layers")] = [num_features, *value, num_classes]
-            else:
-                pm[target.getParam(name)] = value
-        maps.append((pm, plain))
-    return maps
+    return [dict(zip(names, combo)) for combo in product(*(grid[n] for n in names))] if names else [{}]
+
+
+def param_map(estimator, point: dict, num_features: int, num_classes: int) -> dict:
+    """One grid point as an MLlib param map of ``estimator`` (of its wrapped classifier for a
+    OneVsRest); ``hiddenLayers`` becomes the perceptron's ``layers``."""
+    target = inner(estimator)
+    pm = {}
+    for name, value in point.items():
+        if name == "hiddenLayers":
+            pm[target.getParam("layers")] = [num_features, *value, num_classes]
+        else:
+            pm[target.getParam(name)] = value
+    return pm

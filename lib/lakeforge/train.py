@@ -297,7 +297,7 @@ def train(
     num_classes = len(target.labels) if task != "regression" else 0
     timings["preprocess_fit"] = time.perf_counter() - t
 
-    candidates = _candidates(algorithms, task, num_features, num_classes)
+    candidates = _candidates(algorithms, task)
     parallelism = cfg.parallelism or max(1, min(4, spark.sparkContext.defaultParallelism * 2))
     say(f"search: {len(candidates)} candidates from {len(algorithms)} algorithm(s), "
         f"{'%d-fold cross-validation' % n_folds if cfg.search == 'cross_validation' else 'train/validation split'}, "
@@ -322,8 +322,7 @@ def train(
     t = time.perf_counter()
     est = models.build(best.algorithm, task, features=FEATURES_COL, label=LABEL_COL, weight=weight, seed=cfg.seed,
                        num_features=num_features, num_classes=num_classes, max_iter=cfg.max_iter)
-    (pm, _), = [m for m in models.param_maps(est, best.algorithm, {k: [v] for k, v in best.params.items()}, num_features, num_classes)]
-    fitted = est.fit(train_features, pm)
+    fitted = est.fit(train_features, models.param_map(est, best.params, num_features, num_classes))
     threshold = None
     if task == "binary":
         pooled = evaluation.merge_binary(best.fold_evals)
@@ -400,18 +399,13 @@ def set_threshold(fitted, threshold: float) -> None:
         fitted.set(fitted.thresholds, [1 - threshold, threshold])
 
 
-def _candidates(algorithms: dict, task: str, num_features: int, num_classes: int) -> list[Candidate]:
+def _candidates(algorithms: dict, task: str) -> list[Candidate]:
     out = []
     for name, grid in algorithms.items():
         full = dict(models.ALGORITHMS[name].grid_for(task))
         full.update(grid or {})
-        for _, plain in models.param_maps(_dummy(name, task), name, full, num_features, num_classes):
-            out.append(Candidate(name, plain))
+        out += [Candidate(name, point) for point in models.grid_points(full)]
     return out
-
-
-def _dummy(name: str, task: str):
-    return models.build(name, task, features=FEATURES_COL, label=LABEL_COL, weight=None, seed=0, num_features=1, num_classes=2)
 
 
 def _search(spark, features, candidates, task, target, n_folds, weight, seed, max_iter, num_features, num_classes,
@@ -439,8 +433,7 @@ def _search(spark, features, candidates, task, target, n_folds, weight, seed, ma
                 started.add(algo)
                 est = models.build(algo, task, features=FEATURES_COL, label=LABEL_COL, weight=weight, seed=seed,
                                    num_features=num_features, num_classes=num_classes, max_iter=max_iter)
-                maps = [models.param_maps(est, algo, {p: [v] for p, v in c.params.items()}, num_features, num_classes)[0][0]
-                        for c in live]
+                maps = [models.param_map(est, c.params, num_features, num_classes) for c in live]
                 t = time.perf_counter()
 
                 def fit_eval(i: int, est=est, maps=maps, live=live):
