@@ -26,12 +26,10 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+from benchlib import jvm_peak_rss_mb, jvm_peak_rss_reset, python_peak_rss_mb, start  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -43,18 +41,6 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def jvm_peak_rss_reset(pid: int) -> None:
-    with open(f"/proc/{pid}/clear_refs", "w") as f:  # "5" resets the peak RSS (VmHWM)
-        f.write("5")
-
-
-def jvm_peak_rss_mb(pid: int) -> float:
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def jvm_heap_after_gc_mb(spark) -> float:
     """Heap the driver JVM still holds after a full GC: what a run leaves behind on the driver."""
     jvm = spark._jvm  # noqa: SLF001
@@ -63,33 +49,21 @@ def jvm_heap_after_gc_mb(spark) -> float:
     return (rt.totalMemory() - rt.freeMemory()) / 2**20
 
 
-def python_peak_rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def main() -> int:
     args = parse_args()
     sizes = [int(s) for s in args.rows.split(",")]
-    os.environ.setdefault("LAKEFORGE_HOME", str(ROOT))
-    from conftest import write_overlay, write_pipeline
+    from conftest import write_pipeline
     from pyspark.ml import PipelineModel
     from pyspark.ml.functions import vector_to_array
     from pyspark.sql import functions as F
     from pyspark.sql.window import Window
 
-    from lakeforge.config import load_pipeline, load_settings
+    from lakeforge.config import load_pipeline
     from lakeforge.ingest import ingest
     from lakeforge.score import score
-    from lakeforge.spark import get_spark
     from lakeforge.train import train
 
-    work = Path(tempfile.mkdtemp(prefix="lakeforge-bench-"))
-    overlay = write_overlay(work, master="local[*]", shuffle_partitions=8, driver_memory=args.driver_memory)
-    settings = load_settings(overlays=[overlay], conf_dir=ROOT / "conf")
-    spark = get_spark(settings)
-    jvm_pid = spark._jvm.java.lang.ProcessHandle.current().pid()  # noqa: SLF001
+    work, settings, spark, jvm_pid = start("lakeforge-bench-", args.driver_memory)
     pipe = load_pipeline(write_pipeline(work, **{"model.algorithms": {"logistic_regression": {"regParam": [0.01]}}, "model.folds": 2}))
     print(f"warehouse {work}; training the champion on Telco ...", flush=True)
     ingest(spark, settings, pipe, "bench", dt.date(2026, 1, 1))

@@ -29,12 +29,10 @@ import platform
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+from benchlib import jvm_peak_rss_mb, jvm_peak_rss_reset, python_peak_rss_mb, start  # noqa: E402
 
 TELCO_GRIDS = {
     "logistic_regression": {"regParam": [0.001, 0.01, 0.1], "elasticNetParam": [0.0]},
@@ -119,32 +117,19 @@ def sklearn_child(job_file: str) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def jvm_peak_rss_mb(pid: int) -> float:
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def main() -> int:
     args = parse_args()
     if args.sklearn_child:
         sklearn_child(args.sklearn_child)
         return 0
-    os.environ.setdefault("LAKEFORGE_HOME", str(ROOT))
-    from conftest import TELCO_CSV, write_overlay, write_pipeline
+    from conftest import write_pipeline
     from pyspark.sql import functions as F
 
-    from lakeforge.config import load_pipeline, load_settings
+    from lakeforge.config import load_pipeline
     from lakeforge.ingest import ingest
-    from lakeforge.spark import get_spark
-    from lakeforge.train import LABEL_COL, fold_of, split_by_key, train  # noqa: F401
+    from lakeforge.train import fold_of, split_by_key, train
 
-    work = Path(tempfile.mkdtemp(prefix="lakeforge-bench-train-"))
-    overlay = write_overlay(work, master="local[*]", shuffle_partitions=8, driver_memory=args.driver_memory)
-    settings = load_settings(overlays=[overlay], conf_dir=ROOT / "conf")
-    spark = get_spark(settings)
-    jvm_pid = spark._jvm.java.lang.ProcessHandle.current().pid()  # noqa: SLF001
+    work, settings, spark, jvm_pid = start("lakeforge-bench-train-", args.driver_memory)
     cores = os.cpu_count() or 2
     day = dt.date(2026, 1, 1)
     results = []
@@ -192,8 +177,7 @@ def main() -> int:
               f"peak {sk['peak_rss_mb']:.0f} MB, best {sk['best']}", flush=True)
 
         print(f"[{dataset}] lakeforge ...", flush=True)
-        with open(f"/proc/{jvm_pid}/clear_refs", "w") as f:
-            f.write("5")
+        jvm_peak_rss_reset(jvm_pid)
         t0 = time.perf_counter()
         res = train(spark, settings, pipe, "bench", day, progress=lambda m: print("   ", m, flush=True))
         lf_secs = time.perf_counter() - t0
@@ -201,7 +185,7 @@ def main() -> int:
         lf = {"seconds": lf_secs, "test_roc_auc": res.test_metrics["roc_auc"], "cv_roc_auc": best["cv_mean"],
               "best": {"algorithm": best["algorithm"], **json.loads(best["params"])},
               "candidates": len(res.leaderboard), "timings": res.timings,
-              "peak_rss_mb": jvm_peak_rss_mb(jvm_pid) + resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+              "peak_rss_mb": jvm_peak_rss_mb(jvm_pid) + python_peak_rss_mb()}
         print(f"[{dataset}] lakeforge: {lf_secs:.1f} s, test ROC-AUC {lf['test_roc_auc']:.4f}, "
               f"peak {lf['peak_rss_mb']:.0f} MB (JVM + Python), best {lf['best']}", flush=True)
         results.append({"dataset": dataset, "rows": bronze.count(), "sklearn": sk, "lakeforge": lf,

@@ -18,6 +18,7 @@ Roles:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +77,16 @@ def infer_task(values: list, numeric: bool, distinct: int) -> tuple[str, str]:
     )
 
 
+def default_positive(names: list[str], counts: Callable[[], dict[str, float]]) -> str:
+    """The positive class of a binary target: a 1/true/yes-like value if there is one, else the
+    minority class (``counts`` is only called then)."""
+    for n in sorted(names):
+        if n.lower() in POSITIVE_NAMES:
+            return n
+    c = counts()
+    return min(names, key=lambda n: (c.get(n, 0), n))
+
+
 def as_text(v: object) -> str:
     if isinstance(v, bool):
         return str(v).lower()
@@ -117,7 +128,7 @@ def frame(df: DataFrame, target: str, source: dict, name: str, key: str | None =
     shares = {k: round(v / total, 4) for k, v in sorted(counts.items(), key=lambda kv: -kv[1])}
     positive = None
     if task == "binary":
-        positive = next((v for v in shares if v.lower() in POSITIVE_NAMES), None) or min(shares, key=lambda k: (shares[k], k))
+        positive = default_positive(list(shares), lambda: shares)
 
     columns: list[Column] = []
     for c, t in fields.items():

@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 from lakeforge import tracking
 from lakeforge.config import PipelineConfig, Settings
 from lakeforge.errors import InputDataError
+from lakeforge.evaluation import positive_score
 from lakeforge.ingest import METADATA_COLUMNS
 from lakeforge.io import WriteResult, latest_version, read_version, write_table
 from lakeforge.runs import last_scored_version
@@ -71,15 +72,11 @@ def _outputs(scored: DataFrame, task: str) -> list:
         prob = (F.array_max(vector_to_array(F.col("probability"))) if "probability" in scored.columns
                 else F.lit(None).cast("double"))
         return [prob.alias("score"), F.col("predicted_class").alias("predicted_label")]
-    score = (vector_to_array(F.col("probability"))[1] if "probability" in scored.columns
-             else 1.0 / (1.0 + F.exp(-vector_to_array(F.col("rawPrediction"))[1])))  # linear SVC: sigmoid(margin)
-    return [score.alias("score"), F.col("prediction").cast("int").alias("predicted_label")]
+    return [positive_score(scored).alias("score"), F.col("prediction").cast("int").alias("predicted_label")]
 
 
 def load_model(ref: tracking.ModelRef) -> PipelineModel:
-    import mlflow.spark
-
-    return mlflow.spark.load_model(ref.uri)
+    return tracking.load_spark_model(ref)
 
 
 def score(

@@ -51,7 +51,7 @@ from lakeforge import evaluation, models, tracking
 from lakeforge.config import PipelineConfig, Settings
 from lakeforge.errors import InputDataError
 from lakeforge.features import FEATURES_COL, preprocessing_pipeline, resolve_roles
-from lakeforge.frame import MAX_CLASSES, POSITIVE_NAMES, as_text, infer_task
+from lakeforge.frame import MAX_CLASSES, as_text, default_positive, infer_task
 from lakeforge.io import latest_version, read_version, require_columns, write_table
 
 LABEL_COL = "label"
@@ -146,7 +146,8 @@ def infer_target(raw: DataFrame, pipeline: PipelineConfig, table: str) -> Target
                 f"{table}: target {target!r} has more than 2 values ({', '.join(names[:5])}...); "
                 "for a binary task set positive_class (the rest is negative) or use task multiclass"
             )
-        positive = as_text(pipeline.positive_class) if pipeline.positive_class is not None else _default_positive(raw, target, names)
+        positive = as_text(pipeline.positive_class) if pipeline.positive_class is not None else default_positive(
+            names, lambda: {as_text(r[0]): r[1] for r in raw.groupBy(target).count().collect() if r[0] is not None})
         if positive not in names:
             raise InputDataError(
                 f"{table}: target {target!r} has no row equal to positive_class {positive!r} "
@@ -156,14 +157,6 @@ def infer_target(raw: DataFrame, pipeline: PipelineConfig, table: str) -> Target
     if len(values) > MAX_CLASSES:
         raise InputDataError(f"{table}: target {target!r} has more than {MAX_CLASSES} classes")
     return Target("multiclass", names)
-
-
-def _default_positive(raw: DataFrame, target: str, names: list[str]) -> str:
-    for n in names:
-        if n.lower() in POSITIVE_NAMES:
-            return n
-    counts = {as_text(r[0]): r[1] for r in raw.groupBy(target).count().collect() if r[0] is not None}
-    return min(names, key=lambda n: (counts.get(n, 0), n))  # the minority class
 
 
 def label_column(raw: DataFrame, target_col: str, target: Target) -> DataFrame:
