@@ -8,4 +8,5 @@ cd "$ROOT"
 case "${1:-}" in -h|--help) sed -n '2,4p' "$0" | sed 's/^# \{0,1\}//'; exit 0;; esac
 
 bash scripts/setup.sh
+bash scripts/system_packages.sh   # PostgreSQL and Chromium for the ingest and report tests
 exec "$ROOT/.venv/bin/python" -m pytest "$@"
