@@ -39,3 +39,8 @@ class ModelNotFoundError(LakeforgeError):
 
 class RuntimeSetupError(LakeforgeError):
     """The runtime is missing something (jars, a metastore lock held by another process...)."""
+
+
+class SourceError(InputDataError):
+    """A source (HTTP API, database) is unreachable or answers with unusable data; the message
+    names the URL or host:port, never a password or token."""
