@@ -13,6 +13,7 @@ import yaml
 
 from lakeforge.config import load_settings
 
+pytest_plugins = ["fixtures_servers"]  # the api_server and postgres fixtures (tests/fixtures_servers.py)
 ROOT = Path(__file__).resolve().parents[1]
 TELCO_CSV = ROOT / "data" / "telco-customer-churn" / "Telco-Customer-Churn.csv"
 TELCO_PIPELINE = ROOT / "conf" / "pipelines" / "telco_churn.yaml"
