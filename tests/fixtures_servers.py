@@ -22,12 +22,14 @@ from postgres_server import PostgresServer, PostgresSetupError
 
 @pytest.fixture(scope="session")
 def api_server():
+    """The JSON API of tests/api_server.py on 127.0.0.1 (an ApiServer)."""
     with ApiServer() as server:
         yield server
 
 
 @pytest.fixture(scope="session")
 def postgres():
+    """A real PostgreSQL server on 127.0.0.1 (a PostgresServer: jdbc_url, user, password, sql())."""
     try:
         server = PostgresServer().start()
     except PostgresSetupError as exc:
