@@ -72,7 +72,7 @@ def main() -> int:
     import mlflow.spark
 
     mlflow.spark.load_model(trained.model.uri).write().overwrite().save(str(model_dir))
-    telco = spark.table(settings.table(pipe.tables.bronze)).drop("_ingested_at", "_source_file", "_run_id", "_run_date")
+    telco = spark.table(settings.table(pipe.tables.bronze)).drop("_ingested_at", "_source", "_run_id", "_run_date")
     # 7,043 rows: numbering them in one partition is cheap
     telco = telco.withColumn("_i", F.row_number().over(Window.orderBy("customerID")) - 1).cache()
     n_telco = telco.count()

@@ -23,8 +23,8 @@ def _pipeline(tmp_path, table, **changes):
 
 def test_ingest_telco_adds_metadata_and_reruns_without_duplicates(spark, settings, tmp_path):
     p = _pipeline(tmp_path, "t_ingest_rerun")
-    first = ingest(spark, settings, p, "run-a", D1)
-    second = ingest(spark, settings, p, "run-b", D1)
+    [first] = ingest(spark, settings, p, "run-a", D1)
+    [second] = ingest(spark, settings, p, "run-b", D1)
     assert (first.write.rows_written, second.write.rows_written) == (7043, 7043)
     assert second.write.version == first.write.version + 1
     df = spark.table("lakeforge.t_ingest_rerun")
@@ -32,7 +32,7 @@ def test_ingest_telco_adds_metadata_and_reruns_without_duplicates(spark, setting
     assert df.select("customerID").distinct().count() == 7043
     meta = df.groupBy("_run_id", "_run_date").count().collect()
     assert [(r["_run_id"], r["_run_date"], r["count"]) for r in meta] == [("run-b", D1, 7043)]
-    assert df.where(~F.col("_source_file").endswith("Telco-Customer-Churn.csv")).count() == 0
+    assert df.where(~F.col("_source").endswith("Telco-Customer-Churn.csv")).count() == 0
     # the raw text column is kept as read: blanks included
     assert df.where(F.trim("TotalCharges") == "").count() == 11
 

@@ -7,34 +7,44 @@ from chispa import assert_approx_df_equality, assert_df_equality
 from pyspark.ml import PipelineModel
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
-from lakeforge.config import FeaturesConfig, PreprocessingConfig
+from lakeforge.config import FeaturesConfig, PreprocessingConfig, SourceConfig
 from lakeforge.errors import InputDataError
 from lakeforge.evaluation import evaluate_binary
 from lakeforge.features import FeatureRoles, preprocessing_pipeline, resolve_roles
-from lakeforge.ingest import with_ingest_metadata
+from lakeforge.ingest import normalise_names, typed_with_reason
 from lakeforge.train import Target, label_column, split_by_key
 
 
-def test_ingest_metadata_columns(spark, tmp_path):
-    src = tmp_path / "in.csv"
-    src.write_text("id,x\na,1\nb,2\n")
-    df = spark.read.option("header", True).csv(str(src))
-    out = df.transform(with_ingest_metadata("run-1", dt.date(2026, 1, 2)))
-    assert out.columns == ["id", "x", "_ingested_at", "_source_file", "_run_id", "_run_date"]
+def test_column_names_are_normalised_to_stable_identifiers():
+    names = ["Customer ID", "monthly.charges", "2nd", "Total Charges", "total_charges", "ok_name", "a-b"]
+    assert normalise_names(names) == {
+        "Customer ID": "Customer_ID", "monthly.charges": "monthly_charges", "2nd": "_2nd",
+        "Total Charges": "Total_Charges", "total_charges": "total_charges_2", "ok_name": "ok_name", "a-b": "a_b",
+    }
+    assert normalise_names(["CustomerID", "MonthlyCharges", "Total Charges", "tenure"], "snake") == {
+        "CustomerID": "customer_id", "MonthlyCharges": "monthly_charges", "Total Charges": "total_charges", "tenure": "tenure"}
+
+
+def test_typed_with_reason_names_the_column_and_value(spark):
+    raw = spark.createDataFrame(
+        [("1", "2.5", "2024-01-01", None, "f.csv"), ("x", "3", "2024-13-01", None, "f.csv"),
+         ("2", " ", None, None, "f.csv"), (None, None, None, "1,2,3,4", "f.csv")],
+        "id string, amount string, day string, _corrupt_record string, _source string",
+    ).withColumn("_position", F.lit(None).cast("long"))
+    src = SourceConfig(format="csv", path="f.csv")
+    out = typed_with_reason(raw, StructType.fromDDL("id int, amount double, day date"), src, text=True)
     expected = spark.createDataFrame(
-        [("a", "1", "run-1", dt.date(2026, 1, 2), True), ("b", "2", "run-1", dt.date(2026, 1, 2), True)],
-        "id string, x string, _run_id string, _run_date date, from_file boolean",
+        [(1, 2.5, dt.date(2024, 1, 1), None),
+         (None, 3.0, None, "column id: 'x' is not a valid int; column day: '2024-13-01' is not a valid date"),
+         (2, None, None, None),
+         (None, None, None, "malformed CSV record (wrong number of fields or unbalanced quotes)")],
+        "id int, amount double, day date, _reason string",
     )
-    actual = out.select("id", "x", "_run_id", "_run_date", F.col("_source_file").endswith("/in.csv").alias("from_file"))
-    assert_df_equality(actual, expected, ignore_nullable=True, ignore_row_order=True)
-    assert out.where(F.col("_ingested_at").isNull()).count() == 0
-
-
-def test_ingest_metadata_refuses_to_overwrite_existing_columns(spark):
-    df = spark.createDataFrame([("a", "x")], "id string, _run_id string")
-    with pytest.raises(InputDataError, match=r"_run_id"):
-        df.transform(with_ingest_metadata("r", dt.date(2026, 1, 1), "label"))
+    assert_df_equality(out.select("id", "amount", "day", "_reason"), expected, ignore_nullable=True)
+    raws = [r["_raw"] for r in out.collect()]
+    assert raws[3] == "1,2,3,4" and '"id":"x"' in raws[1]
 
 
 def test_with_label_maps_positive_class_and_drops_null_targets(spark):

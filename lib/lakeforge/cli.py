@@ -106,13 +106,51 @@ def _session(settings: Settings):
     return spark_session(settings)
 
 
-def do_ingest(spark, settings, pipeline, record, timings) -> None:
+def do_ingest(spark, settings, pipeline, record, timings, only: str | None = None) -> list:
     from lakeforge.ingest import ingest
 
-    t0 = _stage(f"ingest {pipeline.source.path} -> {settings.table(pipeline.tables.bronze)} (run date {record.run_date})")
-    res = ingest(spark, settings, pipeline, record.run_id, record.run_date)
-    record.rows_in = record.rows_out = res.write.rows_written
-    timings["ingest"] = _done(t0, f"{res.write.rows_written} rows, table version {res.write.version}")
+    targets = [(n, settings.table(t)) for n, t, _ in pipeline.ingest_plan() if only in (None, n)]
+    t0 = _stage(f"ingest {', '.join(f'{n} -> {t}' for n, t in targets) or only} (run date {record.run_date})")
+    results = []
+    try:
+        results = ingest(spark, settings, pipeline, record.run_id, record.run_date, only=only,
+                         progress=lambda msg: err.print(f"  [dim]{msg}[/dim]", highlight=False))
+    finally:
+        if results:
+            _print_ingest(results)
+    record.rows_in = sum(r.rows_read for r in results)
+    record.rows_out = sum(r.rows_loaded for r in results)
+    summary = "; ".join(f"{r.name}: {r.message}" + (f", table version {r.version}" if r.version is not None else "")
+                        for r in results)
+    timings["ingest"] = _done(t0, summary)
+    return results
+
+
+def _print_ingest(results) -> None:
+    table = Table(title="ingest", title_justify="left")
+    for col in ("source", "table", "read", "loaded", "quarantined", "dropped", "deduplicated", "version", "seconds"):
+        table.add_column(col, justify="right" if col not in ("source", "table") else "left")
+    for r in results:
+        table.add_row(r.name, r.table, str(r.rows_read), str(r.rows_loaded), str(r.rows_quarantined),
+                      str(r.rows_dropped), str(r.rows_deduplicated), "-" if r.version is None else str(r.version),
+                      f"{r.seconds:.1f}")
+    out.print(table)
+    for r in results:
+        if r.column_mapping:
+            out.print(f"  {r.name}: column names normalised: " + ", ".join(f"{a!r} -> {b}" for a, b in r.column_mapping.items()))
+        for change in r.schema_changes:
+            out.print(f"  {r.name}: schema change accepted (schema_evolution): {change}")
+        if r.rows_quarantined:
+            out.print(f"  {r.name}: {r.rows_quarantined} bad record(s) with their reasons in {r.table}_quarantine")
+    checks = [(r, c) for r in results for c in r.checks]
+    if checks:
+        t = Table(title="data-quality checks", title_justify="left")
+        for col in ("table", "check", "severity", "result", "failing rows", "detail"):
+            t.add_column(col)
+        for r, c in checks:
+            t.add_row(r.table, c.check.label, c.check.severity, "pass" if c.passed else "FAIL",
+                      str(c.failing_rows), c.detail)
+        out.print(t)
 
 
 def do_train(spark, settings, pipeline, record, timings):
@@ -234,12 +272,18 @@ def _run_job(ctx: Context, job: str, pipeline_file: str, dates: list[dt.date], s
 
 @cli.command()
 @pipeline_argument
+@click.option("--source", "only", metavar="NAME", help="Load only this source ('main' or a name under sources:).")
 @run_date_options
 @click.pass_obj
-def ingest(ctx: Context, pipeline_file: str, run_date, date_from, date_to) -> None:
-    """Load the pipeline's source into its bronze Delta table."""
+def ingest(ctx: Context, pipeline_file: str, only: str | None, run_date, date_from, date_to) -> None:
+    """Load the pipeline's sources into their bronze Delta tables.
+
+    Bad records go to <table>_quarantine with a reason (or fail / are dropped, per
+    on_bad_records); the summary shows read = loaded + quarantined (+ dropped, deduplicated).
+    Rerunning a load for the same run date adds nothing.
+    """
     _run_job(ctx, "ingest", pipeline_file, _dates(run_date, date_from, date_to), [
-        ("ingest", do_ingest),
+        ("ingest", lambda *a: do_ingest(*a, only=only)),
     ])
 
 

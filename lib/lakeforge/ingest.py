@@ -1,69 +1,639 @@
-"""Ingest: raw source -> bronze Delta table with ingestion metadata."""
+"""Ingest: every configured source -> its bronze Delta table, with quarantine, schema enforcement,
+data-quality checks and exactly-once loads.
+
+One load of one source, in order:
+
+1. Read the raw records (lakeforge.readers): text formats as strings, typed formats as they
+   are; every row knows its ``_source`` (file / table / URL).
+2. Normalise column names to stable identifiers (mapping recorded).
+3. Decide the schema: the config's ``schema``; else the bronze table's (enforced); else inferred
+   on the first load. A new, missing or retyped column fails the load with the differences
+   listed, unless ``schema_evolution`` (then Delta mergeSchema; the change is recorded).
+4. Cast every column; a record that does not parse or whose value does not cast gets a reason.
+   ONE pass then writes the good rows to bronze while an Observation counts read N and bad Q;
+   only when Q > 0 a second pass, over the files that had bad rows, writes them to
+   ``<table>_quarantine`` (raw record, reason, source, position, run id). N = M + Q (+ rows
+   removed by ``dedupe``, reported separately).
+5. Record the load in ``ingest_runs`` (counts, files, column mapping, schema changes), then run
+   the data-quality checks on the committed rows (lakeforge.quality).
+
+Exactly once: ``overwrite`` replaces the table, ``append`` replaces the run date's partition,
+``incremental`` loads only files absent from ``ingest_runs`` (replacing rows of those files, so a
+load interrupted after its commit is redone without duplicates) or, for JDBC, only rows above
+the table's largest watermark value. A failed load commits nothing to bronze.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
+import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from pyspark.sql import DataFrame, SparkSession
+from delta.tables import DeltaTable
+from pyspark.errors import AnalysisException
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    BooleanType,
+    DataType,
+    DateType,
+    DecimalType,
+    DoubleType,
+    FloatType,
+    IntegralType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampNTZType,
+    TimestampType,
+)
 
-from lakeforge.config import PipelineConfig, Settings
-from lakeforge.errors import InputDataError
-from lakeforge.io import WriteResult, read_source, require_columns, write_table
+from lakeforge import quality, readers
+from lakeforge.config import PipelineConfig, Settings, SourceConfig
+from lakeforge.errors import InputDataError, LakeforgeError, MissingColumnError
+from lakeforge.io import WriteResult, table_exists, write_table
+from lakeforge.readers import CORRUPT, POSITION, SOURCE
 
-METADATA_COLUMNS = ("_ingested_at", "_source_file", "_run_id", "_run_date")
+METADATA_COLUMNS = ("_ingested_at", "_source", "_run_id", "_run_date")
+REASON = "_reason"
+RAW = "_raw"
+INGEST_RUNS_TABLE = "ingest_runs"
+INGEST_RUNS_SCHEMA = (
+    "run_id string, run_date date, pipeline string, source_name string, source string, table_name string, "
+    "mode string, status string, rows_read long, rows_loaded long, rows_quarantined long, rows_dropped long, "
+    "rows_deduplicated long, table_version long, files array<string>, column_mapping string, "
+    "schema_changes string, message string, started_at timestamp, finished_at timestamp"
+)
+_FAIL_TAG = "lakeforge-bad-record"
 
 
-@dataclass(frozen=True)
+@dataclass
 class IngestResult:
-    write: WriteResult
+    name: str
+    table: str
     source: str
+    mode: str
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    rows_dropped: int = 0
+    rows_deduplicated: int = 0
+    version: int | None = None
+    files: list[str] = field(default_factory=list)
+    column_mapping: dict[str, str] = field(default_factory=dict)
+    schema_changes: list[str] = field(default_factory=list)
+    checks: list[quality.CheckResult] = field(default_factory=list)
+    message: str = ""
+    seconds: float = 0.0
+    write: WriteResult | None = None
+
+    @property
+    def counts_add_up(self) -> bool:
+        return self.rows_read == self.rows_loaded + self.rows_quarantined + self.rows_dropped + self.rows_deduplicated
 
 
-def with_ingest_metadata(run_id: str, run_date: dt.date, source_label: str | None = None) -> Callable[[DataFrame], DataFrame]:
-    """Add ``_ingested_at``, ``_source_file``, ``_run_id`` and ``_run_date``.
-
-    ``_source_file`` is the file each row came from (Spark's ``_metadata.file_path``) for file
-    sources, or ``source_label`` for sources without files.
-    """
-
-    def transform(df: DataFrame) -> DataFrame:
-        clash = [c for c in METADATA_COLUMNS if c in df.columns]
-        if clash:
-            raise InputDataError(f"source already has lakeforge metadata column(s) {clash}; rename them")
-        source = F.lit(source_label) if source_label is not None else F.col("_metadata.file_path")
-        return df.select(
-            "*",
-            F.current_timestamp().alias("_ingested_at"),
-            source.alias("_source_file"),
-            F.lit(run_id).alias("_run_id"),
-            F.lit(run_date).cast("date").alias("_run_date"),
-        )
-
-    return transform
+# ------------------------------------------------------------------------------------------
+# Column names
+# ------------------------------------------------------------------------------------------
 
 
-def ingest(spark: SparkSession, settings: Settings, pipeline: PipelineConfig, run_id: str, run_date: dt.date) -> IngestResult:
-    """Read the pipeline's source and write it to its bronze table in one atomic commit.
+def normalise_names(names: list[str], style: str = "keep") -> dict[str, str]:
+    """Stable identifiers: characters other than letters, digits and '_' become '_', a leading
+    digit gets a '_' in front; ``snake`` also lower-cases with '_' between words. Names that
+    collide (Spark compares names case-insensitively) get a suffix _2, _3..."""
+    out: dict[str, str] = {}
+    seen: set[str] = set()
+    for name in names:
+        new = name.strip()
+        if style == "snake":
+            new = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", new).lower()
+        new = re.sub(r"[^0-9A-Za-z_]+", "_", new).strip("_") or "col"
+        if new[0].isdigit():
+            new = "_" + new
+        base, k = new, 2
+        while new.lower() in seen:
+            new, k = f"{base}_{k}", k + 1
+        seen.add(new.lower())
+        out[name] = new
+    return out
 
-    Checked before anything is written: the path exists, the key and target columns (and any
-    listed feature) exist, and the source has at least one row.
-    """
-    raw = read_source(spark, pipeline.source, settings, where=f"{pipeline.file}: source")
-    wanted = [pipeline.key, pipeline.target, *pipeline.features.numeric, *pipeline.features.categorical]
-    require_columns(raw, wanted, f"{pipeline.file}: source {pipeline.source.path}")
-    if raw.isEmpty():
-        raise InputDataError(
-            f"{pipeline.file}: source {pipeline.source.path} has no rows; refusing to replace "
-            f"{settings.table(pipeline.tables.bronze)} with nothing"
-        )
-    label = None if pipeline.source.format != "delta" or "/" in pipeline.source.path else pipeline.source.path
-    bronze = raw.transform(with_ingest_metadata(run_id, run_date, label))
-    table = settings.table(pipeline.tables.bronze)
-    if pipeline.ingest.mode == "append":
-        result = write_table(bronze, table, partition_col="_run_date", partition_value=run_date)
+
+# ------------------------------------------------------------------------------------------
+# Types and casting
+# ------------------------------------------------------------------------------------------
+
+
+def _family(t: DataType) -> str:
+    if isinstance(t, IntegralType):
+        return "integral"
+    if isinstance(t, (DoubleType, FloatType, DecimalType)):
+        return "fractional"
+    if isinstance(t, BooleanType):
+        return "boolean"
+    if isinstance(t, DateType):
+        return "date"
+    if isinstance(t, (TimestampType, TimestampNTZType)):
+        return "timestamp"
+    return "string"
+
+
+def _accepts(table_type: DataType, seen: DataType) -> bool:
+    """Values of type ``seen`` load into a column of ``table_type`` without loss."""
+    a, b = _family(table_type), _family(seen)
+    return a == b or a == "string" or (a == "fractional" and b == "integral") or (a == "timestamp" and b == "date")
+
+
+def _opt(src: SourceConfig, name: str) -> str | None:
+    for k, v in src.options.items():
+        if k.lower() == name.lower():
+            return str(v)
+    return None
+
+
+def _cast_text(c: str, t: DataType, src: SourceConfig) -> Column:
+    raw = F.col(f"`{c}`")
+    if isinstance(t, StringType):
+        return raw
+    s = F.trim(raw)
+    if isinstance(t, DateType) and _opt(src, "dateFormat"):
+        typed = F.expr(f"try_to_date(trim(`{c}`), '{_opt(src, 'dateFormat')}')")
+    elif isinstance(t, (TimestampType, TimestampNTZType)) and _opt(src, "timestampFormat"):
+        typed = F.expr(f"try_to_timestamp(trim(`{c}`), '{_opt(src, 'timestampFormat')}')").cast(t)
     else:
-        result = write_table(bronze, table)
-    return IngestResult(result, pipeline.source.path)
+        typed = F.expr(f"try_cast(trim(`{c}`) AS {t.simpleString()})")
+    return F.when(raw.isNull() | (s == ""), F.lit(None).cast(t)).otherwise(typed)
+
+
+def typed_with_reason(raw: DataFrame, target: StructType, src: SourceConfig, text: bool) -> DataFrame:
+    """``raw`` cast to ``target``, plus ``_reason`` (null for a good row) and ``_raw`` (the record
+    as text, for the quarantine)."""
+    raw_types = {f.name: f.dataType for f in raw.schema.fields}
+    cols, bad_parts = [], []
+    for f in target.fields:
+        c = f.name
+        if c not in raw_types:  # a missing column (schema evolution): null
+            cols.append(F.lit(None).cast(f.dataType).alias(c))
+            continue
+        rt = raw_types[c]
+        if rt == f.dataType:
+            cols.append(F.col(f"`{c}`").alias(c))
+            continue
+        typed = _cast_text(c, f.dataType, src) if text and isinstance(rt, StringType) else F.expr(f"try_cast(`{c}` AS {f.dataType.simpleString()})")
+        cols.append(typed.alias(c))
+        present = F.nullif(F.trim(F.col(f"`{c}`")), F.lit("")) if text and isinstance(rt, StringType) else F.col(f"`{c}`")
+        failed = present.isNotNull() & typed.isNull()
+        value = F.substring(F.col(f"`{c}`").cast("string"), 1, 60)
+        bad_parts.append(F.when(failed, F.format_string(f"column {c}: '%s' is not a valid {f.dataType.simpleString()}", value)))
+    kind = {"csv": "malformed CSV record (wrong number of fields or unbalanced quotes)",
+            "json": "malformed JSON record", "excel": "more cells than header columns",
+            "http": "record is not a JSON object"}.get(src.format, "malformed record")
+    reason = F.when(F.col(CORRUPT).isNotNull(), F.lit(kind))
+    if bad_parts:
+        reason = F.coalesce(reason, F.nullif(F.concat_ws("; ", *bad_parts), F.lit("")))
+    data_raw = [c for c in raw.columns if c not in (CORRUPT, SOURCE, POSITION)]
+    record = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*[F.col(f"`{c}`").cast("string").alias(c) for c in data_raw])))
+    return raw.select(*cols, F.col(SOURCE), F.col(POSITION), reason.alias(REASON), record.alias(RAW))
+
+
+def infer_strings(df: DataFrame, columns: list[str]) -> StructType:
+    """Types for string columns (Excel, API records): the narrowest of long, double, boolean,
+    date, timestamp that every non-blank value casts to; else string. One aggregation."""
+    order = [("long", LongType()), ("double", DoubleType()), ("boolean", BooleanType()),
+             ("date", DateType()), ("timestamp", TimestampType())]
+    aggs = []
+    for i, c in enumerate(columns):
+        v = F.nullif(F.trim(F.col(f"`{c}`")), F.lit(""))
+        aggs.append(F.count(v).alias(f"n{i}"))
+        for name, _t in order:
+            aggs.append(F.count(F.expr(f"try_cast(nullif(trim(`{c}`), '') AS {name})")).alias(f"{name}{i}"))
+    row = df.agg(*aggs).first()
+    fields = []
+    for i, c in enumerate(columns):
+        n = row[f"n{i}"]
+        chosen: DataType = StringType()
+        if n:
+            for name, t in order:
+                if row[f"{name}{i}"] == n and not (name == "boolean" and n < 2):
+                    chosen = t
+                    break
+        fields.append(StructField(c, chosen))
+    return StructType(fields)
+
+
+def _parse_ddl(spark: SparkSession, ddl: str, where: str) -> StructType:
+    try:
+        return spark.createDataFrame([], ddl).schema
+    except Exception as exc:  # noqa: BLE001
+        raise InputDataError(f"{where}.schema: not valid DDL ({str(exc).splitlines()[0][:200]}); "
+                             "expected e.g. 'id INT, name STRING, ts TIMESTAMP'") from None
+
+
+# ------------------------------------------------------------------------------------------
+# Schema drift
+# ------------------------------------------------------------------------------------------
+
+
+def schema_diff(table: StructType, seen: StructType) -> tuple[list[str], list[str], list[str]]:
+    """(new, missing, retyped) columns of the incoming data against the table."""
+    have = {f.name.lower(): f for f in table.fields}
+    got = {f.name.lower(): f for f in seen.fields}
+    new = [f.name for k, f in got.items() if k not in have]
+    missing = [f.name for k, f in have.items() if k not in got]
+    retyped = [f"{f.name} ({have[k].dataType.simpleString()} -> {f.dataType.simpleString()})"
+               for k, f in got.items() if k in have and not _accepts(have[k].dataType, f.dataType)]
+    return new, missing, retyped
+
+
+def sample_cast_failures(raw: DataFrame, table: StructType, src: SourceConfig, rows: int = 1000) -> list[str]:
+    """Columns of the table whose values, in the first ``rows`` records, do not cast to the
+    table's type (one small job), e.g. ``amount (double; e.g. 'n/a')``."""
+    cols = [f for f in table.fields if f.name in raw.columns and not isinstance(f.dataType, StringType)]
+    if not cols:
+        return []
+    head = raw.limit(rows)
+    aggs = []
+    for i, f in enumerate(cols):
+        present = F.nullif(F.trim(F.col(f"`{f.name}`")), F.lit(""))
+        failed = present.isNotNull() & _cast_text(f.name, f.dataType, src).isNull()
+        aggs.append(F.first(F.when(failed, F.col(f"`{f.name}`")), ignorenulls=True).alias(f"v{i}"))
+    row = head.agg(*aggs).first()
+    return [f"{f.name} ({f.dataType.simpleString()} -> text, e.g. {row[f'v{i}']!r})"
+            for i, f in enumerate(cols) if row[f"v{i}"] is not None]
+
+
+# ------------------------------------------------------------------------------------------
+# State
+# ------------------------------------------------------------------------------------------
+
+
+def loaded_files(spark: SparkSession, settings: Settings, table: str) -> set[str]:
+    """Files already loaded into ``table`` by successful incremental loads (the manifest)."""
+    runs = settings.table(INGEST_RUNS_TABLE)
+    if not table_exists(spark, runs):
+        return set()
+    rows = (spark.table(runs).where((F.col("table_name") == table) & (F.col("status") == "succeeded"))
+            .select(F.explode("files").alias("f")).distinct().collect())
+    return {r["f"] for r in rows}
+
+
+def _record_run(spark: SparkSession, settings: Settings, res: IngestResult, *, run_id: str, run_date: dt.date,
+                pipeline: str, status: str, started: dt.datetime) -> None:
+    row = (run_id, run_date, pipeline, res.name, res.source, res.table, res.mode, status, res.rows_read, res.rows_loaded,
+           res.rows_quarantined, res.rows_dropped, res.rows_deduplicated, res.version, res.files,
+           json.dumps(res.column_mapping), json.dumps(res.schema_changes), res.message[:2000] or None,
+           started, dt.datetime.now())
+    spark.createDataFrame([row], INGEST_RUNS_SCHEMA).write.format("delta").mode("append").saveAsTable(
+        settings.table(INGEST_RUNS_TABLE))
+
+
+# ------------------------------------------------------------------------------------------
+# Progress
+# ------------------------------------------------------------------------------------------
+
+
+class SparkProgress:
+    """Prints the share of finished tasks of the running Spark stages every few seconds."""
+
+    def __init__(self, spark: SparkSession, label: str, say: Callable[[str], None] | None, every: float = 5.0):
+        self.tracker = spark.sparkContext.statusTracker()
+        self.label, self.say, self.every = label, say, every
+        self._stop = threading.Event()
+
+    def __enter__(self):
+        if self.say:
+            threading.Thread(target=self._run, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            done = total = 0
+            for sid in self.tracker.getActiveStageIds():
+                info = self.tracker.getStageInfo(sid)
+                if info:
+                    done += info.numCompletedTasks
+                    total += info.numTasks
+            if total:
+                self.say(f"{self.label}: {done}/{total} tasks of the running stage(s) done")
+
+
+# ------------------------------------------------------------------------------------------
+# One source
+# ------------------------------------------------------------------------------------------
+
+
+def _where(pipeline: PipelineConfig, name: str) -> str:
+    return f"{pipeline.file.name}: source" if name == "main" else f"{pipeline.file.name}: sources.{name}"
+
+
+def _data_schema(spark: SparkSession, table: str) -> StructType:
+    skip = set(METADATA_COLUMNS) | {"_source_file"}
+    return StructType([f for f in spark.table(table).schema.fields if f.name not in skip])
+
+
+def _in_list(column: str, values: list[str]) -> str:
+    return f"{column} IN (" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + ")"
+
+
+def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineConfig, name: str, table_name: str,
+                  src: SourceConfig, run_id: str, run_date: dt.date,
+                  progress: Callable[[str], None] | None = None) -> IngestResult:
+    where = _where(pipeline, name)
+    table = settings.table(table_name)
+    qtable = table + "_quarantine"
+    mode = src.mode or "overwrite"
+    res = IngestResult(name, table, src.label, mode)
+    started = dt.datetime.now()
+    t0 = time.perf_counter()
+    say = progress or (lambda _m: None)
+    exists = table_exists(spark, table)
+    table_schema = _data_schema(spark, table) if exists else None
+    explicit = _parse_ddl(spark, src.schema_, where) if src.schema_ else None
+
+    # 1. raw read ---------------------------------------------------------------------------
+    text = src.format in ("csv", "json", "excel", "http")
+    sample: StructType | None = None  # what the incoming data looks like (for drift checks)
+    if src.format in ("csv", "json", "parquet", "excel"):
+        path = readers._resolve(settings, src, where)
+        files = readers.list_files(spark, src, path)
+        if mode == "incremental":
+            done = loaded_files(spark, settings, table)
+            files = [f for f in files if f not in done]
+        if not files:
+            return _nothing(res, src, where, "no new files" if mode == "incremental" else f"no files at {path}", t0)
+        res.files = files
+        say(f"{name}: {len(files)} file(s) to load")
+        if src.format == "csv":
+            opts = readers._reader_options(src)
+            header = str(opts.get("header", "false")).lower() == "true"
+            if header:
+                columns = readers.csv_header(spark, opts, files)
+            elif explicit is not None:
+                columns = explicit.fieldNames()
+            elif table_schema is not None:
+                columns = table_schema.fieldNames()
+            else:
+                columns = readers.infer_schema(spark, src, files, sample_lines=1000).fieldNames()
+            raw = readers.read_text_files(spark, src, files, columns)
+        elif src.format == "json":
+            if explicit is not None:
+                columns = explicit.fieldNames()
+            else:
+                sample = readers.infer_schema(spark, src, files, sample_lines=1000 if exists else None)
+                columns = sample.fieldNames()
+                if table_schema is not None:  # keep the table's columns a sample did not show
+                    columns += [c for c in table_schema.fieldNames() if c.lower() not in {x.lower() for x in columns}]
+            raw = readers.read_text_files(spark, src, files, columns)
+        elif src.format == "excel":
+            columns = readers.excel_header(files[0], src.sheets)
+            raw = readers.read_excel(spark, src, files, columns)
+        else:
+            raw = spark.read.options(**readers._reader_options(src)).parquet(*files).select(
+                "*", F.col("_metadata.file_path").alias(SOURCE), F.lit(None).cast("long").alias(POSITION),
+                F.lit(None).cast("string").alias(CORRUPT))
+    elif src.format == "delta":
+        base = spark.table(settings.table(src.path)) if "/" not in str(src.path) else spark.read.format("delta").load(str(settings.path(src.path)))
+        raw = base.select("*", F.lit(str(src.path)).alias(SOURCE), F.lit(None).cast("long").alias(POSITION),
+                          F.lit(None).cast("string").alias(CORRUPT))
+    elif src.format == "jdbc":
+        after = None
+        wm = src.jdbc.watermark_column if src.jdbc else None
+        if mode == "incremental" and exists and wm:
+            after = spark.table(table).agg(F.max(F.col(f"`{wm}`"))).first()[0]
+        raw = readers.read_jdbc(spark, src, where, after)
+        if after is not None:
+            say(f"{name}: rows with {wm} > {after}")
+    else:  # http
+        raw = readers.read_http(spark, src, progress=lambda m: say(f"{name}: {m}"))
+    raw = raw.drop(*[c for c in METADATA_COLUMNS if c in raw.columns and c != SOURCE])
+
+    # 2. column names ---------------------------------------------------------------------
+    data_cols = [c for c in raw.columns if c not in (CORRUPT, SOURCE, POSITION)]
+    mapping = normalise_names(data_cols, src.column_names)
+    res.column_mapping = {k: v for k, v in mapping.items() if k != v}
+    if res.column_mapping:
+        raw = raw.select(*[F.col(f"`{c}`").alias(mapping[c]) for c in data_cols], CORRUPT, SOURCE, POSITION)
+        if sample is not None:
+            sample = StructType([StructField(mapping.get(f.name, f.name), f.dataType) for f in sample.fields])
+    data_cols = [mapping[c] for c in data_cols]
+    if explicit is not None:
+        explicit = StructType([StructField(normalise_names([f.name], src.column_names)[f.name], f.dataType) for f in explicit.fields])
+
+    # 3. schema ---------------------------------------------------------------------------
+    if raw.isEmpty():
+        return _nothing(res, src, where, f"source {src.label} has no rows", t0, table)
+    if not text:
+        sample = StructType([f for f in raw.schema.fields if f.name in data_cols])
+    strings_only = text and not (src.format == "json" and table_schema is None)
+
+    if explicit is not None:
+        target = explicit
+        extra = [c for c in data_cols if c.lower() not in {f.name.lower() for f in explicit.fields}]
+        if extra and not src.schema_evolution:
+            raise InputDataError(f"{where}: the data has column(s) {extra} that the configured schema does not list; "
+                                 "add them to 'schema' or set schema_evolution: true")
+    elif table_schema is not None:
+        if strings_only:  # text: retyped = sample values that do not cast to the table's type
+            seen = StructType([StructField(c, table_schema[c].dataType if c in table_schema.fieldNames() else StringType())
+                               for c in data_cols])
+            new, missing, _ = schema_diff(table_schema, seen)
+            retyped = sample_cast_failures(raw, table_schema, src)
+        else:
+            seen = sample
+            new, missing, retyped = schema_diff(table_schema, seen)
+        changes = ([f"new column {c}" for c in new] + [f"missing column {c}" for c in missing]
+                   + [f"retyped column {c}" for c in retyped])
+        if changes and not src.schema_evolution:
+            raise InputDataError(
+                f"{where}: the schema of {src.label} differs from table {table}: {'; '.join(changes)}. "
+                "Fix the source, or set schema_evolution: true in the source config to accept it "
+                "(new columns are added, missing ones load as null, retyped values that do not cast "
+                "are quarantined)."
+            )
+        res.schema_changes = changes
+        target = StructType(list(table_schema.fields) + [f for f in seen.fields if f.name in new])
+    else:
+        if src.format == "csv":
+            say(f"{name}: inferring the schema (one pass; give 'schema' in the config to skip it)")
+            inferred = readers.infer_schema(spark, src, files)
+            target = StructType([StructField(mapping.get(f.name, f.name), f.dataType) for f in inferred.fields])
+        elif src.format in ("excel", "http"):
+            target = infer_strings(raw, data_cols)
+        else:
+            target = StructType([f for f in raw.schema.fields if f.name in data_cols])
+            if src.format == "json" and sample is not None:
+                target = sample
+    # nested JSON values (objects, arrays) stay JSON text
+    if text:
+        target = StructType([StructField(f.name, f.dataType if _family(f.dataType) != "string" or isinstance(f.dataType, StringType)
+                                         else StringType()) for f in target.fields])
+    missing_in_data = [f.name for f in target.fields if f.name not in data_cols]
+    if missing_in_data and explicit is not None and not src.schema_evolution:
+        raise InputDataError(f"{where}: column(s) {missing_in_data} of the configured schema are not in {src.label}")
+
+    if name == "main":  # training and scoring read these
+        wanted = [pipeline.key, pipeline.target, *pipeline.features.numeric, *pipeline.features.categorical]
+        missing = [c for c in wanted if c not in target.fieldNames()]
+        if missing:
+            raise MissingColumnError(f"{where} {src.label}", missing, target.fieldNames())
+
+    # 4. the load ------------------------------------------------------------------------
+    typed = typed_with_reason(raw, target, src, text)
+    if src.on_bad_records == "fail":
+        typed = typed.withColumn(REASON, F.when(F.col(REASON).isNotNull(), F.raise_error(F.format_string(
+            f"{_FAIL_TAG}: %s (in %s)", F.col(REASON), F.col(SOURCE)))))
+    obs = Observation(f"ingest_{name}")
+    bad = F.col(REASON).isNotNull()
+    counted = typed.observe(obs, F.count(F.lit(1)).alias("n"), F.sum(bad.cast("int")).alias("q"),
+                            F.array_sort(F.collect_set(F.when(bad, F.col(SOURCE)))).alias("bad_sources"))
+    meta = [F.current_timestamp().alias("_ingested_at"), F.col(SOURCE).alias("_source"),
+            F.lit(run_id).alias("_run_id"), F.lit(run_date).cast("date").alias("_run_date")]
+    good = counted.where(~bad).select(*[F.col(f"`{f.name}`") for f in target.fields], *meta)
+    if src.dedupe:
+        from pyspark.sql.window import Window
+
+        missing_cols = [c for c in [*src.dedupe.key, src.dedupe.order_by] if c not in target.fieldNames()]
+        if missing_cols:
+            raise InputDataError(f"{where}.dedupe: column(s) {missing_cols} not in the data; available: {', '.join(target.fieldNames())}")
+        w = Window.partitionBy(*[F.col(f"`{k}`") for k in src.dedupe.key]).orderBy(F.col(f"`{src.dedupe.order_by}`").desc_nulls_last())
+        good = good.withColumn("__rn", F.row_number().over(w)).where("__rn = 1").drop("__rn")
+
+    prev_version = int(DeltaTable.forName(spark, table).history(1).first()["version"]) if exists else None
+    say(f"{name}: loading into {table}")
+    try:
+        with SparkProgress(spark, f"{name}", progress):
+            if mode == "append":
+                wr = write_table(good, table, partition_col="_run_date", partition_value=run_date, merge_schema=src.schema_evolution)
+            elif mode == "incremental" and res.files:
+                wr = write_table(good, table, replace_where=_in_list("_source", _source_values(res.files)),
+                                 merge_schema=src.schema_evolution)
+            elif mode == "incremental":
+                wr = write_table(good, table, append=True, merge_schema=src.schema_evolution)
+            else:
+                wr = write_table(good, table, merge_schema=src.schema_evolution)
+    except Exception as exc:  # noqa: BLE001
+        msg = str(exc)
+        if _FAIL_TAG in msg:
+            detail = msg[msg.index(_FAIL_TAG) + len(_FAIL_TAG) + 2:].splitlines()[0].split(" SQLSTATE")[0].rstrip(". ")
+            raise InputDataError(f"{where}: bad record with on_bad_records: fail — {detail}. Nothing was "
+                                 f"committed to {table}; fix the source or use on_bad_records: quarantine") from None
+        if "CSV header does not conform" in msg or "does not conform to the schema" in msg:
+            raise InputDataError(f"{where}: a file's CSV header does not match the columns {data_cols} "
+                                 f"(of {files[0]}); every file of one source needs the same header") from None
+        raise
+    metrics = _observed(obs, ("n", "q", "bad_sources"))
+    res.write, res.version = wr, wr.version
+    res.rows_read = int(metrics.get("n") or 0)
+    res.rows_quarantined = int(metrics.get("q") or 0)
+    res.rows_loaded = wr.rows_written
+    res.rows_deduplicated = res.rows_read - res.rows_quarantined - res.rows_loaded
+    if src.on_bad_records == "drop":
+        res.rows_dropped, res.rows_quarantined = res.rows_quarantined, 0
+
+    if res.rows_loaded == 0 and res.rows_read > 0 and mode == "overwrite" and prev_version is not None:
+        DeltaTable.forName(spark, table).restoreToVersion(prev_version)
+        raise InputDataError(f"{where}: none of the {res.rows_read} records of {src.label} is valid (see the "
+                             f"reasons in {qtable}); {table} was restored to version {prev_version}")
+
+    # quarantine ---------------------------------------------------------------------------
+    q_scope = (_in_list("_source", _source_values(res.files)) if mode == "incremental" and res.files
+               else f"_run_date = DATE'{run_date.isoformat()}'")
+    if res.rows_quarantined > 0:
+        say(f"{name}: {res.rows_quarantined} bad record(s) -> {qtable}")
+        bad_sources = metrics.get("bad_sources") or []
+        qsrc = typed
+        if src.format in ("csv", "json", "excel", "parquet") and 0 < len(bad_sources) <= 1000 and len(bad_sources) < len(res.files):
+            qsrc = typed.where(F.col(SOURCE).isin(bad_sources))
+        qdf = qsrc.where(F.col(REASON).isNotNull()).select(
+            F.col(RAW), F.col(REASON), F.col(SOURCE).alias("_source"), F.col(POSITION),
+            F.lit(run_id).alias("_run_id"), F.lit(run_date).cast("date").alias("_run_date"),
+            F.current_timestamp().alias("_ingested_at"))
+        write_table(qdf, qtable, partition_col="_run_date", replace_where=q_scope if table_exists(spark, qtable) else None,
+                    partition_value=run_date)
+    elif table_exists(spark, qtable):  # a rerun with the source fixed: no stale bad records
+        DeltaTable.forName(spark, qtable).delete(q_scope)
+
+    res.seconds = time.perf_counter() - t0
+    res.message = f"read {res.rows_read}, loaded {res.rows_loaded}, quarantined {res.rows_quarantined}"
+    # checks -------------------------------------------------------------------------------
+    if src.checks:
+        loaded = spark.table(table)
+        if mode == "append":
+            loaded = loaded.where(F.col("_run_date") == F.lit(run_date).cast("date"))
+        elif mode == "incremental":
+            loaded = loaded.where(F.col("_run_id") == run_id)
+        res.checks = quality.evaluate(loaded, src.checks, target.fieldNames(), where)
+        quality.record(spark, settings, res.checks, run_id=run_id, run_date=run_date, pipeline=pipeline.name, table=table)
+    _record_run(spark, settings, res, run_id=run_id, run_date=run_date, pipeline=pipeline.name,
+                status="succeeded", started=started)
+    quality.raise_on_errors(res.checks, table)
+    return res
+
+
+def _observed(obs: Observation, names: tuple[str, ...]) -> dict:
+    """The observed metrics. Observation.get fails (an assertion in toPyRow) when the row comes
+    back without a schema, as after a CREATE TABLE AS SELECT; then read the fields by position."""
+    try:
+        return obs.get
+    except Exception:  # noqa: BLE001
+        jrow = obs._jo.getRow()
+        out = {}
+        for i, n in enumerate(names):
+            v = jrow.get(i)
+            out[n] = list(jrow.getList(i)) if v is not None and n == "bad_sources" else v
+        return out
+
+
+def _source_values(files: list[str]) -> list[str]:
+    """The ``_source`` spelling (Spark's ``_metadata.file_path``) of normalised file paths."""
+    return files
+
+
+def _nothing(res: IngestResult, src: SourceConfig, where: str, why: str, t0: float, table: str | None = None) -> IngestResult:
+    if not src.allow_empty:
+        if why == "no new files":
+            res.message = "no new files since the last load: nothing to do"
+            res.seconds = time.perf_counter() - t0
+            return res
+        keep = f"; refusing to replace {table} with nothing" if table else ""
+        raise InputDataError(f"{where}: {why}{keep}. Set allow_empty: true to make an empty load a no-op.")
+    res.message = f"{why}: nothing loaded (allow_empty)"
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+# ------------------------------------------------------------------------------------------
+# All sources of a pipeline
+# ------------------------------------------------------------------------------------------
+
+
+def ingest(spark: SparkSession, settings: Settings, pipeline: PipelineConfig, run_id: str, run_date: dt.date,
+           only: str | None = None, progress: Callable[[str], None] | None = None) -> list[IngestResult]:
+    """Load every source of the pipeline (or only ``only``), each into its own table."""
+    plan = pipeline.ingest_plan()
+    if only is not None:
+        names = [n for n, _, _ in plan]
+        if only not in names:
+            raise InputDataError(f"{pipeline.file.name}: no source named {only!r}; sources: {', '.join(names)}")
+        plan = [p for p in plan if p[0] == only]
+    results = []
+    for name, table, src in plan:
+        try:
+            results.append(ingest_source(spark, settings, pipeline, name, table, src, run_id, run_date, progress))
+        except LakeforgeError as exc:
+            if not isinstance(exc, quality.DataQualityError):
+                failed = IngestResult(name, settings.table(table), src.label, src.mode or "overwrite", message=str(exc))
+                try:
+                    _record_run(spark, settings, failed, run_id=run_id, run_date=run_date, pipeline=pipeline.name,
+                                status="failed", started=dt.datetime.now())
+                except Exception:  # noqa: BLE001 - the original error matters more
+                    pass
+            raise
+    return results

@@ -87,6 +87,8 @@ def write_table(
     *,
     partition_col: str | None = None,
     partition_value: dt.date | None = None,
+    replace_where: str | None = None,
+    append: bool = False,
     merge_schema: bool = False,
     stats_columns: list[str] | None = None,
 ) -> WriteResult:
@@ -95,27 +97,37 @@ def write_table(
     Without a partition: the table's content is replaced (a rerun gives the same table).
     With ``partition_col``/``partition_value``: only that partition is replaced (replaceWhere),
     so rerunning a date never duplicates rows and other dates are kept.
+    ``replace_where``: only the rows matching this predicate are replaced (a data-column
+    condition, e.g. the files of an incremental load, so that a rerun replaces them).
+    ``append``: rows are added; nothing is replaced.
     ``stats_columns``: a new table collects Delta's data-skipping statistics (min/max/nulls per
     file) for these columns only (measured: statistics on every column of the predictions table
     cost about 40 % of its write time).
     """
-    if partition_col is not None and partition_value is None:
+    if partition_col is not None and partition_value is None and replace_where is None and not append:
         raise ValueError("partition_value is required with partition_col")
     spark = df.sparkSession
     exists = table_exists(spark, table)
-    if not exists and stats_columns:
+    if not exists:
+        # Create the (empty) table first, then write to its location like every later write:
+        # one code path, and Observations on ``df`` are reported (with CREATE TABLE AS SELECT
+        # they come back empty).
         builder = DeltaTable.createIfNotExists(spark).tableName(table).addColumns(df.schema)
         if partition_col is not None:
             builder = builder.partitionedBy(partition_col)
-        builder.property("delta.dataSkippingStatsColumns", ",".join(stats_columns)).execute()
+        if stats_columns:
+            builder = builder.property("delta.dataSkippingStatsColumns", ",".join(stats_columns))
+        builder.execute()
         exists = True
-    writer = df.write.format("delta").mode("overwrite")
+    writer = df.write.format("delta").mode("append" if append else "overwrite")
     if merge_schema and exists:  # new columns are added to the table (e.g. a richer leaderboard)
         writer = writer.option("mergeSchema", "true")
     if partition_col is not None:
         writer = writer.partitionBy(partition_col)
-        if exists:
+        if exists and not append and replace_where is None:
             writer = writer.option("replaceWhere", f"{partition_col} = DATE'{partition_value.isoformat()}'")
+    if replace_where is not None and exists and not append:
+        writer = writer.option("replaceWhere", replace_where)
     if exists:
         # Write to the table's Delta location: the schema lives in the Delta log, so the
         # metastore entry needs no update (saveAsTable would alter it on every overwrite, and
