@@ -610,6 +610,9 @@ def tables(ctx: Context) -> None:
         out.print(table)
 
 
+from lakeforge.cli_profile import register as _register_profile; _register_profile(cli)  # noqa: E402,E702 - `lakeforge profile`
+
+
 def _error(message: str) -> None:
     err.print(Text.assemble(("error: ", "bold red"), message), highlight=False)
 
