@@ -250,8 +250,9 @@ def schema_diff(table: StructType, seen: StructType) -> tuple[list[str], list[st
 
 
 def sample_cast_failures(raw: DataFrame, table: StructType, src: SourceConfig, rows: int = 1000) -> list[str]:
-    """Columns of the table whose values, in the first ``rows`` records, do not cast to the
-    table's type (one small job), e.g. ``amount (double; e.g. 'n/a')``."""
+    """Columns of the table whose values, in the first ``rows`` records, mostly (at least half)
+    do not cast to the table's type — a retyped column, e.g. ``amount (double -> text, e.g.
+    'n/a')``. Fewer failures are bad records, quarantined by the load. One small job."""
     cols = [f for f in table.fields if f.name in raw.columns and not isinstance(f.dataType, StringType)]
     if not cols:
         return []
@@ -260,10 +261,11 @@ def sample_cast_failures(raw: DataFrame, table: StructType, src: SourceConfig, r
     for i, f in enumerate(cols):
         present = F.nullif(F.trim(F.col(f"`{f.name}`")), F.lit(""))
         failed = present.isNotNull() & _cast_text(f.name, f.dataType, src).isNull()
-        aggs.append(F.first(F.when(failed, F.col(f"`{f.name}`")), ignorenulls=True).alias(f"v{i}"))
+        aggs += [F.first(F.when(failed, F.col(f"`{f.name}`")), ignorenulls=True).alias(f"v{i}"),
+                 F.count(present).alias(f"n{i}"), F.sum(failed.cast("int")).alias(f"f{i}")]
     row = head.agg(*aggs).first()
     return [f"{f.name} ({f.dataType.simpleString()} -> text, e.g. {row[f'v{i}']!r})"
-            for i, f in enumerate(cols) if row[f"v{i}"] is not None]
+            for i, f in enumerate(cols) if row[f"n{i}"] and 2 * (row[f"f{i}"] or 0) >= row[f"n{i}"]]
 
 
 # ------------------------------------------------------------------------------------------
@@ -387,6 +389,7 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
                 columns = explicit.fieldNames()
             else:
                 sample = readers.infer_schema(spark, src, files, sample_lines=1000 if exists else None)
+                sample = StructType([f for f in sample.fields if f.name != CORRUPT])
                 columns = sample.fieldNames()
                 if table_schema is not None:  # keep the table's columns a sample did not show
                     columns += [c for c in table_schema.fieldNames() if c.lower() not in {x.lower() for x in columns}]
@@ -428,6 +431,8 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
 
     # 3. schema ---------------------------------------------------------------------------
     if raw.isEmpty():
+        if mode == "incremental":
+            return _nothing(res, src, where, "no new rows", t0, table)
         return _nothing(res, src, where, f"source {src.label} has no rows", t0, table)
     if not text:
         sample = StructType([f for f in raw.schema.fields if f.name in data_cols])
@@ -598,8 +603,8 @@ def _source_values(files: list[str]) -> list[str]:
 
 def _nothing(res: IngestResult, src: SourceConfig, where: str, why: str, t0: float, table: str | None = None) -> IngestResult:
     if not src.allow_empty:
-        if why == "no new files":
-            res.message = "no new files since the last load: nothing to do"
+        if why in ("no new files", "no new rows"):
+            res.message = f"{why} since the last load: nothing to do"
             res.seconds = time.perf_counter() - t0
             return res
         keep = f"; refusing to replace {table} with nothing" if table else ""

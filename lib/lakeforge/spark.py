@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -149,6 +150,10 @@ def get_spark(settings: Settings) -> SparkSession:
     # Bind the driver to loopback unless the settings say otherwise (and silence the warning
     # about the hostname resolving to 127.0.0.1).
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # Python workers (Excel reading, pandas functions) run this interpreter, which has lakeforge
+    # and its packages; a cluster sets PYSPARK_PYTHON / spark.pyspark.python itself.
+    if settings.spark.master.startswith("local"):
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     submitted = launched_by_spark_submit()
     conf = session_conf(settings, launching=not submitted)
     if settings.catalog.metastore.startswith("derby") and "://" not in settings.warehouse:
