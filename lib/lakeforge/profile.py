@@ -104,7 +104,8 @@ class ColumnProfile:
     association_measure: str | None = None
     target_pearson: float | None = None
     target_spearman: float | None = None
-    predictive: float | None = None    # Goodman-Kruskal lambda, or binned ROC-AUC (binary, numeric)
+    predictive: float | None = None    # how well the column alone predicts a class target:
+    predictive_measure: str | None = None  # Goodman-Kruskal lambda, or ROC-AUC of the decile bins
     leakage: str | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -687,9 +688,14 @@ def _target_relations(cols, idx, groups, bins, task, positive, tprof) -> None:
             continue
         c.association = _cramers_v(table)
         c.association_measure = "Cramér's V" + (" (decile bins)" if c.role == "numeric" else "")
-        c.predictive = _lambda(table, min_rows=2 if c.role != "numeric" else 1)
-        if task == "binary" and c.role == "numeric" and table is not None:
-            c.predictive = _binned_auc(table, classes.index(positive))
+        if task == "binary" and c.role == "numeric":
+            auc = _binned_auc(table, classes.index(positive)) if table is not None else None
+            # oriented: 0.5 is no relation, 1 a perfect ranking in either direction (Pearson has the sign)
+            c.predictive = None if auc is None else max(auc, 1 - auc)
+            c.predictive_measure = "ROC-AUC of the decile bins"
+        else:
+            c.predictive = _lambda(table, min_rows=2 if c.role != "numeric" else 1)
+            c.predictive_measure = "Goodman-Kruskal lambda" + (" (decile bins)" if c.role == "numeric" else "")
 
 
 def _isnull(v) -> bool:
@@ -809,7 +815,7 @@ def _leakage(cols: list[ColumnProfile], target: str, task: str) -> list[dict]:
         reason = None
         if len(base) > 2 and base in name:
             reason = "its name contains the target's"
-        elif task == "binary" and c.role == "numeric" and c.predictive is not None and max(c.predictive, 1 - c.predictive) >= LEAKAGE_AUC:
+        elif task == "binary" and c.role == "numeric" and c.predictive is not None and c.predictive >= LEAKAGE_AUC:
             reason = f"its decile bins separate the classes (binned ROC-AUC {c.predictive:.3f})"
         elif task != "regression" and c.role != "numeric" and c.predictive is not None and c.predictive >= LEAKAGE_THRESHOLD:
             reason = f"its levels determine the target (Goodman-Kruskal lambda {c.predictive:.3f})"
@@ -860,7 +866,8 @@ COLUMNS_SCHEMA = (
     "distinct_approx bigint, mean double, std double, min double, q1 double, median double, q3 double, max double, "
     "skew double, outliers_low bigint, outliers_high bigint, outlier_share double, iqr_low double, iqr_high double, "
     f"min_text string, max_text string, top_values {_TOP_TYPE}, target_measure string, target_association double, "
-    "target_pearson double, target_spearman double, predictive_power double, leakage string, warnings array<string>"
+    "target_pearson double, target_spearman double, predictive_power double, predictive_measure string, "
+    "leakage string, warnings array<string>"
 )
 CORRELATIONS_SCHEMA = (
     "pipeline string, run_id string, profiled_at timestamp, column_a string, column_b string, method string, "
@@ -972,6 +979,6 @@ def _column_rows(result: ProfileResult, pipeline: str, run_id: str, now, source:
             c.missing / result.rows if result.rows else None, c.distinct, c.mean, c.std, c.min, c.q1, c.median, c.q3,
             c.max, c.skew, c.outliers_low, c.outliers_high, c.outliers / c.count if c.count and c.role == "numeric" else None,
             c.iqr_low, c.iqr_high, c.min_text, c.max_text, top, c.association_measure, c.association, c.target_pearson,
-            c.target_spearman, c.predictive, c.leakage, list(c.warnings),
+            c.target_spearman, c.predictive, c.predictive_measure, c.leakage, list(c.warnings),
         ))
     return rows

@@ -279,9 +279,14 @@ target <code>{esc(t.name)}</code> ({esc(t.task)}{', positive class ' + esc(repr(
                  f"Categorical levels and numeric decile bins against the target: Cramér's V (class targets) or the "
                  f"correlation ratio (numeric target); numeric columns also Pearson and Spearman with "
                  f"{'the indicator ' + esc(t.name) + ' = ' + esc(str(t.positive_class)) if t.task == 'binary' else 'the target'}. "
-                 f"Predictive power: Goodman-Kruskal lambda (levels), or the ROC-AUC of the decile bins (numeric, binary target).</p>")
+                 f"Predictive power: Goodman-Kruskal lambda (the share of the errors of always guessing the majority class "
+                 f"that the levels remove), or for numeric columns and a binary target the ROC-AUC of the decile bins "
+                 f"(0.5: none, 1: perfect, in either direction).</p>")
+    short = {"ROC-AUC of the decile bins": "AUC", "Goodman-Kruskal lambda": "lambda", "Goodman-Kruskal lambda (decile bins)": "lambda"}
     rel_rows = [[c.name, c.role, c.association_measure or "", _f(c.association, 3), _f(c.target_pearson, 3),
-                 _f(c.target_spearman, 3), _f(c.predictive, 3), c.leakage or ""] for c in ranked]
+                 _f(c.target_spearman, 3),
+                 f"{short.get(c.predictive_measure, '')} {_f(c.predictive, 3)}" if c.predictive is not None else "",
+                 c.leakage or ""] for c in ranked]
     parts.append(_table(["feature", "role", "measure", "association", "Pearson", "Spearman", "predictive power", "leakage"], rel_rows))
     if t.task == "binary":
         for c in [c for c in ranked if c.role == "categorical" and c.by_target][:3]:
