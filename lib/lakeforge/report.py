@@ -113,6 +113,28 @@ def importance_plot(importances: list[tuple[str, float]], top: int = 20) -> byte
     return _png(fig)
 
 
+def ranking_plot(ranking: list[dict], top: int = 20) -> bytes:
+    """One horizontal bar chart per selection step: the ``top`` best-ranked features by score,
+    kept in colour, dropped in grey."""
+    plt = _plt()
+    steps = sorted({(r["step"], r["method"]) for r in ranking})
+    heights = [min(top, sum(1 for r in ranking if r["step"] == s)) for s, _ in steps]
+    fig, axes = plt.subplots(len(steps), 1, figsize=(7, 0.28 * sum(heights) + 1.1 * len(steps)), squeeze=False,
+                             gridspec_kw={"height_ratios": [max(h, 1) for h in heights]})
+    for ax, (step, method) in zip(axes[:, 0], steps):
+        rows = sorted((r for r in ranking if r["step"] == step), key=lambda r: r["rank"])[:top][::-1]
+        ax.barh([r["feature"][:40] for r in rows], [r["score"] or 0.0 for r in rows],
+                color=["tab:blue" if r["kept"] else "lightgrey" for r in rows])
+        ax.set(title=f"step {step}: {method} (blue: kept, grey: dropped)", xlabel=_SCORE_LABEL.get(method, "score"))
+    fig.tight_layout()
+    return _png(fig)
+
+
+_SCORE_LABEL = {"variance": "variance", "correlation": "max |r| with another feature", "chi2": "chi-squared statistic",
+                "anova": "ANOVA F", "f_regression": "F statistic", "random_forest": "importance", "lasso": "|coefficient|",
+                "pca": "share of variance explained"}
+
+
 def leaderboard_plot(leaderboard: list[dict], metric: str) -> bytes:
     plt = _plt()
     rows = [r for r in leaderboard if r["cv_mean"] is not None][:15][::-1]
@@ -133,7 +155,7 @@ def _short(params: str) -> str:
 
 
 def training_report(pipeline, task, metric, leaderboard, best, test_eval, importances, split_info, threshold,
-                    decision, version, timings) -> Report:
+                    decision, version, timings, prep=None) -> Report:
     images: dict[str, bytes] = {}
     try:
         images["leaderboard"] = leaderboard_plot(leaderboard, metric)
@@ -145,6 +167,8 @@ def training_report(pipeline, task, metric, leaderboard, best, test_eval, import
             images["residuals"] = residual_plot(test_eval)
         if importances:
             images["importance"] = importance_plot(importances)
+        if prep is not None and prep.ranking:
+            images["feature_ranking"] = ranking_plot(prep.ranking)
     except ImportError:  # matplotlib missing: the report keeps its tables
         pass
     esc = html.escape
@@ -167,6 +191,7 @@ def training_report(pipeline, task, metric, leaderboard, best, test_eval, import
         for n, b in images.items()
     )
     timing = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
+    prep_html = _preprocessing_html(prep) if prep is not None else ""
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>lakeforge training report: {esc(pipeline.name)}</title>
 <style>
@@ -183,7 +208,29 @@ Split: {esc(json.dumps(split_info))}.</p>
 <h2>Held-out test metrics of the winner</h2><table>{test_rows}</table>
 <h2>Leaderboard (cross-validation on the same folds)</h2>
 <table><tr>{head}</tr>{''.join(body)}</table>
+{prep_html}
 <h2>Plots</h2>{imgs}
 <p><small>Stage times: {esc(timing)}</small></p>
 </body></html>"""
     return Report(page, images)
+
+
+def _preprocessing_html(prep) -> str:
+    """Dropped columns, coerced-to-null counts, notes and the selection ranking (top 30 per step)."""
+    esc = html.escape
+    parts = ["<h2>Preprocessing</h2>", f"<p>{prep.rows_profiled:,} training rows profiled; "
+             f"{len(prep.numeric)} numeric and {len(prep.categorical)} categorical features.</p>"]
+    items = [esc(line) for line in prep.lines()]
+    if items:
+        parts.append("<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>")
+    if prep.ranking:
+        head = "".join(f"<th>{h}</th>" for h in ("step", "method", "rank", "feature", "column", "score", "p-value", "kept", "note"))
+        body = []
+        for step in sorted({r["step"] for r in prep.ranking}):
+            for r in sorted((r for r in prep.ranking if r["step"] == step), key=lambda r: r["rank"])[:30]:
+                cells = [str(r["step"]), r["method"], str(r["rank"]), r["feature"], r["column"],
+                         "" if r["score"] is None else f"{r['score']:.4g}",
+                         "" if r.get("p_value") is None else f"{r['p_value']:.3g}", "yes" if r["kept"] else "no", r.get("note") or ""]
+                body.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
+        parts.append(f"<h3>Feature selection</h3><table><tr>{head}</tr>{''.join(body)}</table>")
+    return "\n".join(parts)

@@ -50,7 +50,17 @@ from pyspark.sql.types import BooleanType, NumericType
 from lakeforge import evaluation, models, tracking
 from lakeforge.config import PipelineConfig, Settings
 from lakeforge.errors import InputDataError
-from lakeforge.features import FEATURES_COL, preprocessing_pipeline, resolve_roles
+from lakeforge.features import (
+    FEATURES_COL,
+    deduplicate,
+    feature_table,
+    is_supervised,
+    plan_features,
+    preprocessing_pipeline,
+    profile_features,
+    resolve_roles,
+    slot_names,
+)
 from lakeforge.frame import MAX_CLASSES, as_text, default_positive, infer_task
 from lakeforge.io import latest_version, read_version, require_columns, write_table
 
@@ -108,6 +118,7 @@ class TrainResult:
     threshold: float | None = None
     timings: dict[str, float] = field(default_factory=dict)
     report: str | None = None
+    preprocessing: dict | None = None  # lakeforge.features.PreprocessingReport as a dict
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,8 +239,16 @@ def train(
     require_columns(raw, [pipeline.key, pipeline.target], f"table {table}")
     roles = resolve_roles(raw, pipeline.features, pipeline.key, pipeline.target)
     require_columns(raw, roles.columns, f"table {table} (features in {pipeline.file})")
-    if not roles.columns:
+    if not roles.columns and not pipeline.features.derived and not pipeline.features.dates and not pipeline.features.text_length:
         raise InputDataError(f"{pipeline.file}: no feature columns; list features.numeric / features.categorical")
+    where = f"table {table} ({pipeline.file})"
+    plan = plan_features(raw, pipeline.features, pipeline.preprocessing, pipeline.key, pipeline.target, where)
+    duplicates = None
+    if pipeline.preprocessing.deduplicate != "none":  # training rows only: scoring scores every row
+        before = raw.count()
+        raw = raw.transform(deduplicate(pipeline.preprocessing.deduplicate, pipeline.key))
+        duplicates = before - raw.count()
+    missing_target = raw.where(F.col(pipeline.target).isNull()).count()
     target = infer_target(raw, pipeline, table)
     task = target.task
     metric = cfg.metric or default_metric(task)
@@ -278,17 +297,40 @@ def train(
         data = data.withColumn(WEIGHT_COL, wmap[F.col(LABEL_COL)])
     train_df = data.where(~F.col("_is_test"))
     test_df = data.where(F.col("_is_test"))
+    plan = profile_features(plan, data, where, train=~F.col("_is_test"))
+    plan.report.rows_missing_target, plan.report.duplicates_removed = missing_target, duplicates
     timings["read_split"] = time.perf_counter() - t0
     say(f"{task} target {pipeline.target!r}: {rows_train:,} training rows, {rows_test:,} test rows; metric {metric}")
+    for line in plan.report.lines():
+        say(f"preprocessing: {line}")
 
     t = time.perf_counter()
-    prep_model = preprocessing_pipeline(roles, pipeline.preprocessing).fit(train_df)
+    classes = [float(i) for i in range(len(target.labels))] if task == "multiclass" else None
+
+    def prep_pipeline(ranking=None):
+        return preprocessing_pipeline(plan, selection=pipeline.selection, task=task, classes=classes, seed=cfg.seed,
+                                      ranking=ranking)
+
+    prep_model = prep_pipeline(plan.report.ranking).fit(train_df)
     keep = [LABEL_COL, FEATURES_COL, FOLD_COL] + ([WEIGHT_COL] if weight else [])
     train_features = prep_model.transform(train_df).select(*keep).cache()
     first = train_features.select(FEATURES_COL).first()
     num_features = first[0].size
     num_classes = len(target.labels) if task != "regression" else 0
     timings["preprocess_fit"] = time.perf_counter() - t
+
+    def refit_in_fold(k: int):
+        fit_rows = train_df.where(F.col(FOLD_COL) != k)
+        fold_model = prep_pipeline().fit(fit_rows)
+        train_k = fold_model.transform(fit_rows).select(*keep).cache()
+        valid_k = fold_model.transform(train_df.where(F.col(FOLD_COL) == k)).select(*keep).cache()
+        return train_k, valid_k, train_k.select(FEATURES_COL).first()[0].size
+
+    # Target encoding and supervised selection read the label: they are refitted inside every
+    # fold, so no validation label leaks into the features it is scored on.
+    fold_data = refit_in_fold if is_supervised(plan, pipeline.selection) else None
+    if fold_data:
+        say("preprocessing reads the label: refitted inside each fold")
 
     candidates = _candidates(algorithms, task)
     parallelism = cfg.parallelism or max(1, min(4, spark.sparkContext.defaultParallelism * 2))
@@ -298,7 +340,7 @@ def train(
     t = time.perf_counter()
     deadline = t0 + cfg.max_minutes * 60 if cfg.max_minutes else None
     _search(spark, train_features, candidates, task, target, n_folds, weight, cfg.seed, cfg.max_iter, num_features,
-            num_classes, parallelism, deadline, say)
+            num_classes, parallelism, deadline, say, fold_data)
     timings["search"] = time.perf_counter() - t
 
     ranked = sorted(
@@ -337,8 +379,9 @@ def train(
 
     t = time.perf_counter()
     logged = _log_and_register(
-        spark, settings, pipeline, model, raw.select(*roles.columns), candidates, best, test_eval, leaderboard,
+        spark, settings, pipeline, model, raw.select(*plan.inputs), candidates, best, test_eval, leaderboard,
         table, version, run_id, run_date, target, metric, threshold, split_info, test_df, importances, timings,
+        prep_report=plan.report,
     )
     timings["mlflow_log_register"] = time.perf_counter() - t
     train_features.unpersist()
@@ -348,8 +391,16 @@ def train(
         row["model_version"] = ref.version if row["is_best"] else None
     if pipeline.tables.leaderboard:
         _write_leaderboard(spark, settings.table(pipeline.tables.leaderboard), leaderboard, run_id, run_date, mlflow_run_id, metric)
+    if plan.report.ranking:
+        _write_ranking(spark, settings.table(pipeline.tables.feature_ranking or f"feature_ranking_{pipeline.name}"),
+                       plan.report.ranking, pipeline.name, run_id, run_date, mlflow_run_id)
+    if pipeline.tables.features:  # the gold feature table: replaced each run (one Delta version per run)
+        t = time.perf_counter()
+        write_table(feature_table(prep_model, raw, pipeline.key), settings.table(pipeline.tables.features))
+        timings["feature_table"] = time.perf_counter() - t
     return TrainResult(ref, mlflow_run_id, table, version, rows_train, rows_test, task, metric, test_eval.metrics,
-                       leaderboard, promoted, decision, champion_version, threshold, timings, report)
+                       leaderboard, promoted, decision, champion_version, threshold, timings, report,
+                       preprocessing=plan.report.to_dict())
 
 
 def select(ranked: list[Candidate], task: str, metric: str, rule: str, n_folds: int) -> tuple[Candidate, str]:
@@ -402,7 +453,9 @@ def _candidates(algorithms: dict, task: str) -> list[Candidate]:
 
 
 def _search(spark, features, candidates, task, target, n_folds, weight, seed, max_iter, num_features, num_classes,
-            parallelism, deadline, say) -> None:
+            parallelism, deadline, say, fold_data=None) -> None:
+    """``fold_data(k)``, when given, returns fold k's cached (training, validation, vector size)
+    instead of the rows of ``features`` (preprocessing refitted per fold)."""
     by_algo: dict[str, list[Candidate]] = {}
     for c in candidates:
         by_algo.setdefault(c.algorithm, []).append(c)
@@ -410,8 +463,12 @@ def _search(spark, features, candidates, task, target, n_folds, weight, seed, ma
     started: set[str] = set()
     try:
         for k in range(n_folds):
-            train_k = features.where(F.col(FOLD_COL) != k).cache()
-            valid_k = features.where(F.col(FOLD_COL) == k).cache()
+            if fold_data is None:
+                train_k = features.where(F.col(FOLD_COL) != k).cache()
+                valid_k = features.where(F.col(FOLD_COL) == k).cache()
+                size = num_features
+            else:
+                train_k, valid_k, size = fold_data(k)
             for algo, cands in by_algo.items():
                 live = [c for c in cands if c.status == "ok"]
                 if not live:
@@ -425,8 +482,8 @@ def _search(spark, features, candidates, task, target, n_folds, weight, seed, ma
                     continue
                 started.add(algo)
                 est = models.build(algo, task, features=FEATURES_COL, label=LABEL_COL, weight=weight, seed=seed,
-                                   num_features=num_features, num_classes=num_classes, max_iter=max_iter)
-                maps = [models.param_map(est, c.params, num_features, num_classes) for c in live]
+                                   num_features=size, num_classes=num_classes, max_iter=max_iter)
+                maps = [models.param_map(est, c.params, size, num_classes) for c in live]
                 t = time.perf_counter()
 
                 def fit_eval(i: int, est=est, maps=maps, live=live):
@@ -522,33 +579,15 @@ def feature_importances(fitted, prep_model: PipelineModel, raw_train: DataFrame)
 
 
 def _slot_names(prep_model: PipelineModel, raw_train: DataFrame, size: int) -> list[str]:
-    """The original column behind each slot of the feature vector, from the assembler's output
-    metadata (slot names such as ``Contract__ohe_Month-to-month``); schema only, no Spark job."""
-    from pyspark.ml.feature import VectorAssembler
-
-    assemblers = [s for s in prep_model.stages if isinstance(s, VectorAssembler)]
-    if not assemblers:
-        return [f"f{i}" for i in range(size)]
-    final = assemblers[-1]
-    numeric_inputs = assemblers[0].getInputCols() if len(assemblers) > 1 else []
-    field = prep_model.transform(raw_train.limit(0)).schema[final.getOutputCol()]
-    attrs = field.metadata.get("ml_attr", {}).get("attrs", {})
-    by_index = {a["idx"]: a.get("name", "") for group in attrs.values() for a in group}
-    inputs = sorted(final.getInputCols(), key=len, reverse=True)
-    names = []
-    for i in range(size):
-        if i < len(numeric_inputs):  # the scaled numeric block comes first, in input order
-            names.append(numeric_inputs[i].rsplit("__", 1)[0])
-            continue
-        slot = by_index.get(i, "")
-        col = next((c for c in inputs if slot == c or slot.startswith(c + "_")), None)
-        names.append(col.rsplit("__", 1)[0] if col else (slot or f"f{i}"))
-    return names
+    """The original column behind each slot of the feature vector (lakeforge.features.slot_names:
+    from the vector's metadata, schema only, no Spark job)."""
+    names = [source for _, source in slot_names(prep_model, raw_train)]
+    return names if len(names) == size else [f"f{i}" for i in range(size)]
 
 
 def _log_and_register(spark, settings, pipeline, model, feature_frame, candidates, best, test_eval, leaderboard,
                       table, version, run_id, run_date, target, metric, threshold, split_info, test_df,
-                      importances, timings):
+                      importances, timings, prep_report=None):
     import mlflow
     import mlflow.spark
     import pyspark
@@ -601,6 +640,11 @@ def _log_and_register(spark, settings, pipeline, model, feature_frame, candidate
         mlflow.log_dict({"leaderboard": leaderboard}, "leaderboard.json")
         if importances:
             mlflow.log_dict({"importances": importances}, "feature_importances.json")
+        if prep_report is not None:  # dropped columns, coerced-to-null counts, feature ranking
+            mlflow.log_params(prep_report.params())
+            mlflow.log_dict(prep_report.to_dict(), "preprocessing.json")
+            if prep_report.ranking:
+                mlflow.log_dict({"ranking": prep_report.ranking}, "feature_ranking.json")
         for c in candidates:  # one child run per candidate
             with mlflow.start_run(experiment_id=experiment_id, run_name=c.label[:250], nested=True):
                 mlflow.set_tags({**tags, "lakeforge.status": c.status[:5000]})
@@ -631,7 +675,7 @@ def _log_and_register(spark, settings, pipeline, model, feature_frame, candidate
         if champion_score is not None:
             mlflow.log_metric(f"champion_test_{metric}", champion_score)
         html = report.training_report(pipeline, target.task, metric, leaderboard, best, test_eval, importances,
-                                      split_info, threshold, decision, new_version, timings)
+                                      split_info, threshold, decision, new_version, timings, prep=prep_report)
         report_path = None
         if settings.reports_dir:
             folder = settings.path(settings.reports_dir) / pipeline.name
@@ -731,3 +775,17 @@ def _write_leaderboard(spark, table, leaderboard, run_id, run_date, mlflow_run_i
     )
     write_table(spark.createDataFrame(rows, schema), table, partition_col="run_date", partition_value=run_date,
                 merge_schema=True)
+
+
+def _write_ranking(spark, table, ranking, pipeline_name, run_id, run_date, mlflow_run_id) -> None:
+    rows = [
+        Row(run_date=run_date, run_id=run_id, mlflow_run_id=mlflow_run_id, pipeline=pipeline_name, step=int(r["step"]),
+            method=r["method"], rank=int(r["rank"]), feature=r["feature"], source_column=r["column"],
+            score=None if r["score"] is None else float(r["score"]),
+            p_value=None if r.get("p_value") is None else float(r["p_value"]), kept=bool(r["kept"]),
+            selected=bool(r.get("selected")), note=r.get("note"))
+        for r in ranking
+    ]
+    schema = ("run_date date, run_id string, mlflow_run_id string, pipeline string, step int, method string, rank int, "
+              "feature string, source_column string, score double, p_value double, kept boolean, selected boolean, note string")
+    write_table(spark.createDataFrame(rows, schema), table, partition_col="run_date", partition_value=run_date)
