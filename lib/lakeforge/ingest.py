@@ -70,6 +70,7 @@ INGEST_RUNS_SCHEMA = (
     "schema_changes string, message string, started_at timestamp, finished_at timestamp"
 )
 _FAIL_TAG = "lakeforge-bad-record"
+_RAW_MAX = 10_000  # characters of a bad record kept in the quarantine
 
 
 @dataclass
@@ -494,25 +495,30 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
     if src.on_bad_records == "fail":
         typed = typed.withColumn(REASON, F.when(F.col(REASON).isNotNull(), F.raise_error(F.format_string(
             f"{_FAIL_TAG}: %s (in %s)", F.col(REASON), F.col(SOURCE)))))
-    obs = Observation(f"ingest_{name}")
-    bad = F.col(REASON).isNotNull()
-    counted = typed.observe(obs, F.count(F.lit(1)).alias("n"), F.sum(bad.cast("int")).alias("q"),
-                            F.array_sort(F.collect_set(F.when(bad, F.col(SOURCE)))).alias("bad_sources"))
     meta = [F.current_timestamp().alias("_ingested_at"), F.col(SOURCE).alias("_source"),
             F.lit(run_id).alias("_run_id"), F.lit(run_date).cast("date").alias("_run_date")]
-    good = counted.where(~bad).select(*[F.col(f"`{f.name}`") for f in target.fields], *meta)
+    bad = F.col(REASON).isNotNull()
     if src.dedupe:
-        from pyspark.sql.window import Window
-
         missing_cols = [c for c in [*src.dedupe.key, src.dedupe.order_by] if c not in target.fieldNames()]
         if missing_cols:
             raise InputDataError(f"{where}.dedupe: column(s) {missing_cols} not in the data; available: {', '.join(target.fieldNames())}")
-        w = Window.partitionBy(*[F.col(f"`{k}`") for k in src.dedupe.key]).orderBy(F.col(f"`{src.dedupe.order_by}`").desc_nulls_last())
-        good = good.withColumn("__rn", F.row_number().over(w)).where("__rn = 1").drop("__rn")
 
-    prev_version = int(DeltaTable.forName(spark, table).history(1).first()["version"]) if exists else None
-    say(f"{name}: loading into {table}")
-    try:
+    def load(collect_bad: bool) -> tuple[WriteResult, dict]:
+        """The one pass: good rows to bronze, counted by an Observation that also collects the
+        bad rows (few, as a rule: then the quarantine needs no second pass)."""
+        obs = Observation(f"ingest_{name}_{int(collect_bad)}")
+        metrics = [F.count(F.lit(1)).alias("n"), F.sum(bad.cast("int")).alias("q"),
+                   F.array_sort(F.collect_set(F.when(bad, F.col(SOURCE)))).alias("bad_sources")]
+        if collect_bad:
+            metrics.append(F.collect_list(F.when(bad, F.struct(F.substring(F.col(RAW), 1, _RAW_MAX).alias(RAW), F.col(REASON),
+                                                               F.col(SOURCE), F.col(POSITION)))).alias("bad_rows"))
+        counted = typed.observe(obs, *metrics)
+        good = counted.where(~bad).select(*[F.col(f"`{f.name}`") for f in target.fields], *meta)
+        if src.dedupe:
+            from pyspark.sql.window import Window
+
+            w = Window.partitionBy(*[F.col(f"`{k}`") for k in src.dedupe.key]).orderBy(F.col(f"`{src.dedupe.order_by}`").desc_nulls_last())
+            good = good.withColumn("__rn", F.row_number().over(w)).where("__rn = 1").drop("__rn")
         with SparkProgress(spark, f"{name}", progress):
             if mode == "append":
                 wr = write_table(good, table, partition_col="_run_date", partition_value=run_date, merge_schema=src.schema_evolution)
@@ -523,6 +529,18 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
                 wr = write_table(good, table, append=True, merge_schema=src.schema_evolution)
             else:
                 wr = write_table(good, table, merge_schema=src.schema_evolution)
+        return wr, obs.get  # (write_table creates a new table first: CTAS would return no metrics)
+
+    prev_version = int(DeltaTable.forName(spark, table).history(1).first()["version"]) if exists else None
+    say(f"{name}: loading into {table}")
+    try:
+        try:
+            wr, metrics = load(collect_bad=src.on_bad_records == "quarantine")
+        except Exception as exc:  # noqa: BLE001
+            if not any(m in str(exc) for m in ("maxResultSize", "OutOfMemory", "Java heap space")):
+                raise
+            say(f"{name}: too many bad records to collect in one pass; loading again, then a quarantine pass")
+            wr, metrics = load(collect_bad=False)  # nothing was committed by the failed attempt
     except Exception as exc:  # noqa: BLE001
         msg = str(exc)
         if _FAIL_TAG in msg:
@@ -533,7 +551,6 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
             raise InputDataError(f"{where}: a file's CSV header does not match the columns {data_cols} "
                                  f"(of {files[0]}); every file of one source needs the same header") from None
         raise
-    metrics = _observed(obs, ("n", "q", "bad_sources"))
     res.write, res.version = wr, wr.version
     res.rows_read = int(metrics.get("n") or 0)
     res.rows_quarantined = int(metrics.get("q") or 0)
@@ -552,14 +569,18 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
                else f"_run_date = DATE'{run_date.isoformat()}'")
     if res.rows_quarantined > 0:
         say(f"{name}: {res.rows_quarantined} bad record(s) -> {qtable}")
-        bad_sources = metrics.get("bad_sources") or []
-        qsrc = typed
-        if src.format in ("csv", "json", "excel", "parquet") and 0 < len(bad_sources) <= 1000 and len(bad_sources) < len(res.files):
-            qsrc = typed.where(F.col(SOURCE).isin(bad_sources))
-        qdf = qsrc.where(F.col(REASON).isNotNull()).select(
-            F.col(RAW), F.col(REASON), F.col(SOURCE).alias("_source"), F.col(POSITION),
-            F.lit(run_id).alias("_run_id"), F.lit(run_date).cast("date").alias("_run_date"),
-            F.current_timestamp().alias("_ingested_at"))
+        collected = metrics.get("bad_rows")
+        if collected is not None and len(collected) == res.rows_quarantined:  # from the one pass
+            qdf = spark.createDataFrame([tuple(r) for r in collected], f"{RAW} string, {REASON} string, _source string, {POSITION} long")
+        else:  # a second pass, over the files that had bad records
+            bad_sources = metrics.get("bad_sources") or []
+            qsrc = typed
+            if src.format in ("csv", "json", "excel", "parquet") and 0 < len(bad_sources) <= 1000 and len(bad_sources) < len(res.files):
+                qsrc = typed.where(F.col(SOURCE).isin(bad_sources))
+            qdf = qsrc.where(F.col(REASON).isNotNull()).select(
+                F.substring(F.col(RAW), 1, _RAW_MAX).alias(RAW), F.col(REASON), F.col(SOURCE).alias("_source"), F.col(POSITION))
+        qdf = qdf.select("*", F.lit(run_id).alias("_run_id"), F.lit(run_date).cast("date").alias("_run_date"),
+                         F.current_timestamp().alias("_ingested_at"))
         write_table(qdf, qtable, partition_col="_run_date", replace_where=q_scope if table_exists(spark, qtable) else None,
                     partition_value=run_date)
     elif table_exists(spark, qtable):  # a rerun with the source fixed: no stale bad records
@@ -580,20 +601,6 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
                 status="succeeded", started=started)
     quality.raise_on_errors(res.checks, table)
     return res
-
-
-def _observed(obs: Observation, names: tuple[str, ...]) -> dict:
-    """The observed metrics. Observation.get fails (an assertion in toPyRow) when the row comes
-    back without a schema, as after a CREATE TABLE AS SELECT; then read the fields by position."""
-    try:
-        return obs.get
-    except Exception:  # noqa: BLE001
-        jrow = obs._jo.getRow()
-        out = {}
-        for i, n in enumerate(names):
-            v = jrow.get(i)
-            out[n] = list(jrow.getList(i)) if v is not None and n == "bad_sources" else v
-        return out
 
 
 def _source_values(files: list[str]) -> list[str]:
