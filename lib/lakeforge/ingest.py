@@ -170,7 +170,7 @@ def _cast_text(c: str, t: DataType, src: SourceConfig) -> Column:
     return F.when(raw.isNull() | (s == ""), F.lit(None).cast(t)).otherwise(typed)
 
 
-def typed_with_reason(raw: DataFrame, target: StructType, src: SourceConfig, text: bool) -> DataFrame:
+def typed_with_reason(raw: DataFrame, target: StructType, src: SourceConfig, text: bool, keep: tuple[str, ...] = ()) -> DataFrame:
     """``raw`` cast to ``target``, plus ``_reason`` (null for a good row) and ``_raw`` (the record
     as text, for the quarantine)."""
     raw_types = {f.name: f.dataType for f in raw.schema.fields}
@@ -196,9 +196,47 @@ def typed_with_reason(raw: DataFrame, target: StructType, src: SourceConfig, tex
     reason = F.when(F.col(CORRUPT).isNotNull(), F.lit(kind))
     if bad_parts:
         reason = F.coalesce(reason, F.nullif(F.concat_ws("; ", *bad_parts), F.lit("")))
-    data_raw = [c for c in raw.columns if c not in (CORRUPT, SOURCE, POSITION)]
+    data_raw = [c for c in raw.columns if c not in (CORRUPT, SOURCE, POSITION, *keep)]
     record = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*[F.col(f"`{c}`").cast("string").alias(c) for c in data_raw])))
-    return raw.select(*cols, F.col(SOURCE), F.col(POSITION), reason.alias(REASON), record.alias(RAW))
+    return raw.select(*cols, F.col(SOURCE), F.col(POSITION), reason.alias(REASON), record.alias(RAW), *keep)
+
+
+_PENDING = "bad record"  # replaced by explain_bad()
+
+
+def parsed_typed(spark: SparkSession, src: SourceConfig, files: list[str], columns: list[str], mapping: dict[str, str],
+                 target: StructType) -> DataFrame:
+    """CSV / JSON lines typed by Spark's own parser (as fast as a plain ``spark.read``): a record
+    with a value that does not parse, or the wrong number of fields, keeps its text in the
+    corrupt-record column; explain_bad() later says which column and value."""
+    types = {f.name: f.dataType for f in target.fields}
+    schema = StructType([StructField(c, types.get(mapping[c], StringType())) for c in columns]
+                        + [StructField(CORRUPT, StringType())])
+    reader = (spark.read.schema(schema).options(**readers._reader_options(src)).option("mode", "PERMISSIVE")
+              .option("columnNameOfCorruptRecord", CORRUPT))
+    df = reader.option("enforceSchema", "false").csv(files) if src.format == "csv" else reader.json(files)
+    present = {mapping[c] for c in columns}
+    out = [F.col(f"`{c}`").alias(mapping[c]) for c in columns if mapping[c] in types]
+    out += [F.lit(None).cast(f.dataType).alias(f.name) for f in target.fields if f.name not in present]
+    bad = F.col(CORRUPT).isNotNull()
+    return df.select(*out, F.col("_metadata.file_path").alias(SOURCE), F.lit(None).cast("long").alias(POSITION),
+                     F.when(bad, F.lit(_PENDING)).alias(REASON), F.col(CORRUPT).alias(RAW))
+
+
+def explain_bad(bad: DataFrame, src: SourceConfig, columns: list[str], mapping: dict[str, str],
+                target: StructType) -> DataFrame:
+    """The reason of each bad record (``_raw``, ``_source``, ``_position``): the record parsed
+    again with every column as text, then cast column by column (typed_with_reason)."""
+    strings = StructType([StructField(c, StringType()) for c in columns] + [StructField(CORRUPT, StringType())])
+    opts = {**{k: v for k, v in readers._reader_options(src).items() if k.lower() not in ("header", "multiline")},
+            "mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}
+    parse = F.from_csv if src.format == "csv" else F.from_json
+    parsed = bad.select(parse(F.col(RAW), strings.simpleString() if src.format == "csv" else strings, opts).alias("p"),
+                        F.col(RAW).alias("__line"), SOURCE, POSITION)
+    raw = parsed.select(*[F.col(f"p.`{c}`").alias(mapping[c]) for c in columns], F.col(f"p.{CORRUPT}").alias(CORRUPT),
+                        SOURCE, POSITION, "__line")
+    return typed_with_reason(raw, target, src, text=True, keep=("__line",)).select(
+        F.col("__line").alias(RAW), F.coalesce(F.col(REASON), F.lit("malformed record")).alias(REASON), SOURCE, POSITION)
 
 
 def infer_strings(df: DataFrame, columns: list[str]) -> StructType:
@@ -491,10 +529,14 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
             raise MissingColumnError(f"{where} {src.label}", missing, target.fieldNames())
 
     # 4. the load ------------------------------------------------------------------------
-    typed = typed_with_reason(raw, target, src, text)
+    fast = src.format in ("csv", "json")
+    if fast:  # Spark's own parser types the values; bad records are explained afterwards
+        typed = parsed_typed(spark, src, files, columns, mapping, target)
+    else:
+        typed = typed_with_reason(raw, target, src, text)
     if src.on_bad_records == "fail":
         typed = typed.withColumn(REASON, F.when(F.col(REASON).isNotNull(), F.raise_error(F.format_string(
-            f"{_FAIL_TAG}: %s (in %s)", F.col(REASON), F.col(SOURCE)))))
+            f"{_FAIL_TAG}: %s (in %s)", F.substring(F.coalesce(F.col(RAW), F.col(REASON)), 1, 500), F.col(SOURCE)))))
     meta = [F.current_timestamp().alias("_ingested_at"), F.col(SOURCE).alias("_source"),
             F.lit(run_id).alias("_run_id"), F.lit(run_date).cast("date").alias("_run_date")]
     bad = F.col(REASON).isNotNull()
@@ -545,6 +587,11 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
         msg = str(exc)
         if _FAIL_TAG in msg:
             detail = msg[msg.index(_FAIL_TAG) + len(_FAIL_TAG) + 2:].splitlines()[0].split(" SQLSTATE")[0].rstrip(". ")
+            if fast and " (in " in detail:  # name the column and value, not just the line
+                line, _, origin = detail.rpartition(" (in ")
+                why = explain_bad(spark.createDataFrame([(line, origin.rstrip(")"), None)], f"{RAW} string, {SOURCE} string, {POSITION} long"),
+                                  src, columns, mapping, target).first()[REASON]
+                detail = f"{why}: {line!r} (in {origin.rstrip(')')})"
             raise InputDataError(f"{where}: bad record with on_bad_records: fail — {detail}. Nothing was "
                                  f"committed to {table}; fix the source or use on_bad_records: quarantine") from None
         if "CSV header does not conform" in msg or "does not conform to the schema" in msg:
@@ -571,14 +618,17 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
         say(f"{name}: {res.rows_quarantined} bad record(s) -> {qtable}")
         collected = metrics.get("bad_rows")
         if collected is not None and len(collected) == res.rows_quarantined:  # from the one pass
-            qdf = spark.createDataFrame([tuple(r) for r in collected], f"{RAW} string, {REASON} string, _source string, {POSITION} long")
+            qdf = spark.createDataFrame([tuple(r) for r in collected], f"{RAW} string, {REASON} string, {SOURCE} string, {POSITION} long")
         else:  # a second pass, over the files that had bad records
             bad_sources = metrics.get("bad_sources") or []
             qsrc = typed
             if src.format in ("csv", "json", "excel", "parquet") and 0 < len(bad_sources) <= 1000 and len(bad_sources) < len(res.files):
                 qsrc = typed.where(F.col(SOURCE).isin(bad_sources))
             qdf = qsrc.where(F.col(REASON).isNotNull()).select(
-                F.substring(F.col(RAW), 1, _RAW_MAX).alias(RAW), F.col(REASON), F.col(SOURCE).alias("_source"), F.col(POSITION))
+                F.substring(F.col(RAW), 1, _RAW_MAX).alias(RAW), F.col(REASON), F.col(SOURCE), F.col(POSITION))
+        if fast:
+            qdf = explain_bad(qdf, src, columns, mapping, target)
+        qdf = qdf.select(RAW, REASON, F.col(SOURCE).alias("_source"), POSITION)
         qdf = qdf.select("*", F.lit(run_id).alias("_run_id"), F.lit(run_date).cast("date").alias("_run_date"),
                          F.current_timestamp().alias("_ingested_at"))
         write_table(qdf, qtable, partition_col="_run_date", replace_where=q_scope if table_exists(spark, qtable) else None,
