@@ -157,7 +157,7 @@ def test_log_and_quantile_clipping(spark):
     df = spark.createDataFrame([(str(i), float(v), 0.0) for i, v in enumerate([1, 2, 3, 4, 100], 1)], "id string, x double, y double")
     prep = PreprocessingConfig(scale=False, clip={"columns": ["x"], "lower": 0.25, "upper": 0.75}, log=["x"])
     plan, model = _fit(df, FeaturesConfig(numeric=["x"]), prep)
-    assert plan.report.fitted["clip"] == {"x__num": {"lower": 2.0, "upper": 4.0}}
+    assert plan.report.fitted["clip"] == {"x": {"lower": 2.0, "upper": 4.0}}
     expected = _rows(spark, [(str(i), math.log1p(v)) for i, v in enumerate([2, 2, 3, 4, 4], 1)], "id string, x double")
     assert_approx_df_equality(_first(model, df), expected, 1e-12, ignore_nullable=True)
 

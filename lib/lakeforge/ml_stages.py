@@ -129,7 +129,7 @@ def rare_grouping(cols: dict[str, str], min_count: int, min_fraction: float, max
             frequent = f"WHEN {text} IN ({', '.join(lit(v) for v in levels)}) THEN {text} " if levels else ""
             exprs.append(f"CASE WHEN {q(src)} IS NULL THEN NULL {frequent}ELSE {lit(label)} END AS {q(out)}")
             if report is not None:
-                report[src] = {"levels_kept": len(levels)}
+                report[out.rsplit("__", 1)[0]] = {"levels_kept": len(levels)}
         return select_sql(exprs)
 
     return build
@@ -168,7 +168,7 @@ def quantile_clip(cols: dict[str, str], lower: float | None, upper: float | None
                 parts.append(f"WHEN {x} > {dbl(hi)} THEN {dbl(hi)}")
             exprs.append(f"CASE {' '.join(parts)} ELSE {x} END AS {q(out)}")
             if report is not None:
-                report[src] = {"lower": lo, "upper": hi}
+                report[out.rsplit("__", 1)[0]] = {"lower": lo, "upper": hi}
         return select_sql(exprs)
 
     return build
