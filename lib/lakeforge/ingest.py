@@ -545,6 +545,10 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
         if missing_cols:
             raise InputDataError(f"{where}.dedupe: column(s) {missing_cols} not in the data; available: {', '.join(target.fieldNames())}")
 
+    # Delta's per-file statistics (data skipping) only for the key and the load metadata: on all
+    # columns they cost a large share of the write (measured on the predictions table: ~40 %).
+    stats = [c for c in ([pipeline.key] if name == "main" else []) if c in target.fieldNames()] + ["_source", "_run_id", "_run_date"]
+
     def load(collect_bad: bool) -> tuple[WriteResult, dict]:
         """The one pass: good rows to bronze, counted by an Observation that also collects the
         bad rows (few, as a rule: then the quarantine needs no second pass)."""
@@ -563,14 +567,14 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
             good = good.withColumn("__rn", F.row_number().over(w)).where("__rn = 1").drop("__rn")
         with SparkProgress(spark, f"{name}", progress):
             if mode == "append":
-                wr = write_table(good, table, partition_col="_run_date", partition_value=run_date, merge_schema=src.schema_evolution)
+                wr = write_table(good, table, partition_col="_run_date", partition_value=run_date, merge_schema=src.schema_evolution, stats_columns=stats)
             elif mode == "incremental" and res.files:
                 wr = write_table(good, table, replace_where=_in_list("_source", _source_values(res.files)),
-                                 merge_schema=src.schema_evolution)
+                                 merge_schema=src.schema_evolution, stats_columns=stats)
             elif mode == "incremental":
-                wr = write_table(good, table, append=True, merge_schema=src.schema_evolution)
+                wr = write_table(good, table, append=True, merge_schema=src.schema_evolution, stats_columns=stats)
             else:
-                wr = write_table(good, table, merge_schema=src.schema_evolution)
+                wr = write_table(good, table, merge_schema=src.schema_evolution, stats_columns=stats)
         return wr, obs.get  # (write_table creates a new table first: CTAS would return no metrics)
 
     prev_version = int(DeltaTable.forName(spark, table).history(1).first()["version"]) if exists else None
