@@ -105,3 +105,15 @@ def test_sql_errors_and_the_interactive_prompt(spark, overlay):
     assert result.exit_code == 0, result.output
     assert "two" in result.output and "still here" in result.output
     assert main(["--conf", str(overlay), "sql", "SELEC 1"]) == 2
+
+
+@pytest.mark.slow
+def test_a_failed_data_quality_check_stops_the_run_before_training(tmp_path):
+    checks = [{"type": "range", "column": "tenure", "max": 10}, {"type": "unique", "columns": ["customerID"], "severity": "warn"}]
+    bad = write_pipeline(tmp_path, **{"source.checks": checks})
+    proc = run_lakeforge("--conf", str(write_overlay(tmp_path)), "run", str(bad))
+    _assert_one_clear_error(proc, "data-quality check(s) failed on lakeforge.bronze_telco", "range(tenure)",
+                            "rows not <= 10")
+    assert "read" in proc.stdout and "7043" in proc.stdout  # the ingest summary was printed
+    assert "data-quality checks" in proc.stdout and "FAIL" in proc.stdout
+    assert ">> train" not in proc.stdout + proc.stderr

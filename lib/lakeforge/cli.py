@@ -115,6 +115,9 @@ def do_ingest(spark, settings, pipeline, record, timings, only: str | None = Non
     try:
         results = ingest(spark, settings, pipeline, record.run_id, record.run_date, only=only,
                          progress=lambda msg: err.print(f"  [dim]{msg}[/dim]", highlight=False))
+    except LakeforgeError as exc:
+        results = getattr(exc, "results", [])
+        raise
     finally:
         if results:
             _print_ingest(results)

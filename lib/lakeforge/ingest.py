@@ -416,6 +416,8 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
             header = str(opts.get("header", "false")).lower() == "true"
             if header:
                 columns = readers.csv_header(spark, opts, files)
+                if not columns:
+                    raise InputDataError(f"{where}.path: {files[0]} is empty (no header, no rows); nothing was written")
             elif explicit is not None:
                 columns = explicit.fieldNames()
             elif table_schema is not None:
@@ -588,6 +590,8 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
             say(f"{name}: too many bad records to collect in one pass; loading again, then a quarantine pass")
             wr, metrics = load(collect_bad=False)  # nothing was committed by the failed attempt
     except Exception as exc:  # noqa: BLE001
+        if not exists:  # the load created the table first: leave nothing behind
+            spark.sql(f"DROP TABLE IF EXISTS {table}")
         msg = str(exc)
         if _FAIL_TAG in msg:
             detail = msg[msg.index(_FAIL_TAG) + len(_FAIL_TAG) + 2:].splitlines()[0].split(" SQLSTATE")[0].rstrip(". ")
@@ -653,7 +657,6 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
         quality.record(spark, settings, res.checks, run_id=run_id, run_date=run_date, pipeline=pipeline.name, table=table)
     _record_run(spark, settings, res, run_id=run_id, run_date=run_date, pipeline=pipeline.name,
                 status="succeeded", started=started)
-    quality.raise_on_errors(res.checks, table)
     return res
 
 
@@ -689,17 +692,23 @@ def ingest(spark: SparkSession, settings: Settings, pipeline: PipelineConfig, ru
         if only not in names:
             raise InputDataError(f"{pipeline.file.name}: no source named {only!r}; sources: {', '.join(names)}")
         plan = [p for p in plan if p[0] == only]
-    results = []
+    results: list[IngestResult] = []
     for name, table, src in plan:
         try:
-            results.append(ingest_source(spark, settings, pipeline, name, table, src, run_id, run_date, progress))
+            res = ingest_source(spark, settings, pipeline, name, table, src, run_id, run_date, progress)
         except LakeforgeError as exc:
-            if not isinstance(exc, quality.DataQualityError):
-                failed = IngestResult(name, settings.table(table), src.label, src.mode or "overwrite", message=str(exc))
-                try:
-                    _record_run(spark, settings, failed, run_id=run_id, run_date=run_date, pipeline=pipeline.name,
-                                status="failed", started=dt.datetime.now())
-                except Exception:  # noqa: BLE001 - the original error matters more
-                    pass
+            failed = IngestResult(name, settings.table(table), src.label, src.mode or "overwrite", message=str(exc))
+            try:
+                _record_run(spark, settings, failed, run_id=run_id, run_date=run_date, pipeline=pipeline.name,
+                            status="failed", started=dt.datetime.now())
+            except Exception:  # noqa: BLE001 - the original error matters more
+                pass
+            exc.results = results  # type: ignore[attr-defined] - what did load, for the summary
+            raise
+        results.append(res)
+        try:
+            quality.raise_on_errors(res.checks, res.table)
+        except quality.DataQualityError as exc:
+            exc.results = results  # type: ignore[attr-defined]
             raise
     return results
