@@ -402,3 +402,52 @@ def test_options_are_validated_at_start_up_with_their_key_path(tmp_path):
 def test_the_features_example_config_is_valid():
     pipe = load_pipeline(ROOT / "conf" / "pipelines" / "telco_churn_features.yaml")
     assert pipe.features.derived and pipe.features.buckets and pipe.preprocessing.rare_levels and pipe.selection.enabled
+
+
+# --- wired into training ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_training_logs_the_reports_writes_the_ranking_and_the_gold_feature_table(spark, settings, tmp_path):
+    from mlflow import MlflowClient
+
+    from conftest import write_pipeline
+    from lakeforge import tracking
+    from lakeforge.io import write_table
+    from lakeforge.train import train
+
+    rows = [(str(i), float(i % 10), ["a", "b", "c"][i % 3], " " if i % 17 == 0 else str(i * 3), "k",
+             "yes" if (i % 10) + 3 * (i % 3 == 0) > 6 else "no") for i in range(90)]
+    bronze = spark.createDataFrame(rows, "id string, x double, plan string, total string, const string, y string")
+    write_table(bronze, settings.table("prep_e2e_bronze"))
+    pipe = load_pipeline(write_pipeline(
+        tmp_path, name="prep_e2e", key="id", target="y", positive_class="yes",
+        **{"tables.bronze": "prep_e2e_bronze", "tables.predictions": "prep_e2e_predictions", "tables.leaderboard": None,
+           "tables.features": "prep_e2e_gold", "model.registered_name": "prep_e2e", "model.folds": 2,
+           "model.algorithms": {"logistic_regression": {"regParam": [0.01]}},
+           "features": {"numeric": ["x", "total"], "categorical": ["plan", "const"]},
+           "preprocessing": {"missing_indicators": ["total"], "drop": {"constant": True},
+                             "target_encoding": {"columns": ["plan"], "smoothing": 5}},
+           "selection": {"correlation_threshold": 0.99, "univariate": {"mode": "top", "threshold": 2}}}))
+    res = train(spark, settings, pipe, "p1", dt.date(2026, 5, 1))
+    prep = res.preprocessing
+    assert prep["dropped_columns"] == [{"column": "const", "reason": "constant",
+                                        "detail": f"one value in all {prep['rows_profiled']} non-missing training rows"}]
+    assert prep["coerced_to_null"] == {"total": {"count": 6, "example": " ", "as": "number"}}
+    ranking = spark.table(settings.table("feature_ranking_prep_e2e"))
+    assert ranking.count() == len(prep["ranking"]) > 0
+    assert {r.method for r in ranking.select("method").distinct().collect()} == {"correlation", "anova"}
+    assert ranking.where("selected").select("feature").distinct().count() == 2
+    gold = spark.table(settings.table("prep_e2e_gold"))
+    # y depends on x and on plan 'a': the ANOVA step keeps those two (plan as its target encoding)
+    assert [(r["feature"], r["rank"], r["kept"]) for r in prep["ranking"] if r["method"] == "anova"] == [
+        ("x", 1, True), ("total", 4, False), ("plan", 2, True), ("total missing", 3, False)]
+    assert gold.columns == ["id", "x", "plan"]
+    assert gold.count() == 90
+    client = MlflowClient()
+    artifacts = {a.path for a in client.list_artifacts(res.mlflow_run_id)}
+    assert {"preprocessing.json", "feature_ranking.json"} <= artifacts
+    assert "report/feature_ranking.png" in {a.path for a in client.list_artifacts(res.mlflow_run_id, "report")}
+    assert client.get_run(res.mlflow_run_id).data.params["prep.dropped_columns"] == '{"const": "constant"}'
+    model = tracking.load_spark_model(res.model)  # PipelineModel.load of the logged model
+    assert all(type(s).__module__.startswith("pyspark.ml.") for s in model.stages)

@@ -114,16 +114,19 @@ def importance_plot(importances: list[tuple[str, float]], top: int = 20) -> byte
 
 
 def ranking_plot(ranking: list[dict], top: int = 20) -> bytes:
-    """One horizontal bar chart per selection step: the ``top`` best-ranked features by score,
-    kept in colour, dropped in grey."""
+    """One horizontal bar chart per selection step: the best-ranked features by score and some of
+    the dropped ones, kept in colour, dropped in grey."""
     plt = _plt()
     steps = sorted({(r["step"], r["method"]) for r in ranking})
     heights = [min(top, sum(1 for r in ranking if r["step"] == s)) for s, _ in steps]
     fig, axes = plt.subplots(len(steps), 1, figsize=(7, 0.28 * sum(heights) + 1.1 * len(steps)), squeeze=False,
                              gridspec_kw={"height_ratios": [max(h, 1) for h in heights]})
     for ax, (step, method) in zip(axes[:, 0], steps):
-        rows = sorted((r for r in ranking if r["step"] == step), key=lambda r: r["rank"])[:top][::-1]
-        ax.barh([r["feature"][:40] for r in rows], [r["score"] or 0.0 for r in rows],
+        ranked = sorted((r for r in ranking if r["step"] == step), key=lambda r: r["rank"])
+        dropped = [r for r in ranked if not r["kept"]][: top // 3]  # show some dropped ones too
+        kept = [r for r in ranked if r["kept"]][: top - len(dropped)]
+        rows = sorted(kept + dropped, key=lambda r: r["rank"])[::-1]
+        ax.barh([r["feature"][:55] for r in rows], [r["score"] or 0.0 for r in rows],
                 color=["tab:blue" if r["kept"] else "lightgrey" for r in rows])
         ax.set(title=f"step {step}: {method} (blue: kept, grey: dropped)", xlabel=_SCORE_LABEL.get(method, "score"))
     fig.tight_layout()
