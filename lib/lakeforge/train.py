@@ -8,6 +8,11 @@ How the search works (CrossValidator's algorithm, shared by all algorithms):
    test fraction) or, with ``model.split.by: time``, the latest rows by a timestamp column.
 2. Preprocessing is fitted ONCE on the training split; its output (label, feature vector, fold
    number, weight) is cached. Folds are a hash of the key, so every algorithm sees the SAME folds.
+   Preprocessing that reads the label (target encoding, univariate or model-based feature
+   selection) is instead refitted inside each fold. What it did (rows without a target, dropped
+   columns and why, values coerced to null, the feature ranking) is printed and logged
+   (lakeforge.features.PreprocessingReport); the ranking and the gold feature table
+   (``tables.features``) are written to Delta.
 3. For each fold, the fold's training and validation frames are cached once, and every
    candidate (algorithm x grid point) is fitted on them, ``parallelism`` at a time
    (``Estimator.fitMultiple``, as CrossValidator does); each fit is evaluated with every metric
