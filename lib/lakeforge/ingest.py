@@ -342,6 +342,10 @@ class SparkProgress:
 
     def __init__(self, spark: SparkSession, label: str, say: Callable[[str], None] | None, every: float = 5.0):
         self.tracker = spark.sparkContext.statusTracker()
+        try:
+            self.store = spark.sparkContext._jsc.sc().statusStore()  # noqa: SLF001
+        except Exception:  # noqa: BLE001
+            self.store = None
         self.label, self.say, self.every = label, say, every
         self._stop = threading.Event()
 
@@ -356,13 +360,22 @@ class SparkProgress:
     def _run(self) -> None:
         while not self._stop.wait(self.every):
             done = total = 0
-            for sid in self.tracker.getActiveStageIds():
-                info = self.tracker.getStageInfo(sid)
-                if info:
-                    done += info.numCompletedTasks
-                    total += info.numTasks
+            rows = None
+            try:  # rows read so far by finished tasks, from Spark's status store
+                for st in self.store.activeStages():
+                    done += st.numCompleteTasks()
+                    total += st.numTasks()
+                    rows = (rows or 0) + st.inputRecords()
+            except Exception:  # noqa: BLE001 - the status API is not public: fall back
+                rows = None
+                for sid in self.tracker.getActiveStageIds():
+                    info = self.tracker.getStageInfo(sid)
+                    if info:
+                        done += info.numCompletedTasks
+                        total += info.numTasks
             if total:
-                self.say(f"{self.label}: {done}/{total} tasks of the running stage(s) done")
+                extra = f", {rows:,} rows read so far" if rows else ""
+                self.say(f"{self.label}: {done}/{total} file splits done{extra}")
 
 
 # ------------------------------------------------------------------------------------------
