@@ -250,35 +250,34 @@ def _small_pipeline(folder, name: str, rows: list[tuple]):
                           features={"numeric": ["x", "s"], "categorical": ["c"]})
 
 
-def test_two_pipelines_keep_their_rows_and_rerun_replaces(spark, settings, tmp_path):
-    a = load_pipeline(_small_pipeline(tmp_path, "prof_a", ROWS))
+def test_two_pipelines_keep_their_rows_and_the_cli_rerun_replaces(spark, settings, overlay, tmp_path, capsys):
+    a_file = _small_pipeline(tmp_path, "prof_a", ROWS)
     b = load_pipeline(_small_pipeline(tmp_path, "prof_b", ROWS[:8]))
     table = settings.table(COLUMNS_TABLE)
 
-    def counts():
-        return {r["pipeline"]: r["n"] for r in spark.table(table).where("pipeline IN ('prof_a', 'prof_b')")
-                .groupBy("pipeline").agg({"*": "count"}).withColumnRenamed("count(1)", "n").collect()}
+    def runs():
+        rows = spark.table(table).where("pipeline IN ('prof_a', 'prof_b')").groupBy("pipeline", "run_id").count().collect()
+        return {r["pipeline"]: (r["run_id"], r["count"]) for r in rows}
 
-    first = run_profile(spark, settings, a, "a1")
+    first = run_profile(spark, settings, load_pipeline(a_file), "a1")
     run_profile(spark, settings, b, "b1")
-    assert counts() == {"prof_a": 5, "prof_b": 5}
-    again = run_profile(spark, settings, a, "a2")
-    assert counts() == {"prof_a": 5, "prof_b": 5}
-    assert again.tables[table] > first.tables[table]
-    runs = {r["pipeline"]: r["run_id"] for r in spark.table(table).where("pipeline IN ('prof_a', 'prof_b')").select("pipeline", "run_id").distinct().collect()}
-    assert runs == {"prof_a": "a2", "prof_b": "b1"}
-    assert spark.table(settings.table(CORRELATIONS_TABLE)).where("pipeline = 'prof_b'").count() > 0
+    assert runs() == {"prof_a": ("a1", 5), "prof_b": ("b1", 5)}
 
-
-def test_cli_profile_summary_and_bad_target(spark, overlay, tmp_path, capsys):
-    path = _small_pipeline(tmp_path, "prof_cli", ROWS)
-    assert main(["--conf", str(overlay), "profile", str(path)]) == 0
+    # the command line reruns prof_a: its rows are replaced, prof_b's stay
+    assert main(["--conf", str(overlay), "profile", str(a_file)]) == 0
     out = capsys.readouterr().out
     assert "11 rows x 5 columns in 3 passes over the data" in out
     assert "Flagged pairs (|value| >= 0.8): 1: x / s (spearman 0.995)" in out and "Leakage suspects: none" in out
-    assert "prof_cli/profile.html" in out
-    bad = yaml.safe_load(path.read_text())
+    assert "prof_a/profile.html" in out and "lakeforge.profile_columns (version" in out
+    after = runs()
+    assert after["prof_b"] == ("b1", 5) and after["prof_a"][1] == 5 and after["prof_a"][0] != "a1"
+    assert spark.table(settings.table(CORRELATIONS_TABLE)).where("pipeline = 'prof_b'").count() > 0
+    assert spark.sql(f"DESCRIBE HISTORY {table}").where("version > 0").count() >= 2  # one commit per run
+    assert first.tables[table] >= 1
+
+    # a target the data lacks: one clear error line naming it, exit code 2
+    bad = yaml.safe_load(a_file.read_text())
     bad["target"] = "Churn"
-    path.write_text(yaml.safe_dump(bad))
-    assert main(["--conf", str(overlay), "profile", str(path)]) == 2
+    a_file.write_text(yaml.safe_dump(bad))
+    assert main(["--conf", str(overlay), "profile", str(a_file)]) == 2
     assert "'Churn' not found" in capsys.readouterr().err
