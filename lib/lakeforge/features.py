@@ -183,6 +183,7 @@ class FeaturePlan:
     coercible: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # -> (parsed SQL, parsed as, source SQL)
     integral: set[str] = field(default_factory=set)  # integer-typed numeric inputs (ID-like candidates)
     inputs: list[str] = field(default_factory=list)  # input columns the fitted model reads
+    reads: set[str] = field(default_factory=set)  # input columns the generated columns' SQL reads
     indicators: list[str] = field(default_factory=list)  # features with a "was missing" column
     report: PreprocessingReport = field(default_factory=PreprocessingReport)
 
@@ -301,7 +302,7 @@ def plan_features(df: DataFrame, features: FeaturesConfig, prep: PreprocessingCo
                   f"try_to_timestamp({q(col)}{', ' + lit(spec.format) if spec.format else ''})")
         if isinstance(types[col], StringType):
             coercible[f"{col}__date"] = (parsed, "date" + (f" ({spec.format})" if spec.format else ""), q(col))
-        inputs.append(col)
+        inputs += [] if col in inputs else [col]
         for part in spec.parts:
             name = f"{col}_{part}"
             if name in taken:
@@ -322,11 +323,13 @@ def plan_features(df: DataFrame, features: FeaturesConfig, prep: PreprocessingCo
         taken.add(name)
         derived[name] = f"CAST(COALESCE(length(CAST({q(col)} AS STRING)), 0) AS DOUBLE)"
         numeric.append(name)
-        inputs.append(col)
+        inputs += [] if col in inputs else [col]
+    reads = {*features.dates, *features.text_length}
     for name, spec in features.derived_specs.items():  # input columns the expressions read
         for col in available:
-            if col not in inputs and re.search(r"(?<![\w`])" + re.escape(col) + r"(?![\w`])|`" + re.escape(col) + "`", spec.expr):
-                inputs.append(col)
+            if re.search(r"(?<![\w`])" + re.escape(col) + r"(?![\w`])|`" + re.escape(col) + "`", spec.expr):
+                reads.add(col)
+                inputs += [] if col in inputs else [col]
 
     allowed = set(numeric) | set(categorical)
 
@@ -370,7 +373,7 @@ def plan_features(df: DataFrame, features: FeaturesConfig, prep: PreprocessingCo
     for c, spec in prep.impute.items():
         if c in numeric and spec.strategy == "keep":
             raise InputDataError(f"{where}: preprocessing.impute.{c}: 'keep' applies to categorical features; "
-                                 "use mean, median, mode or constant for the numeric feature {c!r}")
+                                 f"use mean, median, mode or constant for the numeric feature {c!r}")
         if c in categorical and spec.strategy in ("mean", "median"):
             raise InputDataError(f"{where}: preprocessing.impute.{c}: {spec.strategy} needs numbers but {c!r} is categorical; "
                                  "use mode, constant or keep")
@@ -385,7 +388,8 @@ def plan_features(df: DataFrame, features: FeaturesConfig, prep: PreprocessingCo
     report = PreprocessingReport(dropped_columns=[
         {"column": c, "reason": "user_listed", "detail": "listed in preprocessing.drop.columns"} for c in dropped_by_user])
     indicators = list(prep.missing_indicators) if isinstance(prep.missing_indicators, list) else []
-    plan = FeaturePlan(numeric, categorical, prep, features, derived, reference_dates, {}, integral, inputs, indicators, report)
+    plan = FeaturePlan(numeric, categorical, prep, features, derived, reference_dates, {}, integral, inputs, reads,
+                       indicators, report)
     for c in numeric:  # parsed value, what it is parsed as, the source value
         if c in prep.ordinal:
             coercible[c] = (plan.typed_sql(c), "one of the levels in preprocessing.ordinal", q(c))
@@ -490,14 +494,13 @@ def profile_features(plan: FeaturePlan, df: DataFrame, where: str, train: Column
         for c in names:
             if c in dropped:
                 report.notes.append(f"{key_path}: {c!r} was dropped ({dropped[c][0]}); its setting is skipped")
-    kept_inputs = set(numeric) | set(categorical)
-    derived_reads = {c for c in plan.inputs if c not in plan.numeric and c not in plan.categorical}
+    kept_inputs = set(numeric) | set(categorical) | plan.reads
     plan = FeaturePlan(
         numeric, categorical, prep, plan.features,
         derived={n: e for n, e in plan.derived.items() if n not in dropped},
         reference_dates={n: e for n, e in plan.reference_dates.items() if n not in dropped},
         coercible={c: s for c, s in plan.coercible.items() if c not in dropped}, integral=plan.integral - set(dropped),
-        inputs=[c for c in plan.inputs if c in kept_inputs or c in derived_reads],
+        inputs=[c for c in plan.inputs if c in kept_inputs], reads=plan.reads,
         indicators=[c for c in plan.indicators if c not in dropped], report=report,
     )
     plan.report.numeric, plan.report.categorical = list(numeric), list(categorical)
