@@ -299,7 +299,7 @@ def _everything(spark):
     prep = PreprocessingConfig(scale="robust", types={"partner": "boolean"}, missing_indicators=["total"], log=["total"],
                                clip={"columns": ["per_month"], "lower": 0.1, "upper": 0.9}, rare_levels={"min_count": 2},
                                target_encoding={"columns": ["note"], "smoothing": 1}, categorical_impute="mode")
-    selection = SelectionConfig(variance_threshold=0.0, correlation_threshold=0.99, model={"method": "random_forest", "num_trees": 5})
+    selection = SelectionConfig(variance_threshold=0.0, correlation_threshold=0.99)
     return df, features, prep, selection
 
 
