@@ -8,8 +8,10 @@ text-number columns, categoricals of 2 to 5,000 levels and a flag; about 3 % nul
 the columns and blanks in the text numbers), then times lakeforge.profile.run_profile on it with
 no column roles given (lakeforge frame's detector decides them). It reports the wall time (the
 whole job and the profile's own steps), the passes over the data, the driver JVM's peak resident
-memory during the profile (VmHWM, reset before it; in local mode the JVM also runs the tasks) and
-the Python driver's peak RSS, and checks that the report and both profile tables were written.
+memory during the profile (VmHWM, reset before it; in local mode the JVM also runs the tasks), the
+JVM's CPU seconds during the profile (a figure that other load on the machine does not inflate
+as much as wall time) and the Python driver's peak RSS, and checks that the report and both
+profile tables were written.
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ from benchlib import jvm_peak_rss_mb, jvm_peak_rss_reset, python_peak_rss_mb, st
 
 KINDS = ("normal", "category3", "skewed", "category20", "correlated", "text_number", "integer",
          "category200", "normal", "flag", "category5000", "skewed", "category8", "integer")
+
+
+def jvm_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the driver JVM so far (it runs the tasks in local mode)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def parse_args() -> argparse.Namespace:
@@ -110,11 +118,14 @@ def main() -> int:
             features={"numeric": [], "categorical": []},  # zero-config: lakeforge frame decides the roles
         ))
         jvm_peak_rss_reset(jvm_pid)
+        cpu0 = jvm_cpu_seconds(jvm_pid)
+        load0 = os.getloadavg()[0]
         t0 = time.perf_counter()
         res = run_profile(spark, settings, pipe, "bench",
                           progress=lambda m: print(f"  [{time.perf_counter() - t0:7.1f} s] {m}", flush=True))
         wall = time.perf_counter() - t0
         jvm_peak = jvm_peak_rss_mb(jvm_pid)
+        cpu = jvm_cpu_seconds(jvm_pid) - cpu0
         r = res.result
         assert r.rows == args.rows, (r.rows, args.rows)
         assert Path(res.report_path).is_file()
@@ -125,7 +136,8 @@ def main() -> int:
             roles[c.role] = roles.get(c.role, 0) + 1
         result = {
             "rows": args.rows, "columns": args.cols, "roles": roles, "passes": r.passes,
-            "wall_s": round(wall, 1), "profile_s": r.seconds, "generate_s": round(gen_s, 1),
+            "wall_s": round(wall, 1), "profile_s": r.seconds, "jvm_cpu_s": round(cpu, 1), "generate_s": round(gen_s, 1),
+            "load_average_before": round(load0, 2), "load_average_after": round(os.getloadavg()[0], 2),
             "jvm_peak_rss_mb": round(jvm_peak), "python_peak_rss_mb": round(python_peak_rss_mb()),
             "report_mb": round(Path(res.report_path).stat().st_size / 2**20, 2),
             "flagged_pairs": len(r.flagged), "leakage_suspects": [x["column"] for x in r.leakage],
@@ -133,7 +145,7 @@ def main() -> int:
                         "spark": spark.version, "driver_memory": args.driver_memory, "partitions": args.partitions},
         }
         print(f"{args.rows:,} rows x {args.cols} columns: profile job {wall:.1f} s wall ({r.passes} passes over the data; "
-              f"steps {', '.join(f'{k} {v:.1f} s' for k, v in r.seconds.items())}), JVM peak RSS {jvm_peak:.0f} MB, "
+              f"steps {', '.join(f'{k} {v:.1f} s' for k, v in r.seconds.items())}), JVM CPU {cpu:.0f} s, JVM peak RSS {jvm_peak:.0f} MB, "
               f"Python peak RSS {result['python_peak_rss_mb']} MB, report {result['report_mb']} MB", flush=True)
         print(json.dumps(result, indent=2, default=str))
         if args.out:

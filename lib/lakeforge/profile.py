@@ -12,7 +12,7 @@ key, the target) and, for every other column, from lakeforge.frame's detector ru
 The passes (the input is cached in memory by the first, so a CSV is parsed once):
 
 1. One global aggregation, per column: rows, non-null counts, approximate distinct counts
-   (``approx_count_distinct``, 2 % error; exact below 11 values), mean, standard deviation, skewness, min, max, 100
+   (DataSketches HLL ``hll_sketch_agg``, about 1 % error; exact below 11 values), mean, standard deviation, skewness, min, max, 100
    approximate percentiles (``percentile_approx``: quartiles, decile bins, rank buckets), top
    values (``approx_top_k``: exact while a column has at most 10,000 distinct values) and the
    target's classes.
@@ -57,7 +57,7 @@ PASSES = 3
 ROLE_SAMPLE_ROWS = 10_000
 GRID = 100               # percentiles 1..100 % (quartiles, decile bins, rank buckets)
 ACCURACY = 10_000        # percentile_approx: rank error at most 1/10,000 of the rows
-DISTINCT_RSD = 0.02      # approx_count_distinct: 2 % relative standard deviation (5 % is loose, 1 % costs 4x)
+DISTINCT_LG_K = 14       # hll_sketch_agg: 2^14 buckets, about 0.8 % relative standard error
 HIST_BINS = 20
 TARGET_BINS = 10         # numeric columns: target rate / mean per decile bin
 TOP_K = 10
@@ -294,7 +294,7 @@ def _profile(base, cols, target, target_numeric, task, positive_class, threshold
         if c.role == "excluded":
             aggs.append(F.count(F.when(x, 1)).alias(f"nulls{i}"))
             continue
-        aggs += [F.count(x).alias(f"n{i}"), F.approx_count_distinct(x, DISTINCT_RSD).alias(f"d{i}")]
+        aggs += [F.count(x).alias(f"n{i}"), _distinct(f"c{i}", f"d{i}")]
         if c.role == "numeric":
             aggs += [F.avg(x).alias(f"mean{i}"), F.stddev_samp(x).alias(f"std{i}"), F.skewness(x).alias(f"skew{i}"),
                      F.min(x).alias(f"min{i}"), F.max(x).alias(f"max{i}"),
@@ -309,13 +309,13 @@ def _profile(base, cols, target, target_numeric, task, positive_class, threshold
         elif c.role == "datetime":
             aggs += [F.min(x).cast("string").alias(f"min{i}"), F.max(x).cast("string").alias(f"max{i}")]
     tcol = F.col("__t")
-    aggs += [F.count(tcol).alias("tn"), F.approx_count_distinct(tcol, DISTINCT_RSD).alias("td"),
+    aggs += [F.count(tcol).alias("tn"), _distinct("__t", "td"),
              F.expr(f"approx_top_k(__t, {MAX_CLASSES + 2}, {TOP_TRACKED})").alias("tclasses")]
     if target_numeric:
         tn = F.col("__tn")
         aggs += [F.max(F.when(tn != F.floor(tn), tn)).alias("tfrac"), F.avg(tn).alias("tmean"), F.stddev_samp(tn).alias("tstd"),
                  F.skewness(tn).alias("tskew"), F.min(tn).alias("tmin"), F.max(tn).alias("tmax"), F.count(tn).alias("tnn"),
-                 F.approx_count_distinct(tn, DISTINCT_RSD).alias("tdn"), F.percentile_approx(tn, grid, ACCURACY).alias("tpct")]
+                 _distinct("__tn", "tdn"), F.percentile_approx(tn, grid, ACCURACY).alias("tpct")]
     p1 = base.agg(*aggs).first().asDict()
     passes = 1
     seconds["pass1"] = _lap(t)
@@ -413,23 +413,22 @@ def _profile(base, cols, target, target_numeric, task, positive_class, threshold
         x = F.col(f"c{i}")
         width = (c.max - c.min) / HIST_BINS
         hbin = F.least(F.lit(HIST_BINS - 1), F.floor((x - F.lit(c.min)) / F.lit(width))).cast("int")
-        structs.append(F.when(x.isNotNull(), _row(0, i, hbin, None, None, None, None)))
         qbin = F.col(f"q_c{i}").cast("int") if f"q_c{i}" in frame2.columns else F.lit(0)
-        structs.append(F.when(x.isNotNull(), _row(1, i, qbin, None, None, y_t, y_n)))
-        structs.append(F.when(x < F.lit(c.iqr_low), _row(4, i, 0, None, None, None, None))
-                       .when(x > F.lit(c.iqr_high), _row(4, i, 1, None, None, None, None)))
+        side = F.when(x < F.lit(c.iqr_low), 1).when(x > F.lit(c.iqr_high), 2).otherwise(0)
+        # one element per value: histogram bin, decile bin, outlier side (0 none, 1 low, 2 high)
+        structs.append(F.when(x.isNotNull(), _row(1, i, hbin, None, None, y_t, y_n, qbin, side)))
     for c in levels:
         i = idx[c.name]
-        structs.append(_row(2, i, None, F.col(f"c{i}"), None, y_t, y_n))
+        structs.append(_row(2, i, None, F.col(f"c{i}"), None, y_t, y_n, None, None))
     pair_index = {}
     for m, (a, b) in enumerate(_pairs(pair_cols)):
         pair_index[m] = (a.name, b.name)
         xa, xb = F.col(f"c{idx[a.name]}"), F.col(f"c{idx[b.name]}")
-        structs.append(F.when(xa.isNotNull() & xb.isNotNull(), _row(3, m, None, xa, xb, None, None)))
-    groups = pd.DataFrame(columns=["k", "i", "b", "v", "w", "t", "n", "ny", "sy", "syy"])
+        structs.append(F.when(xa.isNotNull() & xb.isNotNull(), _row(3, m, None, xa, xb, None, None, None, None)))
+    groups = pd.DataFrame(columns=["k", "i", "b", "q", "o", "v", "w", "t", "n", "ny", "sy", "syy"])
     if structs:
         g = (frame2.select(F.explode(F.array(*structs)).alias("s")).where(F.col("s").isNotNull()).select("s.*")
-             .groupBy("k", "i", "b", "v", "w", "t")
+             .groupBy("k", "i", "b", "q", "o", "v", "w", "t")
              .agg(F.count(F.lit(1)).alias("n"), F.count("y").alias("ny"), F.sum("y").alias("sy"), F.sum(F.col("y") * F.col("y")).alias("syy")))
         groups = pd.DataFrame([r.asDict() for r in g.collect()], columns=groups.columns)
         passes += 1
@@ -460,10 +459,9 @@ def _profile(base, cols, target, target_numeric, task, positive_class, threshold
         pearson_raw.setdefault((name_a, name_b), None)
 
     # outliers come from pass 2
-    out = groups[groups["k"] == 4]
+    out = groups[groups["k"] == 1].groupby(["i", "o"])["n"].sum()
     for c in num:
-        sides = dict(zip(out.loc[out["i"] == idx[c.name], "b"], out.loc[out["i"] == idx[c.name], "n"]))
-        c.outliers_low, c.outliers_high = int(sides.get(0, 0)), int(sides.get(1, 0))
+        c.outliers_low, c.outliers_high = int(out.get((idx[c.name], 1), 0)), int(out.get((idx[c.name], 2), 0))
 
     # ---- relations to the target, associations, leakage ----------------------------------------
     _histograms(live, idx, groups)
@@ -518,19 +516,30 @@ def _q(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
+def _distinct(column: str, alias: str):
+    """Approximate distinct count. DataSketches HLL keeps one object per column; Spark's
+    approx_count_distinct keeps its registers as aggregation-buffer fields and measured 15 times
+    slower at a comparable (2 %) error. Hashing first makes every type acceptable."""
+    return F.expr(f"hll_sketch_estimate(hll_sketch_agg(CASE WHEN {column} IS NOT NULL THEN xxhash64({column}) END, "
+                  f"{DISTINCT_LG_K}))").alias(alias)
+
+
 def _top(column: str, alias: str):
     # one more than shown: approx_top_k counts null as an item
     return F.expr(f"approx_top_k({column}, {TOP_K + 1}, {TOP_TRACKED})").alias(alias)
 
 
-def _row(kind, i, b, v, w, t, y):
-    """One element of pass 2's exploded rows: (kind, column or pair, bin, level, level 2, class, y)."""
+def _row(kind, i, b, v, w, t, y, q, o):
+    """One element of pass 2's exploded rows: kind (1 numeric value, 2 level, 3 pair of levels),
+    column or pair, histogram bin, level, second level, class, numeric target, decile bin,
+    outlier side."""
     def lit(value, typ):
         return value if isinstance(value, Column) else F.lit(value).cast(typ)
 
     return F.struct(
         F.lit(kind).cast("int").alias("k"), F.lit(i).cast("int").alias("i"), lit(b, "int").alias("b"),
-        lit(v, "string").alias("v"), lit(w, "string").alias("w"), lit(t, "string").alias("t"), lit(y, "double").alias("y"),
+        lit(q, "int").alias("q"), lit(o, "int").alias("o"), lit(v, "string").alias("v"), lit(w, "string").alias("w"),
+        lit(t, "string").alias("t"), lit(y, "double").alias("y"),
     )
 
 
@@ -703,9 +712,9 @@ def _same_number(a: str, b: str) -> bool:
 
 
 def _histograms(live: list[ColumnProfile], idx: dict[str, int], groups: pd.DataFrame) -> None:
-    h = groups[groups["k"] == 0]
+    h = groups[groups["k"] == 1].groupby(["i", "b"])["n"].sum()
     for c in live:
-        counts = dict(zip(h.loc[h["i"] == idx[c.name], "b"], h.loc[h["i"] == idx[c.name], "n"]))
+        counts = {b: n for (i, b), n in h.items() if i == idx[c.name]}
         width = (c.max - c.min) / HIST_BINS
         c.histogram = [(c.min + k * width, c.min + (k + 1) * width, int(counts.get(k, 0))) for k in range(HIST_BINS)]
 
@@ -722,9 +731,9 @@ def _target_relations(cols, idx, groups, bins, task, positive, tprof) -> None:
                 lo = c.min if b == 0 else edges[b]
                 hi = c.max if b + 1 >= len(edges) - 1 else edges[b + 1]
                 labels[b] = f"[{_fmt(lo)}, {_fmt(hi)}{']' if b + 1 >= len(edges) - 1 else ')'}"
-            keys = sorted(set(g["b"]))
-            c.by_target = _relation(g, "b", keys, lambda b: labels.get(int(b), str(b)), task, positive, classes)
-            table = _contingency(g, "b", keys, classes) if task != "regression" else None
+            keys = sorted(set(g["q"]))
+            c.by_target = _relation(g, "q", keys, lambda b: labels.get(int(b), str(b)), task, positive, classes)
+            table = _contingency(g, "q", keys, classes) if task != "regression" else None
         elif c.role in ("categorical", "text") and c.count and c.distinct <= LEVELS_MAX:
             g = groups[(groups["k"] == 2) & (groups["i"] == i)]
             totals = g.groupby("v", dropna=False)["n"].sum().sort_values(ascending=False)

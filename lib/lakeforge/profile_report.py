@@ -313,7 +313,7 @@ target <code>{esc(t.name)}</code> ({esc(t.task)}{', positive class ' + esc(repr(
 
     # ---- every column
     parts.append('<h2 id="columns">Columns</h2><p>Quartiles are approximate percentiles (a value of the data, rank error '
-                 'at most 1/10,000); distinct counts are approximate (2 % relative error; exact below 11 values); skew is the adjusted '
+                 'at most 1/10,000); distinct counts are approximate (about 1 % relative error; exact below 11 values); skew is the adjusted '
                  'Fisher-Pearson coefficient; outliers by the IQR rule (below Q1 - 1.5 IQR or above Q3 + 1.5 IQR).</p>')
     head = ["column", "role", "type", "count", "missing", "distinct", "mean", "std", "min", "Q1", "median", "Q3", "max",
             "skew", "outliers", "top values"]
