@@ -73,7 +73,7 @@ def trained_on_cluster(cluster):
 
 def test_pipeline_runs_on_the_standalone_cluster(spark, trained_on_cluster):
     folder, env, _, out = trained_on_cluster
-    assert "7043 predictions (rows of lakeforge.bronze_telco version 0) by telco_churn v1" in out
+    assert "7043 predictions (rows of lakeforge.bronze_telco version 1) by telco_churn v1" in out
     apps = _master_state(env)["completedapps"]
     assert apps and all(a["state"] == "FINISHED" for a in apps)
     assert len(_master_state(env)["workers"]) == 2

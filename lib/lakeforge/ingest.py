@@ -705,10 +705,14 @@ def ingest(spark: SparkSession, settings: Settings, pipeline: PipelineConfig, ru
         if only not in names:
             raise InputDataError(f"{pipeline.file.name}: no source named {only!r}; sources: {', '.join(names)}")
         plan = [p for p in plan if p[0] == only]
+    # The loads run in a child session (same context, catalog and cache): an Observation leaves
+    # an ObservationManager on its session that is not serializable, and MLlib models trained
+    # later in that session (their summaries hold it) would then fail to transform.
+    session = spark.newSession()
     results: list[IngestResult] = []
     for name, table, src in plan:
         try:
-            res = ingest_source(spark, settings, pipeline, name, table, src, run_id, run_date, progress)
+            res = ingest_source(session, settings, pipeline, name, table, src, run_id, run_date, progress)
         except LakeforgeError as exc:
             failed = IngestResult(name, settings.table(table), src.label, src.mode or "overwrite", message=str(exc))
             try:
