@@ -56,12 +56,13 @@ from lakeforge.io import require_columns
 PASSES = 3
 ROLE_SAMPLE_ROWS = 10_000
 GRID = 100               # percentiles 1..100 % (quartiles, decile bins, rank buckets)
-ACCURACY = 10_000        # percentile_approx: rank error at most 1/10,000 of the rows
+ACCURACY = 1_000         # percentile_approx: rank error at most 0.1 % of the rows (buckets are 1 %)
 DISTINCT_LG_K = 14       # hll_sketch_agg: 2^14 buckets, about 0.8 % relative standard error
 HIST_BINS = 20
 TARGET_BINS = 10         # numeric columns: target rate / mean per decile bin
 TOP_K = 10
 TOP_TRACKED = 10_000     # approx_top_k's sketch size: exact below this many distinct values
+TOP_TRACKED_NUMERIC = 1_000  # numbers: top values matter when there are few (a cheaper sketch)
 LEVELS_MAX = 1_000       # categoricals with more levels get top values only (as frame's leakage check)
 LEVELS_SHOWN = 30        # levels listed per column in the target relation
 PAIR_LEVELS_MAX = 50     # Cramér's V between categoricals with at most this many levels ...
@@ -296,9 +297,10 @@ def _profile(base, cols, target, target_numeric, task, positive_class, threshold
             continue
         aggs += [F.count(x).alias(f"n{i}"), _distinct(f"c{i}", f"d{i}")]
         if c.role == "numeric":
-            aggs += [F.avg(x).alias(f"mean{i}"), F.stddev_samp(x).alias(f"std{i}"), F.skewness(x).alias(f"skew{i}"),
-                     F.min(x).alias(f"min{i}"), F.max(x).alias(f"max{i}"),
-                     F.percentile_approx(x, grid, ACCURACY).alias(f"pct{i}"), _top(f"c{i}", f"top{i}")]
+            # min and max are the 0 % and 100 % percentiles (exact in Spark's quantile summary);
+            # mean, std and skew come from sums in pass 2 (cheaper there than as aggregates here)
+            aggs += [F.percentile_approx(x, [0.0, *grid], ACCURACY).alias(f"pct{i}"),
+                     _top(f"c{i}", f"top{i}", TOP_TRACKED_NUMERIC)]
             if f"b{i}" in has_flag:
                 aggs += [F.count(F.when(F.col(f"b{i}") == 1, 1)).alias(f"blank{i}"),
                          F.count(F.when(F.col(f"b{i}") == 2, 1)).alias(f"bad{i}")]
@@ -352,7 +354,8 @@ def _profile(base, cols, target, target_numeric, task, positive_class, threshold
     tcp.count, tcp.missing, tcp.distinct = p1["tn"], t_missing, distinct
     tcp.top = classes[:TOP_K] if task != "regression" else []
     if task == "regression":
-        _moments(tcp, {k: p1[f"t{k}"] for k in ("mean", "std", "skew", "min", "max", "pct")}, p1["tnn"])
+        _moments(tcp, {k: p1[f"t{k}"] for k in ("mean", "std", "skew", "min", "max")}, p1["tnn"])
+        _percentiles(tcp, [p1["tmin"], *p1["tpct"]] if p1["tpct"] else None)
         tcp.distinct = int(p1["tdn"])
 
     # ---- column statistics from pass 1 ---------------------------------------------------------
@@ -365,7 +368,7 @@ def _profile(base, cols, target, target_numeric, task, positive_class, threshold
         c.count, c.distinct = p1[f"n{i}"], int(p1[f"d{i}"])
         c.missing = rows - c.count
         if c.role == "numeric":
-            _moments(c, {k: p1[f"{k}{i}"] for k in ("mean", "std", "skew", "min", "max", "pct")}, c.count)
+            _percentiles(c, p1[f"pct{i}"])
             c.unparsed = p1.get(f"bad{i}") or 0
             if c.unparsed:
                 c.warnings.append(f"{c.unparsed:,} non-blank values are not numbers (profiled as missing)")
@@ -416,7 +419,7 @@ def _profile(base, cols, target, target_numeric, task, positive_class, threshold
         qbin = F.col(f"q_c{i}").cast("int") if f"q_c{i}" in frame2.columns else F.lit(0)
         side = F.when(x < F.lit(c.iqr_low), 1).when(x > F.lit(c.iqr_high), 2).otherwise(0)
         # one element per value: histogram bin, decile bin, outlier side (0 none, 1 low, 2 high)
-        structs.append(F.when(x.isNotNull(), _row(1, i, hbin, None, None, y_t, y_n, qbin, side)))
+        structs.append(F.when(x.isNotNull(), _row(1, i, hbin, None, None, y_t, y_n, qbin, side, x - F.lit(c.median))))
     for c in levels:
         i = idx[c.name]
         structs.append(_row(2, i, None, F.col(f"c{i}"), None, y_t, y_n, None, None))
@@ -425,14 +428,23 @@ def _profile(base, cols, target, target_numeric, task, positive_class, threshold
         pair_index[m] = (a.name, b.name)
         xa, xb = F.col(f"c{idx[a.name]}"), F.col(f"c{idx[b.name]}")
         structs.append(F.when(xa.isNotNull() & xb.isNotNull(), _row(3, m, None, xa, xb, None, None, None, None)))
-    groups = pd.DataFrame(columns=["k", "i", "b", "q", "o", "v", "w", "t", "n", "ny", "sy", "syy"])
+    groups = pd.DataFrame(columns=["k", "i", "b", "q", "o", "v", "w", "t", "n", "ny", "sy", "syy", "s1", "s2", "s3"])
     if structs:
         g = (frame2.select(F.explode(F.array(*structs)).alias("s")).where(F.col("s").isNotNull()).select("s.*")
              .groupBy("k", "i", "b", "q", "o", "v", "w", "t")
-             .agg(F.count(F.lit(1)).alias("n"), F.count("y").alias("ny"), F.sum("y").alias("sy"), F.sum(F.col("y") * F.col("y")).alias("syy")))
+             .agg(F.count(F.lit(1)).alias("n"), F.count("y").alias("ny"), F.sum("y").alias("sy"), F.sum(F.col("y") * F.col("y")).alias("syy"),
+                  F.sum("x").alias("s1"), F.sum(F.col("x") * F.col("x")).alias("s2"),
+                  F.sum(F.col("x") * F.col("x") * F.col("x")).alias("s3")))
         groups = pd.DataFrame([r.asDict() for r in g.collect()], columns=groups.columns)
         passes += 1
     seconds["pass2"] = _lap(t)
+
+    moments = groups[groups["k"] == 1].groupby("i")[["n", "s1", "s2", "s3"]].sum()
+    for c in num:
+        if c.name in bins and idx[c.name] in moments.index:
+            _sums_moments(c, *(float(v) for v in moments.loc[idx[c.name]]))
+        elif c.count and c.min is not None:  # constant
+            c.mean, c.std = c.min, (0.0 if c.count > 1 else None)
 
     # ---- pass 3: Pearson and Spearman (approximate ranks), with the target too: one Gram matrix ---
     terms = [(c.name, F.col(f"c{idx[c.name]}"), c.mean, c.percentiles) for c in live]
@@ -524,22 +536,22 @@ def _distinct(column: str, alias: str):
                   f"{DISTINCT_LG_K}))").alias(alias)
 
 
-def _top(column: str, alias: str):
+def _top(column: str, alias: str, tracked: int = TOP_TRACKED):
     # one more than shown: approx_top_k counts null as an item
-    return F.expr(f"approx_top_k({column}, {TOP_K + 1}, {TOP_TRACKED})").alias(alias)
+    return F.expr(f"approx_top_k({column}, {TOP_K + 1}, {tracked})").alias(alias)
 
 
-def _row(kind, i, b, v, w, t, y, q, o):
+def _row(kind, i, b, v, w, t, y, q, o, x=None):
     """One element of pass 2's exploded rows: kind (1 numeric value, 2 level, 3 pair of levels),
     column or pair, histogram bin, level, second level, class, numeric target, decile bin,
-    outlier side."""
+    outlier side, value minus the column's median (for the moments)."""
     def lit(value, typ):
         return value if isinstance(value, Column) else F.lit(value).cast(typ)
 
     return F.struct(
         F.lit(kind).cast("int").alias("k"), F.lit(i).cast("int").alias("i"), lit(b, "int").alias("b"),
         lit(q, "int").alias("q"), lit(o, "int").alias("o"), lit(v, "string").alias("v"), lit(w, "string").alias("w"),
-        lit(t, "string").alias("t"), lit(y, "double").alias("y"),
+        lit(t, "string").alias("t"), lit(y, "double").alias("y"), lit(x, "double").alias("x"),
     )
 
 
@@ -678,13 +690,32 @@ def _clean(obj):
 
 
 def _moments(c: ColumnProfile, s: dict, n: int) -> None:
-    c.mean, c.std, c.min, c.max = _num(s["mean"]), _num(s["std"]), _num(s["min"]), _num(s["max"])
+    c.mean, c.std = _num(s["mean"]), _num(s["std"])
     g1 = _num(s["skew"])
     # Spark's skewness is the population g1; report the adjusted Fisher-Pearson G1 (as pandas)
     c.skew = g1 * math.sqrt(n * (n - 1)) / (n - 2) if g1 is not None and n > 2 else None
-    c.percentiles = [float(v) for v in s["pct"]] if s["pct"] else None
-    if s["pct"]:
-        c.q1, c.median, c.q3 = (float(s["pct"][GRID * k // 4 - 1]) for k in (1, 2, 3))
+
+
+def _percentiles(c: ColumnProfile, pct: list[float] | None) -> None:
+    """min, quartiles, max from [0 %, 1 %, ..., 100 %]."""
+    if not pct:
+        return
+    c.min, c.max = float(pct[0]), float(pct[-1])
+    c.percentiles = [float(v) for v in pct[1:]]
+    c.q1, c.median, c.q3 = (c.percentiles[GRID * k // 4 - 1] for k in (1, 2, 3))
+
+
+def _sums_moments(c: ColumnProfile, n: float, s1: float, s2: float, s3: float) -> None:
+    """mean, sample std and adjusted skew (as pandas) from the sums of (x - median)^1..3."""
+    if not n:
+        return
+    m1 = s1 / n
+    m2 = max(0.0, s2 / n - m1 * m1)
+    m3 = s3 / n - 3 * m1 * (s2 / n) + 2 * m1 ** 3
+    c.mean = c.median + m1
+    c.std = math.sqrt(m2 * n / (n - 1)) if n > 1 else None
+    g1 = m3 / m2 ** 1.5 if m2 > 0 else None
+    c.skew = g1 * math.sqrt(n * (n - 1)) / (n - 2) if g1 is not None and n > 2 else None
 
 
 def _positive(target: str, classes: list[tuple[str, int]], configured) -> str:
