@@ -122,7 +122,8 @@ def main() -> int:
         load0 = os.getloadavg()[0]
         t0 = time.perf_counter()
         res = run_profile(spark, settings, pipe, "bench",
-                          progress=lambda m: print(f"  [{time.perf_counter() - t0:7.1f} s] {m}", flush=True))
+                          progress=lambda m: print(f"  [{time.perf_counter() - t0:7.1f} s wall, "
+                                                   f"{jvm_cpu_seconds(jvm_pid) - cpu0:7.1f} s JVM CPU] {m}", flush=True))
         wall = time.perf_counter() - t0
         jvm_peak = jvm_peak_rss_mb(jvm_pid)
         cpu = jvm_cpu_seconds(jvm_pid) - cpu0

@@ -293,10 +293,10 @@ target <code>{esc(t.name)}</code> ({esc(t.task)}{', positive class ' + esc(repr(
             parts.append(f"<h3>{esc(_cap(t.rate_name))} by {esc(c.name)}</h3>" + _rate_table(c, result))
 
     # ---- correlations and flagged pairs
-    parts.append(f'<h2 id="correlations">Correlations</h2><p>Numeric columns (text numbers parsed): Pearson on pairwise complete rows; '
-                 f"Spearman as the Pearson correlation of approximate ranks (middle of each value's percentile bucket, 100 "
-                 f"buckets). Categorical columns with at most 50 levels: Cramér's V. The target's row uses its indicator "
-                 f"(binary) or its values (numeric).</p>")
+    parts.append('<h2 id="correlations">Correlations</h2><p>Numeric columns (text numbers parsed), each pair over the rows '
+                 "where both are present: Pearson, and Spearman as the Pearson correlation of approximate ranks (the middle "
+                 "of each value's percentile bucket, 100 buckets). Categorical columns with at most 50 levels: Cramér's V. "
+                 "The target's row uses its indicator (binary) or its values (numeric).</p>")
     parts += [_img(images[k], k) for k in ("pearson", "spearman", "cramers_v") if k in images]
     parts.append(f'<h2 id="flagged">Flagged pairs (|value| &ge; {result.threshold})</h2>')
     if result.flagged:
