@@ -63,10 +63,11 @@ def test_registry_has_champion_with_provenance(project):
     challenger = client.get_model_version_by_alias("telco_churn", "challenger")
     assert (str(champion.version), str(challenger.version)) == ("1", "2")
     assert challenger.tags["lakeforge.decision"].endswith("champion v1 kept")
-    assert client.get_run(challenger.run_id).data.tags["data.table_version"] == "1"  # the second ingest
+    # bronze versions: 0 = the table created empty, 1 = the first load, 2 = the second
+    assert client.get_run(challenger.run_id).data.tags["data.table_version"] == "2"  # the second ingest
     run = client.get_run(champion.run_id)
     assert run.data.tags["data.table"] == "lakeforge.bronze_telco"
-    assert run.data.tags["data.table_version"] == "0"
+    assert run.data.tags["data.table_version"] == "1"
     assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?|unknown", run.data.tags["git_commit"])
     assert run.data.metrics["test_roc_auc"] >= 0.83
     assert {"test_pr_auc", "test_accuracy", "test_f1"} <= set(run.data.metrics)
