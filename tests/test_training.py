@@ -145,7 +145,7 @@ def small_csvs(tmp_path_factory):
 
 
 def _task_pipeline(folder, name, csv, target, algorithms, **changes):
-    return _pipeline(folder, name, **{"source.path": str(csv), "key": "id", "target": target, "positive_class": None,
+    return _pipeline(folder, name, **{"source.path": str(csv), "source.checks": [], "key": "id", "target": target, "positive_class": None,
                                       "features": {}, "model.task": "auto", "model.metric": None,
                                       "model.algorithms": algorithms, "model.threshold": {}, **changes})
 

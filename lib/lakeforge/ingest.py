@@ -562,7 +562,7 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
 
     # Delta's per-file statistics (data skipping) only for the key and the load metadata: on all
     # columns they cost a large share of the write (measured on the predictions table: ~40 %).
-    stats = [c for c in ([pipeline.key] if name == "main" else []) if c in target.fieldNames()] + ["_source", "_run_id", "_run_date"]
+    stats = [c for c in ([pipeline.key] if name == "main" else []) if c in target.fieldNames()] + ["_source", "_run_id"]  # (_run_date: a partition column in append mode)
 
     def load(collect_bad: bool) -> tuple[WriteResult, dict]:
         """The one pass: good rows to bronze, counted by an Observation that also collects the
