@@ -34,7 +34,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from delta.tables import DeltaTable
-from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
@@ -584,7 +583,7 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
             if mode == "append":
                 wr = write_table(good, table, partition_col="_run_date", partition_value=run_date, merge_schema=src.schema_evolution, stats_columns=stats)
             elif mode == "incremental" and res.files:
-                wr = write_table(good, table, replace_where=_in_list("_source", _source_values(res.files)),
+                wr = write_table(good, table, replace_where=_in_list("_source", res.files),
                                  merge_schema=src.schema_evolution, stats_columns=stats)
             elif mode == "incremental":
                 wr = write_table(good, table, append=True, merge_schema=src.schema_evolution, stats_columns=stats)
@@ -633,7 +632,7 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
                              f"reasons in {qtable}); {table} was restored to version {prev_version}")
 
     # quarantine ---------------------------------------------------------------------------
-    q_scope = (_in_list("_source", _source_values(res.files)) if mode == "incremental" and res.files
+    q_scope = (_in_list("_source", res.files) if mode == "incremental" and res.files
                else f"_run_date = DATE'{run_date.isoformat()}'")
     if res.rows_quarantined > 0:
         say(f"{name}: {res.rows_quarantined} bad record(s) -> {qtable}")
@@ -671,11 +670,6 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
     _record_run(spark, settings, res, run_id=run_id, run_date=run_date, pipeline=pipeline.name,
                 status="succeeded", started=started)
     return res
-
-
-def _source_values(files: list[str]) -> list[str]:
-    """The ``_source`` spelling (Spark's ``_metadata.file_path``) of normalised file paths."""
-    return files
 
 
 def _nothing(res: IngestResult, src: SourceConfig, where: str, why: str, t0: float, table: str | None = None) -> IngestResult:

@@ -260,7 +260,7 @@ def read_jdbc(spark: SparkSession, src: SourceConfig, where: str, after: object 
             return df.select("*", F.lit(f"{j.url}/{j.table or 'query'}").alias(SOURCE),
                              F.lit(None).cast("long").alias(POSITION), F.lit(None).cast("string").alias(CORRUPT))
         except Exception as exc:  # noqa: BLE001 - py4j / analysis errors alike
-            last = scrub(str(getattr(exc, "getMessage", lambda: str(exc))()).splitlines()[0][:300], password)
+            last = scrub((str(exc).splitlines() or [""])[0][:300], password)
             if attempt < j.retries:
                 time.sleep(min(2 ** attempt, 10))
     raise SourceError(
