@@ -204,22 +204,31 @@ _PENDING = "bad record"  # replaced by explain_bad()
 
 
 def parsed_typed(spark: SparkSession, src: SourceConfig, files: list[str], columns: list[str], mapping: dict[str, str],
-                 target: StructType) -> DataFrame:
+                 target: StructType) -> tuple[DataFrame, Callable[[DataFrame], DataFrame]]:
     """CSV / JSON lines typed by Spark's own parser (as fast as a plain ``spark.read``): a record
     with a value that does not parse, or the wrong number of fields, keeps its text in the
-    corrupt-record column; explain_bad() later says which column and value."""
+    corrupt-record column; explain_bad() later says which column and value.
+
+    Returns the scan with ``_source`` (an Observation placed there costs least: its rows are
+    already materialised once) and the projection to the target columns + ``_source``, ``_position``,
+    ``_reason``, ``_raw``."""
     types = {f.name: f.dataType for f in target.fields}
     schema = StructType([StructField(c, types.get(mapping[c], StringType())) for c in columns]
                         + [StructField(CORRUPT, StringType())])
     reader = (spark.read.schema(schema).options(**readers._reader_options(src)).option("mode", "PERMISSIVE")
               .option("columnNameOfCorruptRecord", CORRUPT))
-    df = reader.option("enforceSchema", "false").csv(files) if src.format == "csv" else reader.json(files)
+    scan = reader.option("enforceSchema", "false").csv(files) if src.format == "csv" else reader.json(files)
+    # the file as a column before the Observation (observed metrics may not call input_file_name())
+    scan = scan.select("*", readers.source_file().alias(SOURCE))
     present = {mapping[c] for c in columns}
     out = [F.col(f"`{c}`").alias(mapping[c]) for c in columns if mapping[c] in types]
     out += [F.lit(None).cast(f.dataType).alias(f.name) for f in target.fields if f.name not in present]
     bad = F.col(CORRUPT).isNotNull()
-    return df.select(*out, F.col("_metadata.file_path").alias(SOURCE), F.lit(None).cast("long").alias(POSITION),
-                     F.when(bad, F.lit(_PENDING)).alias(REASON), F.col(CORRUPT).alias(RAW))
+
+    def project(df: DataFrame) -> DataFrame:
+        return df.select(*out, SOURCE, F.lit(None).cast("long").alias(POSITION),
+                         F.when(bad, F.lit(_PENDING)).alias(REASON), F.col(CORRUPT).alias(RAW))
+    return scan, project
 
 
 def explain_bad(bad: DataFrame, src: SourceConfig, columns: list[str], mapping: dict[str, str],
@@ -318,7 +327,7 @@ def loaded_files(spark: SparkSession, settings: Settings, table: str) -> set[str
         return set()
     rows = (spark.table(runs).where((F.col("table_name") == table) & (F.col("status") == "succeeded"))
             .select(F.explode("files").alias("f")).distinct().collect())
-    return {r["f"] for r in rows}
+    return {readers.norm_path(r["f"]) for r in rows}
 
 
 def _record_run(spark: SparkSession, settings: Settings, res: IngestResult, *, run_id: str, run_date: dt.date,
@@ -452,7 +461,7 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
             raw = readers.read_excel(spark, src, files, columns)
         else:
             raw = spark.read.options(**readers._reader_options(src)).parquet(*files).select(
-                "*", F.col("_metadata.file_path").alias(SOURCE), F.lit(None).cast("long").alias(POSITION),
+                "*", readers.source_file().alias(SOURCE), F.lit(None).cast("long").alias(POSITION),
                 F.lit(None).cast("string").alias(CORRUPT))
     elif src.format == "delta":
         base = spark.table(settings.table(src.path)) if "/" not in str(src.path) else spark.read.format("delta").load(str(settings.path(src.path)))
@@ -545,12 +554,26 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
     # 4. the load ------------------------------------------------------------------------
     fast = src.format in ("csv", "json")
     if fast:  # Spark's own parser types the values; bad records are explained afterwards
-        typed = parsed_typed(spark, src, files, columns, mapping, target)
+        scan, project = parsed_typed(spark, src, files, columns, mapping, target)
+        typed = project(scan)
+        base_bad = F.col(CORRUPT).isNotNull()
+        bad_row = F.struct(F.substring(F.col(CORRUPT), 1, _RAW_MAX).alias(RAW), F.lit(_PENDING).alias(REASON),
+                           F.col(SOURCE), F.lit(None).cast("long").alias(POSITION))
+        bad_source = F.col(SOURCE)
     else:
-        typed = typed_with_reason(raw, target, src, text)
-    if src.on_bad_records == "fail":
-        typed = typed.withColumn(REASON, F.when(F.col(REASON).isNotNull(), F.raise_error(F.format_string(
-            f"{_FAIL_TAG}: %s (in %s)", F.substring(F.coalesce(F.col(RAW), F.col(REASON)), 1, 500), F.col(SOURCE)))))
+        scan, project = typed_with_reason(raw, target, src, text), (lambda d: d)
+        typed = scan
+        base_bad = F.col(REASON).isNotNull()
+        bad_row = F.struct(F.substring(F.col(RAW), 1, _RAW_MAX).alias(RAW), F.col(REASON), F.col(SOURCE), F.col(POSITION))
+        bad_source = F.col(SOURCE)
+
+    def finish(df: DataFrame) -> DataFrame:
+        df = project(df)
+        if src.on_bad_records == "fail":
+            df = df.withColumn(REASON, F.when(F.col(REASON).isNotNull(), F.raise_error(F.format_string(
+                f"{_FAIL_TAG}: %s (in %s)", F.substring(F.coalesce(F.col(RAW), F.col(REASON)), 1, 500), F.col(SOURCE)))))
+        return df
+
     meta = [F.current_timestamp().alias("_ingested_at"), F.col(SOURCE).alias("_source"),
             F.lit(run_id).alias("_run_id"), F.lit(run_date).cast("date").alias("_run_date")]
     bad = F.col(REASON).isNotNull()
@@ -561,18 +584,19 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
 
     # Delta's per-file statistics (data skipping) only for the key and the load metadata: on all
     # columns they cost a large share of the write (measured on the predictions table: ~40 %).
-    stats = [c for c in ([pipeline.key] if name == "main" else []) if c in target.fieldNames()] + ["_source", "_run_id"]  # (_run_date: a partition column in append mode)
+    # (_source: for the file-scoped replace of incremental loads; _run_date is a partition column in append mode)
+    stats = ([c for c in ([pipeline.key] if name == "main" else []) if c in target.fieldNames()]
+             + (["_source"] if mode == "incremental" else []) + ["_run_id"])
 
     def load(collect_bad: bool) -> tuple[WriteResult, dict]:
         """The one pass: good rows to bronze, counted by an Observation that also collects the
         bad rows (few, as a rule: then the quarantine needs no second pass)."""
         obs = Observation(f"ingest_{name}_{int(collect_bad)}")
-        metrics = [F.count(F.lit(1)).alias("n"), F.sum(bad.cast("int")).alias("q"),
-                   F.array_sort(F.collect_set(F.when(bad, F.col(SOURCE)))).alias("bad_sources")]
+        metrics = [F.count(F.lit(1)).alias("n"), F.count(F.when(base_bad, F.lit(1))).alias("q"),
+                   F.array_sort(F.collect_set(F.when(base_bad, bad_source))).alias("bad_sources")]
         if collect_bad:
-            metrics.append(F.collect_list(F.when(bad, F.struct(F.substring(F.col(RAW), 1, _RAW_MAX).alias(RAW), F.col(REASON),
-                                                               F.col(SOURCE), F.col(POSITION)))).alias("bad_rows"))
-        counted = typed.observe(obs, *metrics)
+            metrics.append(F.collect_list(F.when(base_bad, bad_row)).alias("bad_rows"))
+        counted = finish(scan.observe(obs, *metrics))
         good = counted.where(~bad).select(*[F.col(f"`{f.name}`") for f in target.fields], *meta)
         if src.dedupe:
             from pyspark.sql.window import Window
@@ -591,7 +615,6 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
                 wr = write_table(good, table, merge_schema=src.schema_evolution, stats_columns=stats)
         return wr, obs.get  # (write_table creates a new table first: CTAS would return no metrics)
 
-    prev_version = int(DeltaTable.forName(spark, table).history(1).first()["version"]) if exists else None
     say(f"{name}: loading into {table}")
     try:
         try:
@@ -619,6 +642,7 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
                                  f"(of {files[0]}); every file of one source needs the same header") from None
         raise
     res.write, res.version = wr, wr.version
+    prev_version = wr.version - 1 if exists else None  # the load is one commit
     res.rows_read = int(metrics.get("n") or 0)
     res.rows_quarantined = int(metrics.get("q") or 0)
     res.rows_loaded = wr.rows_written

@@ -70,6 +70,10 @@ def table_exists(spark: SparkSession, table: str) -> bool:
 
 
 def table_location(spark: SparkSession, table: str) -> str:
+    # DESCRIBE TABLE EXTENDED reads the catalog only (DESCRIBE DETAIL also lists the snapshot: 0.1-3 s)
+    for row in spark.sql(f"DESCRIBE TABLE EXTENDED {table}").collect():
+        if row[0] == "Location":
+            return row[1]
     return spark.sql(f"DESCRIBE DETAIL {table}").select("location").first()[0]
 
 
