@@ -39,6 +39,7 @@ import math
 import re
 import statistics
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -459,62 +460,83 @@ def _candidates(algorithms: dict, task: str) -> list[Candidate]:
 
 def _search(spark, features, candidates, task, target, n_folds, weight, seed, max_iter, num_features, num_classes,
             parallelism, deadline, say, fold_data=None) -> None:
-    """``fold_data(k)``, when given, returns fold k's cached (training, validation, vector size)
-    instead of the rows of ``features`` (preprocessing refitted per fold)."""
-    by_algo: dict[str, list[Candidate]] = {}
-    for c in candidates:
-        by_algo.setdefault(c.algorithm, []).append(c)
-    pool = ThreadPoolExecutor(max_workers=parallelism)
+    """Fit and score every candidate on every fold.
+
+    All (fold, candidate) fits go to ONE thread pool, so Spark always has ``parallelism`` fits
+    to schedule (on small data a fit is mostly driver-side job overhead; batches per algorithm
+    and fold left the cores idle while the slowest fit of a batch finished). The folds are
+    filters of the cached ``features``: the estimators keep their own cached copy of what they
+    train on (blocks for linear models, binned points for trees), so a second cached copy per
+    fold only costs memory (measured: 2M rows, logistic regression x3, one fold: 38 s with
+    cached fold frames, 30 s without).
+
+    ``fold_data(k)``, when given, returns fold k's cached (training, validation, vector size)
+    instead (preprocessing refitted per fold). Results are stored per fold and appended in fold
+    order, so the same data, config and seed give the same CV means.
+    """
+    folds = []
+    for k in range(n_folds):
+        if fold_data is None:
+            folds.append((features.where(F.col(FOLD_COL) != k), features.where(F.col(FOLD_COL) == k), num_features))
+        else:
+            folds.append(fold_data(k))
+    lock = threading.Lock()
     started: set[str] = set()
-    try:
-        for k in range(n_folds):
-            if fold_data is None:
-                train_k = features.where(F.col(FOLD_COL) != k).cache()
-                valid_k = features.where(F.col(FOLD_COL) == k).cache()
-                size = num_features
-            else:
-                train_k, valid_k, size = fold_data(k)
-            for algo, cands in by_algo.items():
-                live = [c for c in cands if c.status == "ok"]
-                if not live:
-                    continue
-                # Past the budget no new candidate starts; started ones finish their folds, and
-                # the first algorithm always runs so that there is a model.
-                if deadline is not None and time.perf_counter() > deadline and started and algo not in started:
-                    for c in live:
-                        c.status = "skipped: time budget (model.max_minutes) reached"
-                    say(f"time budget reached: {algo} skipped")
-                    continue
-                started.add(algo)
-                est = models.build(algo, task, features=FEATURES_COL, label=LABEL_COL, weight=weight, seed=seed,
-                                   num_features=size, num_classes=num_classes, max_iter=max_iter)
-                maps = [models.param_map(est, c.params, size, num_classes) for c in live]
-                t = time.perf_counter()
+    results: dict[tuple[int, int], tuple] = {}
+    done_per_fold = [0] * n_folds
+    per_fold = len(candidates)
+    t_start = time.perf_counter()
 
-                def fit_eval(i: int, est=est, maps=maps, live=live):
-                    t_fit = time.perf_counter()
-                    try:
-                        m = est.fit(train_k, maps[i])
-                    except Exception as exc:  # an invalid combination (e.g. NB on negative values)
-                        return i, None, f"failed: {str(exc).splitlines()[0][:200]}", time.perf_counter() - t_fit
-                    secs = time.perf_counter() - t_fit
-                    ev = evaluation.evaluate(task, m.transform(valid_k), LABEL_COL, target.labels)
-                    return i, ev, "ok", secs
+    def fit_eval(k: int, ci: int) -> None:
+        c = candidates[ci]
+        with lock:
+            # Past the budget no new algorithm starts; started ones finish their folds, and
+            # the first algorithm always runs so that there is a model.
+            if deadline is not None and time.perf_counter() > deadline and started and c.algorithm not in started:
+                results[(k, ci)] = (None, "skipped: time budget (model.max_minutes) reached", 0.0)
+                return
+            started.add(c.algorithm)
+        train_k, valid_k, size = folds[k]
+        est = models.build(c.algorithm, task, features=FEATURES_COL, label=LABEL_COL, weight=weight, seed=seed,
+                           num_features=size, num_classes=num_classes, max_iter=max_iter)
+        t_fit = time.perf_counter()
+        try:
+            m = est.fit(train_k, models.param_map(est, c.params, size, num_classes))
+        except Exception as exc:  # noqa: BLE001 - an invalid combination (e.g. NB on negative values)
+            results[(k, ci)] = (None, f"failed: {str(exc).splitlines()[0][:200]}", time.perf_counter() - t_fit)
+            return
+        secs = time.perf_counter() - t_fit
+        ev = evaluation.evaluate(task, m.transform(valid_k), LABEL_COL, target.labels)
+        results[(k, ci)] = (ev, "ok", secs)
+        with lock:
+            done_per_fold[k] += 1
+            if done_per_fold[k] == per_fold:
+                say(f"fold {k + 1}/{n_folds}: {per_fold} candidate(s) done, {time.perf_counter() - t_start:.1f} s into the search")
 
-                for i, ev, status, secs in pool.map(fit_eval, range(len(live))):
-                    c = live[i]
-                    c.fit_seconds += secs
-                    if status != "ok":
-                        c.status = status
-                        continue
-                    c.fold_metrics.append(ev.metrics)
-                    if task == "binary":
-                        c.fold_evals.append(evaluation.Evaluation("binary", {}, bins=ev.bins))
-                say(f"fold {k + 1}/{n_folds}: {algo} x{len(live)} in {time.perf_counter() - t:.1f} s")
+    order = [(k, ci) for k in range(n_folds) for ci in range(len(candidates))]
+    with ThreadPoolExecutor(max_workers=parallelism) as pool:
+        for f in [pool.submit(fit_eval, k, ci) for k, ci in order]:
+            f.result()
+    skipped_said: set[str] = set()
+    for k, ci in order:  # fold order: deterministic means
+        c = candidates[ci]
+        ev, status, secs = results[(k, ci)]
+        c.fit_seconds += secs
+        if c.status != "ok":
+            continue
+        if status != "ok":
+            c.status = status
+            if status.startswith("skipped") and c.algorithm not in skipped_said:
+                skipped_said.add(c.algorithm)
+                say(f"time budget reached: {c.algorithm} skipped")
+            continue
+        c.fold_metrics.append(ev.metrics)
+        if task == "binary":
+            c.fold_evals.append(evaluation.Evaluation("binary", {}, bins=ev.bins))
+    if fold_data is not None:
+        for train_k, valid_k, _ in folds:
             train_k.unpersist()
             valid_k.unpersist()
-    finally:
-        pool.shutdown(wait=True)
 
 
 def _check_counts(counts: dict, target: Target, pipeline: PipelineConfig, table: str, n_folds: int) -> None:
