@@ -10,10 +10,12 @@ One load of one source, in order:
    on the first load. A new, missing or retyped column fails the load with the differences
    listed, unless ``schema_evolution`` (then Delta mergeSchema; the change is recorded).
 4. Cast every column; a record that does not parse or whose value does not cast gets a reason.
-   ONE pass then writes the good rows to bronze while an Observation counts read N and bad Q;
-   only when Q > 0 a second pass, over the files that had bad rows, writes them to
-   ``<table>_quarantine`` (raw record, reason, source, position, run id). N = M + Q (+ rows
-   removed by ``dedupe``, reported separately).
+   ONE pass writes the good rows to bronze while an Observation on the scan counts read N and
+   bad Q and collects the bad records (CSV / JSON: their reason is worked out afterwards from
+   their text, naming the column and value). Only when they are too many to collect, a second
+   pass over the files that had bad rows writes them. They go to ``<table>_quarantine`` (raw
+   record, reason, source, position, run id). N = M + Q (+ rows removed by ``dedupe``, reported
+   separately).
 5. Record the load in ``ingest_runs`` (counts, files, column mapping, schema changes), then run
    the data-quality checks on the committed rows (lakeforge.quality).
 
