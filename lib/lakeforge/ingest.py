@@ -561,13 +561,11 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
         base_bad = F.col(CORRUPT).isNotNull()
         bad_row = F.struct(F.substring(F.col(CORRUPT), 1, _RAW_MAX).alias(RAW), F.lit(_PENDING).alias(REASON),
                            F.col(SOURCE), F.lit(None).cast("long").alias(POSITION))
-        bad_source = F.col(SOURCE)
     else:
         scan, project = typed_with_reason(raw, target, src, text), (lambda d: d)
         typed = scan
         base_bad = F.col(REASON).isNotNull()
         bad_row = F.struct(F.substring(F.col(RAW), 1, _RAW_MAX).alias(RAW), F.col(REASON), F.col(SOURCE), F.col(POSITION))
-        bad_source = F.col(SOURCE)
 
     def finish(df: DataFrame) -> DataFrame:
         df = project(df)
@@ -595,7 +593,7 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
         bad rows (few, as a rule: then the quarantine needs no second pass)."""
         obs = Observation(f"ingest_{name}_{int(collect_bad)}")
         metrics = [F.count(F.lit(1)).alias("n"), F.count(F.when(base_bad, F.lit(1))).alias("q"),
-                   F.array_sort(F.collect_set(F.when(base_bad, bad_source))).alias("bad_sources")]
+                   F.array_sort(F.collect_set(F.when(base_bad, F.col(SOURCE)))).alias("bad_sources")]
         if collect_bad:
             metrics.append(F.collect_list(F.when(base_bad, bad_row)).alias("bad_rows"))
         counted = finish(scan.observe(obs, *metrics))
