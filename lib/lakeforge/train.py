@@ -482,6 +482,7 @@ def _search(spark, features, candidates, task, target, n_folds, weight, seed, ma
             folds.append(fold_data(k))
     lock = threading.Lock()
     started: set[str] = set()
+    failed: dict[int, str] = {}  # candidate index -> why its first failed fit failed
     results: dict[tuple[int, int], tuple] = {}
     done_per_fold = [0] * n_folds
     per_fold = len(candidates)
@@ -495,6 +496,9 @@ def _search(spark, features, candidates, task, target, n_folds, weight, seed, ma
             if deadline is not None and time.perf_counter() > deadline and started and c.algorithm not in started:
                 results[(k, ci)] = (None, "skipped: time budget (model.max_minutes) reached", 0.0)
                 return
+            if ci in failed:  # it failed on another fold: the same reason, no second attempt
+                results[(k, ci)] = (None, failed[ci], 0.0)
+                return
             started.add(c.algorithm)
         train_k, valid_k, size = folds[k]
         est = models.build(c.algorithm, task, features=FEATURES_COL, label=LABEL_COL, weight=weight, seed=seed,
@@ -503,7 +507,10 @@ def _search(spark, features, candidates, task, target, n_folds, weight, seed, ma
         try:
             m = est.fit(train_k, models.param_map(est, c.params, size, num_classes))
         except Exception as exc:  # noqa: BLE001 - an invalid combination (e.g. NB on negative values)
-            results[(k, ci)] = (None, f"failed: {str(exc).splitlines()[0][:200]}", time.perf_counter() - t_fit)
+            why = f"failed: {str(exc).splitlines()[0][:200]}"
+            with lock:
+                failed.setdefault(ci, why)
+            results[(k, ci)] = (None, why, time.perf_counter() - t_fit)
             return
         secs = time.perf_counter() - t_fit
         ev = evaluation.evaluate(task, m.transform(valid_k), LABEL_COL, target.labels)
