@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from delta.tables import DeltaTable
-from pyspark.sql import Column, DataFrame, Observation, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     BooleanType,
@@ -157,49 +157,60 @@ def _opt(src: SourceConfig, name: str) -> str | None:
     return None
 
 
-def _cast_text(c: str, t: DataType, src: SourceConfig) -> Column:
-    raw = F.col(f"`{c}`")
+def _ident(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _cast_text(c: str, t: DataType, src: SourceConfig) -> str:
+    """SQL: the text column ``c`` as ``t`` (blank -> null; a value that does not cast -> null)."""
+    col, ts = _ident(c), t.simpleString()
     if isinstance(t, StringType):
-        return raw
-    s = F.trim(raw)
+        return col
     if isinstance(t, DateType) and _opt(src, "dateFormat"):
-        typed = F.expr(f"try_to_date(trim(`{c}`), '{_opt(src, 'dateFormat')}')")
+        typed = f"try_to_date(trim({col}), {_sql_str(_opt(src, 'dateFormat'))})"
     elif isinstance(t, (TimestampType, TimestampNTZType)) and _opt(src, "timestampFormat"):
-        typed = F.expr(f"try_to_timestamp(trim(`{c}`), '{_opt(src, 'timestampFormat')}')").cast(t)
+        typed = f"CAST(try_to_timestamp(trim({col}), {_sql_str(_opt(src, 'timestampFormat'))}) AS {ts})"
     else:
-        typed = F.expr(f"try_cast(trim(`{c}`) AS {t.simpleString()})")
-    return F.when(raw.isNull() | (s == ""), F.lit(None).cast(t)).otherwise(typed)
+        typed = f"try_cast(trim({col}) AS {ts})"
+    return f"CASE WHEN {col} IS NULL OR trim({col}) = '' THEN CAST(NULL AS {ts}) ELSE {typed} END"
 
 
 def typed_with_reason(raw: DataFrame, target: StructType, src: SourceConfig, text: bool, keep: tuple[str, ...] = ()) -> DataFrame:
     """``raw`` cast to ``target``, plus ``_reason`` (null for a good row) and ``_raw`` (the record
-    as text, for the quarantine)."""
+    as text, for the quarantine). Built as SQL text: one call, not a dozen per column."""
     raw_types = {f.name: f.dataType for f in raw.schema.fields}
-    cols, bad_parts = [], []
+    exprs, bad_parts = [], []
     for f in target.fields:
-        c = f.name
+        c, q, ts = f.name, _ident(f.name), f.dataType.simpleString()
         if c not in raw_types:  # a missing column (schema evolution): null
-            cols.append(F.lit(None).cast(f.dataType).alias(c))
+            exprs.append(f"CAST(NULL AS {ts}) AS {q}")
             continue
         rt = raw_types[c]
         if rt == f.dataType:
-            cols.append(F.col(f"`{c}`").alias(c))
+            exprs.append(q)
             continue
-        typed = _cast_text(c, f.dataType, src) if text and isinstance(rt, StringType) else F.expr(f"try_cast(`{c}` AS {f.dataType.simpleString()})")
-        cols.append(typed.alias(c))
-        present = F.nullif(F.trim(F.col(f"`{c}`")), F.lit("")) if text and isinstance(rt, StringType) else F.col(f"`{c}`")
-        failed = present.isNotNull() & typed.isNull()
-        value = F.substring(F.col(f"`{c}`").cast("string"), 1, 60)
-        bad_parts.append(F.when(failed, F.format_string(f"column {c}: '%s' is not a valid {f.dataType.simpleString()}", value)))
+        texty = text and isinstance(rt, StringType)
+        typed = _cast_text(c, f.dataType, src) if texty else f"try_cast({q} AS {ts})"
+        exprs.append(f"{typed} AS {q}")
+        present = f"nullif(trim({q}), '')" if texty else q
+        bad_parts.append(f"CASE WHEN {present} IS NOT NULL AND ({typed}) IS NULL THEN concat("
+                         f"{_sql_str(f'column {c}: ' + chr(39))}, substring(CAST({q} AS STRING), 1, 60), "
+                         f"{_sql_str(chr(39) + ' is not a valid ' + ts)}) END")
     kind = {"csv": "malformed CSV record (wrong number of fields or unbalanced quotes)",
             "json": "malformed JSON record", "excel": "more cells than header columns",
             "http": "record is not a JSON object"}.get(src.format, "malformed record")
-    reason = F.when(F.col(CORRUPT).isNotNull(), F.lit(kind))
+    reason = f"CASE WHEN {_ident(CORRUPT)} IS NOT NULL THEN {_sql_str(kind)} END"
     if bad_parts:
-        reason = F.coalesce(reason, F.nullif(F.concat_ws("; ", *bad_parts), F.lit("")))
+        reason = f"coalesce({reason}, nullif(concat_ws('; ', {', '.join(bad_parts)}), ''))"
     data_raw = [c for c in raw.columns if c not in (CORRUPT, SOURCE, POSITION, *keep)]
-    record = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*[F.col(f"`{c}`").cast("string").alias(c) for c in data_raw])))
-    return raw.select(*cols, F.col(SOURCE), F.col(POSITION), reason.alias(REASON), record.alias(RAW), *keep)
+    as_text = ", ".join(f"CAST({_ident(c)} AS STRING) AS {_ident(c)}" for c in data_raw)
+    record = f"coalesce({_ident(CORRUPT)}, to_json(struct({as_text})))"
+    return raw.selectExpr(*exprs, _ident(SOURCE), _ident(POSITION), f"{reason} AS {REASON}", f"{record} AS {RAW}",
+                          *[_ident(k) for k in keep])
 
 
 _PENDING = "bad record"  # replaced by explain_bad()
@@ -309,7 +320,7 @@ def sample_cast_failures(raw: DataFrame, table: StructType, src: SourceConfig, r
     aggs = []
     for i, f in enumerate(cols):
         present = F.nullif(F.trim(F.col(f"`{f.name}`")), F.lit(""))
-        failed = present.isNotNull() & _cast_text(f.name, f.dataType, src).isNull()
+        failed = present.isNotNull() & F.expr(_cast_text(f.name, f.dataType, src)).isNull()
         aggs += [F.first(F.when(failed, F.col(f"`{f.name}`")), ignorenulls=True).alias(f"v{i}"),
                  F.count(present).alias(f"n{i}"), F.sum(failed.cast("int")).alias(f"f{i}")]
     row = head.agg(*aggs).first()
@@ -592,10 +603,12 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
         """The one pass: good rows to bronze, counted by an Observation that also collects the
         bad rows (few, as a rule: then the quarantine needs no second pass)."""
         obs = Observation(f"ingest_{name}_{int(collect_bad)}")
-        metrics = [F.count(F.lit(1)).alias("n"), F.count(F.when(base_bad, F.lit(1))).alias("q"),
-                   F.array_sort(F.collect_set(F.when(base_bad, F.col(SOURCE)))).alias("bad_sources")]
-        if collect_bad:
+        metrics = [F.count(F.lit(1)).alias("n")]
+        if collect_bad:  # (the count and the files of the bad rows follow from the rows themselves)
             metrics.append(F.collect_list(F.when(base_bad, bad_row)).alias("bad_rows"))
+        else:
+            metrics += [F.count(F.when(base_bad, F.lit(1))).alias("q"),
+                        F.array_sort(F.collect_set(F.when(base_bad, F.col(SOURCE)))).alias("bad_sources")]
         counted = finish(scan.observe(obs, *metrics))
         good = counted.where(~bad).select(*[F.col(f"`{f.name}`") for f in target.fields], *meta)
         if src.dedupe:
@@ -613,7 +626,12 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
                 wr = write_table(good, table, append=True, merge_schema=src.schema_evolution, stats_columns=stats)
             else:
                 wr = write_table(good, table, merge_schema=src.schema_evolution, stats_columns=stats)
-        return wr, obs.get  # (write_table creates a new table first: CTAS would return no metrics)
+        observed = dict(obs.get)  # (write_table creates a new table first: CTAS would return no metrics)
+        if collect_bad:
+            rows = observed["bad_rows"] or []
+            observed["q"] = len(rows)
+            observed["bad_sources"] = sorted({r[SOURCE] for r in rows if r[SOURCE] is not None})
+        return wr, observed
 
     say(f"{name}: loading into {table}")
     try:
