@@ -57,6 +57,19 @@ def test_write_table_backfills_an_older_date_after_a_newer_one(spark):
     assert_df_equality(spark.table(table), expected, ignore_row_order=True, ignore_nullable=True)
 
 
+def test_write_table_reports_each_commit_and_an_empty_write_as_no_commit(spark):
+    table = "lakeforge.t_write_result"
+    schema = "k string, v int"
+    first = write_table(spark.createDataFrame([("a", 1), ("b", 2)], schema), table, append=True)
+    second = write_table(spark.createDataFrame([("c", 3)], schema), table, append=True)
+    assert (first.version, first.rows_written, first.operation) == (1, 2, "WRITE")  # version 0: the created table
+    assert (second.version, second.rows_written) == (2, 1)
+    # Delta commits nothing for a write that adds and removes no file: the version stays
+    empty = write_table(spark.createDataFrame([], schema), table, append=True)
+    assert (empty.version, empty.rows_written, empty.operation) == (2, 0, "NONE")
+    assert latest_version(spark, table) == 2
+
+
 def test_missing_input_path_writes_nothing(spark, settings, tmp_path):
     p = _pipeline(tmp_path, "t_missing_path", **{"source.path": str(tmp_path / "nope.csv")})
     with pytest.raises(InputDataError, match=r"source\.path: nothing found at .*nope\.csv"):

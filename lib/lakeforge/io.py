@@ -161,7 +161,8 @@ def _nullable(t: DataType) -> DataType:
 def _commit_info(spark: SparkSession, table: str, location: str, tag: str) -> tuple[int, str, dict]:
     """(version, operation, operationMetrics) of the commit tagged ``tag``: read from the newest
     commit file of the Delta log (no Spark job; the log's snapshot was updated by the commit), or
-    from the table's history when another writer committed after it."""
+    from the table's history when another writer committed after it. A write that changed
+    nothing has no commit: then the table's current version, operation "NONE" and no metrics."""
     try:
         jvm = spark._jvm  # noqa: SLF001
         log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, location)  # noqa: SLF001
@@ -178,7 +179,9 @@ def _commit_info(spark: SparkSession, table: str, location: str, tag: str) -> tu
                 return version, info.get("operation", ""), info.get("operationMetrics") or {}
     except Exception:  # noqa: BLE001 - an internal API that may change: fall back to the history
         pass
-    row = (DeltaTable.forName(spark, table).history(50).where(f"userMetadata = '{tag}'")
-           .select("version", "operation", "operationMetrics").first())
+    history = DeltaTable.forName(spark, table).history(50)
+    row = history.where(f"userMetadata = '{tag}'").select("version", "operation", "operationMetrics").first()
+    if row is None:  # an empty write: Delta commits nothing when no file is added or removed
+        return int(history.select("version").first()[0]), "NONE", {}
     return int(row["version"]), row["operation"], row["operationMetrics"] or {}
 
