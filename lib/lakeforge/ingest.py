@@ -58,6 +58,7 @@ from lakeforge import quality, readers
 from lakeforge.config import PipelineConfig, Settings, SourceConfig
 from lakeforge.errors import InputDataError, LakeforgeError, MissingColumnError
 from lakeforge.io import WriteResult, table_exists, write_table
+from lakeforge.ml_stages import lit, q
 from lakeforge.readers import CORRUPT, POSITION, SOURCE
 
 METADATA_COLUMNS = ("_ingested_at", "_source", "_run_id", "_run_date")
@@ -157,23 +158,15 @@ def _opt(src: SourceConfig, name: str) -> str | None:
     return None
 
 
-def _ident(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
-
-
-def _sql_str(text: str) -> str:
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def _cast_text(c: str, t: DataType, src: SourceConfig) -> str:
     """SQL: the text column ``c`` as ``t`` (blank -> null; a value that does not cast -> null)."""
-    col, ts = _ident(c), t.simpleString()
+    col, ts = q(c), t.simpleString()
     if isinstance(t, StringType):
         return col
     if isinstance(t, DateType) and _opt(src, "dateFormat"):
-        typed = f"try_to_date(trim({col}), {_sql_str(_opt(src, 'dateFormat'))})"
+        typed = f"try_to_date(trim({col}), {lit(_opt(src, 'dateFormat'))})"
     elif isinstance(t, (TimestampType, TimestampNTZType)) and _opt(src, "timestampFormat"):
-        typed = f"CAST(try_to_timestamp(trim({col}), {_sql_str(_opt(src, 'timestampFormat'))}) AS {ts})"
+        typed = f"CAST(try_to_timestamp(trim({col}), {lit(_opt(src, 'timestampFormat'))}) AS {ts})"
     else:
         typed = f"try_cast(trim({col}) AS {ts})"
     return f"CASE WHEN {col} IS NULL OR trim({col}) = '' THEN CAST(NULL AS {ts}) ELSE {typed} END"
@@ -185,32 +178,32 @@ def typed_with_reason(raw: DataFrame, target: StructType, src: SourceConfig, tex
     raw_types = {f.name: f.dataType for f in raw.schema.fields}
     exprs, bad_parts = [], []
     for f in target.fields:
-        c, q, ts = f.name, _ident(f.name), f.dataType.simpleString()
+        c, qc, ts = f.name, q(f.name), f.dataType.simpleString()
         if c not in raw_types:  # a missing column (schema evolution): null
-            exprs.append(f"CAST(NULL AS {ts}) AS {q}")
+            exprs.append(f"CAST(NULL AS {ts}) AS {qc}")
             continue
         rt = raw_types[c]
         if rt == f.dataType:
-            exprs.append(q)
+            exprs.append(qc)
             continue
         texty = text and isinstance(rt, StringType)
-        typed = _cast_text(c, f.dataType, src) if texty else f"try_cast({q} AS {ts})"
-        exprs.append(f"{typed} AS {q}")
-        present = f"nullif(trim({q}), '')" if texty else q
+        typed = _cast_text(c, f.dataType, src) if texty else f"try_cast({qc} AS {ts})"
+        exprs.append(f"{typed} AS {qc}")
+        present = f"nullif(trim({qc}), '')" if texty else qc
         bad_parts.append(f"CASE WHEN {present} IS NOT NULL AND ({typed}) IS NULL THEN concat("
-                         f"{_sql_str(f'column {c}: ' + chr(39))}, substring(CAST({q} AS STRING), 1, 60), "
-                         f"{_sql_str(chr(39) + ' is not a valid ' + ts)}) END")
+                         f"{lit(f'column {c}: ' + chr(39))}, substring(CAST({qc} AS STRING), 1, 60), "
+                         f"{lit(chr(39) + ' is not a valid ' + ts)}) END")
     kind = {"csv": "malformed CSV record (wrong number of fields or unbalanced quotes)",
             "json": "malformed JSON record", "excel": "more cells than header columns",
             "http": "record is not a JSON object"}.get(src.format, "malformed record")
-    reason = f"CASE WHEN {_ident(CORRUPT)} IS NOT NULL THEN {_sql_str(kind)} END"
+    reason = f"CASE WHEN {q(CORRUPT)} IS NOT NULL THEN {lit(kind)} END"
     if bad_parts:
         reason = f"coalesce({reason}, nullif(concat_ws('; ', {', '.join(bad_parts)}), ''))"
     data_raw = [c for c in raw.columns if c not in (CORRUPT, SOURCE, POSITION, *keep)]
-    as_text = ", ".join(f"CAST({_ident(c)} AS STRING) AS {_ident(c)}" for c in data_raw)
-    record = f"coalesce({_ident(CORRUPT)}, to_json(struct({as_text})))"
-    return raw.selectExpr(*exprs, _ident(SOURCE), _ident(POSITION), f"{reason} AS {REASON}", f"{record} AS {RAW}",
-                          *[_ident(k) for k in keep])
+    as_text = ", ".join(f"CAST({q(c)} AS STRING) AS {q(c)}" for c in data_raw)
+    record = f"coalesce({q(CORRUPT)}, to_json(struct({as_text})))"
+    return raw.selectExpr(*exprs, q(SOURCE), q(POSITION), f"{reason} AS {REASON}", f"{record} AS {RAW}",
+                          *[q(k) for k in keep])
 
 
 _PENDING = "bad record"  # replaced by explain_bad()

@@ -182,6 +182,6 @@ def _commit_info(spark: SparkSession, table: str, location: str, tag: str) -> tu
     history = DeltaTable.forName(spark, table).history(50)
     row = history.where(f"userMetadata = '{tag}'").select("version", "operation", "operationMetrics").first()
     if row is None:  # an empty write: Delta commits nothing when no file is added or removed
-        return int(history.select("version").first()[0]), "NONE", {}
+        return latest_version(spark, table), "NONE", {}
     return int(row["version"]), row["operation"], row["operationMetrics"] or {}
 
