@@ -4,6 +4,7 @@ budget, multiclass and regression targets, and bad input that registers nothing.
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -123,6 +124,28 @@ def test_time_budget_skips_the_remaining_candidates(spark, settings, telco, tmp_
     assert status["logistic_regression"] == "ok"  # the first algorithm always runs
     assert status["random_forest"].startswith("skipped: time budget")
     assert status["gbt"].startswith("skipped: time budget")
+
+
+def test_successive_halving_fits_only_the_best_third_on_the_other_folds(spark, settings, telco, tmp_path):
+    grid = {"logistic_regression": {"regParam": [0.001, 0.01, 0.1]},
+            "decision_tree": {"maxDepth": [1, 2, 3]}}
+    pipe = _pipeline(tmp_path, "halving", **{"tables.bronze": "zoo_bronze", "model.algorithms": grid,
+                                             "model.folds": 3, "model.halving": True})
+    lines: list[str] = []
+    res = train(spark, settings, pipe, "h1", DAY, progress=lines.append)
+    kept = [r for r in res.leaderboard if r["status"] == "ok"]
+    pruned = [r for r in res.leaderboard if r["status"] != "ok"]
+    assert len(kept) == 2 and len(pruned) == 4  # ceil(6 / 3) go on to folds 2 and 3
+    assert "halving: 2 of 6 candidate(s) go on to the other folds" in lines
+    for r in pruned:  # each pruned one names its first-fold score and the bar it missed
+        m = re.match(r"pruned after fold 1 \(successive halving\): roc_auc (0\.\d{4}); the 2 kept scored (0\.\d{4}) or better",
+                     r["status"])
+        assert m and float(m.group(1)) <= float(m.group(2)), r["status"]
+        assert r["cv_mean"] is None and r["rank"] is None
+    assert all(r["cv_std"] is not None and r["rank"] in (1, 2) for r in kept)  # scored on all 3 folds
+    assert next(r for r in res.leaderboard if r["is_best"]) in kept
+    # a depth-1 stump ranks below every logistic regression on the first fold
+    assert not any(r["algorithm"] == "decision_tree" and json.loads(r["params"])["maxDepth"] == 1 for r in kept)
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,10 @@ METRICS = {
 }
 
 
+# Convergence tolerance of the iterative linear models unless a grid sets ``tol``.
+LINEAR_TOL = 1e-4
+
+
 def higher_is_better(task: str, metric: str) -> bool:
     return METRICS[task][metric]
 
@@ -196,7 +200,9 @@ def build(algorithm: str, task: str, *, features: str, label: str, weight: str |
     regression = task == "regression"
     # lakeforge's preprocessing already scales the numeric columns; MLlib's internal
     # standardization would also rescale the one-hot columns (as scikit-learn does not).
-    linear = {"standardization": False}
+    # tol: scikit-learn's default (MLlib's is 1e-6); on 2M rows it saves 25-50 % of the L-BFGS
+    # iterations with the same loss to 6 digits and the same validation AUC (docs/benchmarks.md).
+    linear = {"standardization": False, "tol": LINEAR_TOL}
     if algorithm == "logistic_regression":
         est = C.LogisticRegression(**common, **linear, maxIter=max_iter or 100)
     elif algorithm == "decision_tree":

@@ -13,11 +13,11 @@ How the search works (CrossValidator's algorithm, shared by all algorithms):
    columns and why, values coerced to null, the feature ranking) is printed and logged
    (lakeforge.features.PreprocessingReport); the ranking and the gold feature table
    (``tables.features``) are written to Delta.
-3. For each fold, the fold's training and validation frames are cached once, and every
-   candidate (algorithm x grid point) is fitted on them, ``parallelism`` at a time
-   (``Estimator.fitMultiple``, as CrossValidator does); each fit is evaluated with every metric
-   in ONE aggregation (lakeforge.evaluation). No sub-model is kept.
-   ``search: train_validation_split`` uses one split instead of k folds.
+3. Every (fold, candidate) fit — candidate = algorithm x grid point — goes to one thread pool,
+   ``parallelism`` at a time, on the fold's rows of the cached features; each fit is evaluated
+   with every metric in ONE aggregation (lakeforge.evaluation). No sub-model is kept.
+   ``search: train_validation_split`` uses one split instead of k folds; ``halving: true``
+   fits every candidate on the first fold and only the best third on the others.
 4. The best candidate by the primary metric is refitted on the whole training split; for binary
    targets its decision threshold is chosen on the pooled validation predictions (max F1, or a
    target precision / recall) and stored in the model.
@@ -346,7 +346,7 @@ def train(
     t = time.perf_counter()
     deadline = t0 + cfg.max_minutes * 60 if cfg.max_minutes else None
     _search(spark, train_features, candidates, task, target, n_folds, weight, cfg.seed, cfg.max_iter, num_features,
-            num_classes, parallelism, deadline, say, fold_data)
+            num_classes, parallelism, deadline, say, fold_data, halving_metric=metric if cfg.halving else None)
     timings["search"] = time.perf_counter() - t
 
     ranked = sorted(
@@ -449,6 +449,27 @@ def set_threshold(fitted, threshold: float) -> None:
         fitted.set(fitted.thresholds, [1 - threshold, threshold])
 
 
+def _halve(first: dict[int, tuple], task: str, metric: str) -> tuple[list[int], dict[int, str]]:
+    """Successive halving after the first fold (``first``: candidate index -> (evaluation, status,
+    seconds)): the indexes of the best third (at least one) of the candidates that finished it,
+    and a reason for each candidate that finished and is dropped."""
+    scored = [(ci, ev.metrics[metric]) for ci, (ev, status, _) in first.items()
+              if status == "ok" and not math.isnan(ev.metrics[metric])]
+    hib = evaluation.higher_is_better(task, metric)
+    scored.sort(key=lambda x: (-x[1] if hib else x[1], x[0]))
+    n_keep = max(1, math.ceil(len(scored) / 3))
+    keep = sorted(ci for ci, _ in scored[:n_keep])
+    cut = scored[n_keep - 1][1] if scored else math.nan
+    why = {ci: f"pruned after fold 1 (successive halving): {metric} {v:.4f}; the {n_keep} kept scored {cut:.4f} or better"
+           if hib else f"pruned after fold 1 (successive halving): {metric} {v:.4f}; the {n_keep} kept scored {cut:.4f} or less"
+           for ci, v in scored[n_keep:]}
+    # Finished but without a score (NaN): dropped too; failed / skipped ones keep their reason.
+    for ci, (ev, status, _) in first.items():
+        if status == "ok" and ci not in keep and ci not in why:
+            why[ci] = f"pruned after fold 1 (successive halving): no {metric}"
+    return keep, why
+
+
 def _candidates(algorithms: dict, task: str) -> list[Candidate]:
     out = []
     for name, grid in algorithms.items():
@@ -459,7 +480,7 @@ def _candidates(algorithms: dict, task: str) -> list[Candidate]:
 
 
 def _search(spark, features, candidates, task, target, n_folds, weight, seed, max_iter, num_features, num_classes,
-            parallelism, deadline, say, fold_data=None) -> None:
+            parallelism, deadline, say, fold_data=None, halving_metric: str | None = None) -> None:
     """Fit and score every candidate on every fold.
 
     All (fold, candidate) fits go to ONE thread pool, so Spark always has ``parallelism`` fits
@@ -473,6 +494,10 @@ def _search(spark, features, candidates, task, target, n_folds, weight, seed, ma
     ``fold_data(k)``, when given, returns fold k's cached (training, validation, vector size)
     instead (preprocessing refitted per fold). Results are stored per fold and appended in fold
     order, so the same data, config and seed give the same CV means.
+
+    With ``halving_metric`` (``model.halving``), successive halving across folds: every
+    candidate is fitted on the first fold, and only the best third by that metric (at least one)
+    is fitted on the other folds; the others are listed as pruned, with their first-fold score.
     """
     folds = []
     for k in range(n_folds):
@@ -485,7 +510,7 @@ def _search(spark, features, candidates, task, target, n_folds, weight, seed, ma
     failed: dict[int, str] = {}  # candidate index -> why its first failed fit failed
     results: dict[tuple[int, int], tuple] = {}
     done_per_fold = [0] * n_folds
-    per_fold = len(candidates)
+    per_fold = [0] * n_folds  # fits submitted per fold
     t_start = time.perf_counter()
 
     def fit_eval(k: int, ci: int) -> None:
@@ -517,13 +542,27 @@ def _search(spark, features, candidates, task, target, n_folds, weight, seed, ma
         results[(k, ci)] = (ev, "ok", secs)
         with lock:
             done_per_fold[k] += 1
-            if done_per_fold[k] == per_fold:
-                say(f"fold {k + 1}/{n_folds}: {per_fold} candidate(s) done, {time.perf_counter() - t_start:.1f} s into the search")
+            if done_per_fold[k] == per_fold[k]:
+                say(f"fold {k + 1}/{n_folds}: {per_fold[k]} candidate(s) done, {time.perf_counter() - t_start:.1f} s into the search")
+
+    def run(batch: list[tuple[int, int]]) -> None:
+        for k, _ in batch:
+            per_fold[k] += 1
+        with ThreadPoolExecutor(max_workers=parallelism) as pool:
+            for f in [pool.submit(fit_eval, k, ci) for k, ci in batch]:
+                f.result()
 
     order = [(k, ci) for k in range(n_folds) for ci in range(len(candidates))]
-    with ThreadPoolExecutor(max_workers=parallelism) as pool:
-        for f in [pool.submit(fit_eval, k, ci) for k, ci in order]:
-            f.result()
+    if halving_metric is None or n_folds < 2 or len(candidates) < 3:
+        run(order)
+    else:
+        run([(0, ci) for ci in range(len(candidates))])
+        keep, why = _halve({ci: results[(0, ci)] for ci in range(len(candidates))}, task, halving_metric)
+        for ci in set(range(len(candidates))) - set(keep):  # pruned, or failed / skipped on fold 1
+            for k in range(1, n_folds):
+                results[(k, ci)] = (None, why.get(ci, results[(0, ci)][1]), 0.0)
+        say(f"halving: {len(keep)} of {len(candidates)} candidate(s) go on to the other folds")
+        run([(k, ci) for k in range(1, n_folds) for ci in keep])
     skipped_said: set[str] = set()
     for k, ci in order:  # fold order: deterministic means
         c = candidates[ci]
