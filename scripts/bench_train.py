@@ -1,6 +1,6 @@
 """Benchmark: lakeforge's model search vs scikit-learn's GridSearchCV, side by side in one run.
 
-    .venv/bin/python scripts/bench_train.py [--datasets telco,generated] [--rows 2000000] [--out docs/bench_train.json]
+    .venv/bin/python scripts/bench_train.py [--datasets telco,generated] [--rows 2000000] [--halving] [--out docs/bench_train.json]
 
 Both sides get the SAME split (lakeforge's hash split of the key), the SAME folds (lakeforge's
 fold column, given to scikit-learn as a PredefinedSplit), the same algorithms and grids, and
@@ -47,6 +47,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--datasets", default="telco,generated", help="comma-separated: telco, generated")
     p.add_argument("--rows", type=int, default=2_000_000, help="rows of the generated dataset (default 2,000,000)")
     p.add_argument("--out", default=None, help="write the results as JSON here")
+    p.add_argument("--halving", action="store_true",
+                   help="lakeforge searches with model.halving (all candidates on fold 1, the best third on the "
+                        "others); scikit-learn keeps its exhaustive GridSearchCV")
     p.add_argument("--driver-memory", default="8g")
     p.add_argument("--sklearn-child", default=None, help=argparse.SUPPRESS)  # internal: the child's job file
     return p.parse_args()
@@ -136,7 +139,8 @@ def main() -> int:
 
     for dataset in args.datasets.split(","):
         if dataset == "telco":
-            pipe = load_pipeline(write_pipeline(work, **{"model.algorithms": TELCO_GRIDS, "model.folds": 3}))
+            pipe = load_pipeline(write_pipeline(work, **{"model.algorithms": TELCO_GRIDS, "model.folds": 3,
+                                                         "model.halving": args.halving}))
             numeric, categorical = list(pipe.features.numeric), list(pipe.features.categorical)
             grids = TELCO_GRIDS
         else:
@@ -151,6 +155,7 @@ def main() -> int:
                 "tables": {"bronze": "bronze_generated", "predictions": "predictions_generated", "leaderboard": "leaderboard_generated"},
                 "features": {"numeric": numeric, "categorical": categorical},
                 "model.registered_name": "generated", "model.algorithms": GENERATED_GRIDS, "model.folds": 3,
+                "model.halving": args.halving,
             }))
             grids = GENERATED_GRIDS
         ingest(spark, settings, pipe, "bench", day)
@@ -192,7 +197,7 @@ def main() -> int:
                         "time_ratio_lakeforge_over_sklearn": lf_secs / sk["seconds"]})
 
     machine = {"cpus": cores, "platform": platform.platform(), "python": platform.python_version(),
-               "spark": spark.version, "driver_memory": args.driver_memory}
+               "spark": spark.version, "driver_memory": args.driver_memory, "lakeforge_halving": args.halving}
     import sklearn
 
     machine["sklearn"] = sklearn.__version__

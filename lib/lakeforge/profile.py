@@ -52,6 +52,7 @@ from lakeforge.errors import InputDataError
 from lakeforge.frame import MAX_CLASSES, default_positive, frame, infer_task
 from lakeforge.ingest import METADATA_COLUMNS
 from lakeforge.io import require_columns
+from lakeforge.ml_stages import q
 
 PASSES = 3
 ROLE_SAMPLE_ROWS = 10_000
@@ -248,9 +249,9 @@ def profile(
         t = fields[name]
         cp = ColumnProfile(name, t.simpleString(), role, reason)
         cols.append(cp)
-        src = F.col(_q(name))
+        src = F.col(q(name))
         if role == "numeric":
-            as_num = src.cast("double") if isinstance(t, NumericType) else F.expr(f"try_cast({_q(name)} AS DOUBLE)")
+            as_num = src.cast("double") if isinstance(t, NumericType) else F.expr(f"try_cast({q(name)} AS DOUBLE)")
             proj.append(F.when(~F.isnan(as_num), as_num).alias(f"c{i}"))
             if isinstance(t, StringType):  # 1: blank, 2: not a number
                 blank = F.trim(src) == ""
@@ -259,15 +260,15 @@ def profile(
             proj.append(src.cast("string").alias(f"c{i}"))
         elif role == "datetime":
             is_text = isinstance(t, StringType)
-            proj.append((F.expr(f"try_cast({_q(name)} AS TIMESTAMP)") if is_text else src).alias(f"c{i}"))
+            proj.append((F.expr(f"try_cast({q(name)} AS TIMESTAMP)") if is_text else src).alias(f"c{i}"))
         elif role in ("key", "id"):
             proj.append(src.alias(f"c{i}"))
         else:  # unsupported types: nulls only
             proj.append(src.isNull().alias(f"c{i}"))
     target_numeric = isinstance(fields[target], NumericType)
-    proj.append(F.col(_q(target)).cast("string").alias("__t"))
+    proj.append(F.col(q(target)).cast("string").alias("__t"))
     if target_numeric:
-        tn = F.col(_q(target)).cast("double")
+        tn = F.col(q(target)).cast("double")
         proj.append(F.when(~F.isnan(tn), tn).alias("__tn"))
     base = df.select(*proj)
     if cache:
@@ -522,10 +523,6 @@ def _profile(base, cols, target, target_numeric, task, positive_class, threshold
 # ---------------------------------------------------------------------------------------------
 # Helpers: expressions
 # ---------------------------------------------------------------------------------------------
-
-
-def _q(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
 
 
 def _distinct(column: str, alias: str):
