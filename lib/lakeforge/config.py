@@ -643,7 +643,8 @@ class ModelConfig(_Strict):
     # best_mean: the best CV mean wins; one_standard_error: the simplest algorithm within one
     # standard error of the best (differences below the fold noise do not buy complexity).
     selection: Literal["best_mean", "one_standard_error"] = "one_standard_error"
-    # Successive halving across folds: all candidates on the first fold, the best third on the rest.
+    # Successive halving across folds: all candidates on the first fold; on the rest the best
+    # third and the best of each algorithm.
     halving: bool = False
     folds: int = Field(3, ge=2, le=20)
     train_ratio: float = Field(0.75, gt=0.0, lt=1.0)  # train_validation_split only

@@ -17,7 +17,8 @@ How the search works (CrossValidator's algorithm, shared by all algorithms):
    ``parallelism`` at a time, on the fold's rows of the cached features; each fit is evaluated
    with every metric in ONE aggregation (lakeforge.evaluation). No sub-model is kept.
    ``search: train_validation_split`` uses one split instead of k folds; ``halving: true``
-   fits every candidate on the first fold and only the best third on the others.
+   fits every candidate on the first fold and only the best third and the best of each
+   algorithm on the others.
 4. The best candidate by the primary metric is refitted on the whole training split; for binary
    targets its decision threshold is chosen on the pooled validation predictions (max F1, or a
    target precision / recall) and stored in the model.
@@ -449,25 +450,32 @@ def set_threshold(fitted, threshold: float) -> None:
         fitted.set(fitted.thresholds, [1 - threshold, threshold])
 
 
-def _halve(first: dict[int, tuple], task: str, metric: str) -> tuple[list[int], dict[int, str]]:
+def _halve(candidates: list[Candidate], first: dict[int, tuple], task: str, metric: str) -> tuple[list[int], dict[int, str]]:
     """Successive halving after the first fold (``first``: candidate index -> (evaluation, status,
-    seconds)): the indexes of the best third (at least one) of the candidates that finished it,
-    and a reason for each candidate that finished and is dropped."""
+    seconds)): the indexes of the candidates that go on — the best third (at least one) of those
+    that finished it, and the best of each algorithm (the one-standard-error rule may pick a
+    simpler algorithm, so each needs its full CV) — and a reason for each one dropped."""
     scored = [(ci, ev.metrics[metric]) for ci, (ev, status, _) in first.items()
               if status == "ok" and not math.isnan(ev.metrics[metric])]
     hib = evaluation.higher_is_better(task, metric)
     scored.sort(key=lambda x: (-x[1] if hib else x[1], x[0]))
-    n_keep = max(1, math.ceil(len(scored) / 3))
-    keep = sorted(ci for ci, _ in scored[:n_keep])
-    cut = scored[n_keep - 1][1] if scored else math.nan
-    why = {ci: f"pruned after fold 1 (successive halving): {metric} {v:.4f}; the {n_keep} kept scored {cut:.4f} or better"
-           if hib else f"pruned after fold 1 (successive halving): {metric} {v:.4f}; the {n_keep} kept scored {cut:.4f} or less"
-           for ci, v in scored[n_keep:]}
+    n_top = max(1, math.ceil(len(scored) / 3))
+    keep = {ci for ci, _ in scored[:n_top]}
+    best_of: dict[str, float] = {}
+    for ci, v in scored:  # best first: the first seen of each algorithm is its best
+        if candidates[ci].algorithm not in best_of:
+            best_of[candidates[ci].algorithm] = v
+            keep.add(ci)
+    cut = scored[n_top - 1][1] if scored else math.nan
+    side = "at least" if hib else "at most"
+    why = {ci: (f"pruned after fold 1 (successive halving): {metric} {v:.4f}; the best third scored {side} {cut:.4f} "
+                f"and the best {candidates[ci].algorithm} {best_of[candidates[ci].algorithm]:.4f}")
+           for ci, v in scored if ci not in keep}
     # Finished but without a score (NaN): dropped too; failed / skipped ones keep their reason.
     for ci, (ev, status, _) in first.items():
         if status == "ok" and ci not in keep and ci not in why:
             why[ci] = f"pruned after fold 1 (successive halving): no {metric}"
-    return keep, why
+    return sorted(keep), why
 
 
 def _candidates(algorithms: dict, task: str) -> list[Candidate]:
@@ -497,7 +505,8 @@ def _search(spark, features, candidates, task, target, n_folds, weight, seed, ma
 
     With ``halving_metric`` (``model.halving``), successive halving across folds: every
     candidate is fitted on the first fold, and only the best third by that metric (at least one)
-    is fitted on the other folds; the others are listed as pruned, with their first-fold score.
+    and the best of each algorithm are fitted on the other folds; the others are listed as
+    pruned, with their first-fold score.
     """
     folds = []
     for k in range(n_folds):
@@ -557,7 +566,7 @@ def _search(spark, features, candidates, task, target, n_folds, weight, seed, ma
         run(order)
     else:
         run([(0, ci) for ci in range(len(candidates))])
-        keep, why = _halve({ci: results[(0, ci)] for ci in range(len(candidates))}, task, halving_metric)
+        keep, why = _halve(candidates, {ci: results[(0, ci)] for ci in range(len(candidates))}, task, halving_metric)
         for ci in set(range(len(candidates))) - set(keep):  # pruned, or failed / skipped on fold 1
             for k in range(1, n_folds):
                 results[(k, ci)] = (None, why.get(ci, results[(0, ci)][1]), 0.0)
