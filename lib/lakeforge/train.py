@@ -91,7 +91,7 @@ class Candidate:
     fold_metrics: list[dict[str, float]] = field(default_factory=list)
     fold_evals: list[evaluation.Evaluation] = field(default_factory=list)
     fit_seconds: float = 0.0
-    status: str = "ok"  # ok | skipped (time budget) | failed: <reason>
+    status: str = "ok"  # ok | skipped (time budget) | failed: <reason> | pruned after fold 1 (halving)
     selected_by: str = ""  # set on the winner: why it won
 
     @property
