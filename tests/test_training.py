@@ -238,3 +238,23 @@ def test_constant_target_is_refused(spark, settings, tmp_path):
     ingest(spark, settings, pipe, "c0", DAY)
     with pytest.raises(InputDataError, match=r"target 'y' is constant \('same' in every row\); nothing to learn"):
         train(spark, settings, pipe, "c1", DAY)
+
+
+def test_halving_rule_keeps_the_best_third_and_each_algorithms_best():
+    from types import SimpleNamespace
+
+    from lakeforge.train import Candidate, _halve
+
+    cands = [Candidate("linear_regression", {"regParam": r}) for r in (0.01, 0.1, 1.0)] + \
+            [Candidate("random_forest", {"maxDepth": d}) for d in (4, 8, 12)] + [Candidate("gbt", {"maxDepth": 3})]
+    rmse = [2.0, 2.5, 3.0, 1.2, 1.0, 1.1, float("nan")]  # lower is better
+    first = {ci: (SimpleNamespace(metrics={"rmse": v}), "ok", 1.0) for ci, v in enumerate(rmse)}
+    first[2] = (None, "failed: singular matrix", 0.1)
+    keep, why = _halve(cands, first, "regression", "rmse")
+    # 5 finished with a score: the best third is 2 (depths 8, 12); linear's best (0.01) goes on too
+    assert keep == [0, 4, 5]
+    assert why[1] == ("pruned after fold 1 (successive halving): rmse 2.5000; the best third scored at most 1.1000 "
+                      "and the best linear_regression 2.0000")
+    assert why[3].startswith("pruned after fold 1 (successive halving): rmse 1.2000")
+    assert why[6] == "pruned after fold 1 (successive halving): no rmse"
+    assert 2 not in why  # a failed fit keeps its own reason
