@@ -73,6 +73,26 @@ def test_threshold_is_chosen_and_stored_in_the_model(telco):
     assert stored == pytest.approx(first.threshold)
 
 
+def test_refit_keeps_the_searchs_total_penalty(telco):
+    """The weak training's only candidate is logistic regression, regParam 0.001, chosen on
+    2-fold CV (half the training rows): the model refitted on all rows has regParam 0.0005."""
+    _, _, _, third = telco
+    assert json.loads(next(r for r in third.leaderboard if r["is_best"])["params"])["regParam"] == 0.001
+    clf = tracking.load_spark_model(third.model).stages[-1]
+    assert clf.getRegParam() == pytest.approx(0.0005)
+    assert MlflowClient().get_run(third.mlflow_run_id).data.params["refit.regParam"] == "0.0005"
+
+
+def test_refit_penalty_scales_regparam_by_the_fold_share():
+    from lakeforge.train import refit_penalty
+
+    assert refit_penalty({"regParam": 0.01, "elasticNetParam": 0.5}, "cross_validation", 3, 0.75) == \
+        pytest.approx({"regParam": 0.01 * 2 / 3, "elasticNetParam": 0.5})
+    assert refit_penalty({"regParam": 0.01}, "train_validation_split", 1, 0.8) == pytest.approx({"regParam": 0.008})
+    assert refit_penalty({"regParam": 0.0}, "cross_validation", 3, 0.75) == {"regParam": 0.0}
+    assert refit_penalty({"maxDepth": 5}, "cross_validation", 3, 0.75) == {"maxDepth": 5}
+
+
 def test_parent_run_with_a_child_run_per_candidate(telco):
     _, first, _, _ = telco
     client = MlflowClient()
