@@ -155,6 +155,27 @@ def test_schema_drift_fails_with_the_differences_unless_evolution_is_allowed(spa
     assert json.loads(logged["schema_changes"]) == res.schema_changes
 
 
+def test_a_table_with_an_earlier_versions_load_metadata_is_replaced_in_full_or_refused(spark, settings, tmp_path):
+    """Bronze tables of earlier lakeforge versions named the file column _source_file: a full
+    load replaces the layout; an append would mix two layouts, so it stops with the fix."""
+    (spark.createDataFrame([(9, 9.5, "old.csv", "r0")], "id int, amount double, _source_file string, _run_id string")
+     .withColumn("_ingested_at", F.current_timestamp()).withColumn("_run_date", F.lit(D1))
+     .write.format("delta").saveAsTable("lakeforge.bronze_ing_old"))
+    f = tmp_path / "v.csv"
+    f.write_text("id,amount\n1,1.5\n2,2.5\n")
+    source = {"format": "csv", "path": str(f), "options": {"header": True}}
+    with pytest.raises(InputDataError, match=r"bronze_ing_old was written by an earlier lakeforge version \(old column "
+                                             r"_source_file, no column _source; .*an append load cannot add to it. Load it in full once"):
+        ingest(spark, settings, pipeline(tmp_path, {**source, "mode": "append"}, name="ing_old"), "r1", D1)
+    assert spark.table("lakeforge.bronze_ing_old").count() == 1  # untouched
+
+    [res] = ingest(spark, settings, pipeline(tmp_path, source, name="ing_old"), "r2", D1)
+    assert counts(res) == (2, 2, 0)
+    table = spark.table("lakeforge.bronze_ing_old")
+    assert "_source_file" not in table.columns and {"_source", "_run_id", "_ingested_at", "_run_date"} <= set(table.columns)
+    assert sorted(r["id"] for r in table.select("id").collect()) == [1, 2]
+
+
 def test_column_names_are_normalised_and_the_mapping_recorded(spark, settings, tmp_path):
     f = tmp_path / "names.csv"
     f.write_text("Customer ID,Monthly.Charges,2nd value\nA,1.5,x\n")

@@ -62,6 +62,7 @@ from lakeforge.ml_stages import lit, q
 from lakeforge.readers import CORRUPT, POSITION, SOURCE
 
 METADATA_COLUMNS = ("_ingested_at", "_source", "_run_id", "_run_date")
+OLD_METADATA_COLUMNS = ("_source_file",)  # written by earlier lakeforge versions (now _source)
 REASON = "_reason"
 RAW = "_raw"
 INGEST_RUNS_TABLE = "ingest_runs"
@@ -402,8 +403,29 @@ def _where(pipeline: PipelineConfig, name: str) -> str:
 
 
 def _data_schema(spark: SparkSession, table: str) -> StructType:
-    skip = set(METADATA_COLUMNS) | {"_source_file"}
+    skip = set(METADATA_COLUMNS) | set(OLD_METADATA_COLUMNS)
     return StructType([f for f in spark.table(table).schema.fields if f.name not in skip])
+
+
+def _old_metadata(spark: SparkSession, table: str, mode: str, where: str, say: Callable[[str], None]) -> bool:
+    """True when ``table`` has the load metadata columns of an earlier lakeforge version and
+    this load may replace them (a full ``overwrite`` load replaces the table's schema; the data
+    columns are checked for drift as usual). Append and incremental loads would mix two layouts
+    in one table: they stop with the fix."""
+    have = spark.table(table).schema.fieldNames()
+    old = [c for c in OLD_METADATA_COLUMNS if c in have]
+    missing = [c for c in METADATA_COLUMNS if c not in have]
+    if not old and not missing:
+        return False
+    what = ", ".join([f"old column {c}" for c in old] + [f"no column {c}" for c in missing])
+    if mode == "overwrite":
+        say(f"{table} has the load metadata of an earlier lakeforge ({what}): this full load replaces "
+            f"them with {', '.join(METADATA_COLUMNS)}")
+        return True
+    raise InputDataError(
+        f"{where}: {table} was written by an earlier lakeforge version ({what}; the load metadata columns are now "
+        f"{', '.join(METADATA_COLUMNS)}), so an {mode} load cannot add to it. Load it in full once with mode: "
+        f"overwrite, or drop it (lakeforge sql \"DROP TABLE {table}\") and load again; nothing was written")
 
 
 def _in_list(column: str, values: list[str]) -> str:
@@ -423,6 +445,7 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
     say = progress or (lambda _m: None)
     exists = table_exists(spark, table)
     table_schema = _data_schema(spark, table) if exists else None
+    migrate = exists and _old_metadata(spark, table, mode, where, say)
     explicit = _parse_ddl(spark, src.schema_, where) if src.schema_ else None
 
     # 1. raw read ---------------------------------------------------------------------------
@@ -618,7 +641,8 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
             elif mode == "incremental":
                 wr = write_table(good, table, append=True, merge_schema=src.schema_evolution, stats_columns=stats)
             else:
-                wr = write_table(good, table, merge_schema=src.schema_evolution, stats_columns=stats)
+                wr = write_table(good, table, merge_schema=src.schema_evolution and not migrate, stats_columns=stats,
+                                 overwrite_schema=migrate)
         observed = dict(obs.get)  # (write_table creates a new table first: CTAS would return no metrics)
         if collect_bad:
             rows = observed["bad_rows"] or []

@@ -98,6 +98,7 @@ def write_table(
     append: bool = False,
     merge_schema: bool = False,
     stats_columns: list[str] | None = None,
+    overwrite_schema: bool = False,
 ) -> WriteResult:
     """Write ``df`` to the Delta table ``table`` in one atomic commit.
 
@@ -110,6 +111,7 @@ def write_table(
     ``stats_columns``: a new table collects Delta's data-skipping statistics (min/max/nulls per
     file) for these columns only (measured: statistics on every column of the predictions table
     cost about 40 % of its write time).
+    ``overwrite_schema``: a full replace also replaces the table's schema (Delta overwriteSchema).
     """
     if partition_col is not None and partition_value is None and replace_where is None and not append:
         raise ValueError("partition_value is required with partition_col")
@@ -129,6 +131,8 @@ def write_table(
     writer = df.write.format("delta").mode("append" if append else "overwrite")
     if merge_schema and exists:  # new columns are added to the table (e.g. a richer leaderboard)
         writer = writer.option("mergeSchema", "true")
+    if overwrite_schema and not append and partition_col is None and replace_where is None:
+        writer = writer.option("overwriteSchema", "true")
     if partition_col is not None:
         writer = writer.partitionBy(partition_col)
         if exists and not append and replace_where is None:
