@@ -165,6 +165,7 @@ def test_maintain_compacts_and_keeps_data(spark, overlay, trained):
     result = CliRunner().invoke(cli, ["--conf", str(overlay), "maintain", str(path)])
     assert result.exit_code == 0, result.output
     assert "lakeforge.s_predictions" in result.output and "interval 7 days (default)" in result.output
+    assert "lakeforge.ingest_runs" in result.output  # the load records are maintained too
     ops = [r.operation for r in spark.sql("DESCRIBE HISTORY lakeforge.job_runs").collect()]
     assert "OPTIMIZE" in ops and "VACUUM END" in ops
     assert spark.sql("DESCRIBE DETAIL lakeforge.job_runs").first()["numFiles"] == 1

@@ -459,15 +459,22 @@ def _run_pipeline(ctx: Context, pipeline_file: str, run_date, date_from, date_to
 @click.pass_obj
 def maintain(ctx: Context, pipeline_file: str, no_vacuum: bool) -> None:
     """Compact small files (OPTIMIZE) and delete unreferenced old files (VACUUM) in the
-    pipeline's tables and job_runs.
+    pipeline's tables (bronze and its quarantine, the named sources' tables and quarantines,
+    predictions, leaderboard, the feature table and ranking) and in ingest_runs, dq_results and
+    job_runs.
 
     VACUUM keeps every file younger than the table's delta.deletedFileRetentionDuration
     (Delta's default: 7 days), so running readers and time travel within that window are safe.
     """
+    from lakeforge.ingest import INGEST_RUNS_TABLE
+    from lakeforge.quality import DQ_TABLE
     from lakeforge.runs import JOB_RUNS_TABLE, job_lock
 
     settings, pipeline = _load(ctx, pipeline_file)
-    names = [pipeline.tables.bronze, pipeline.tables.predictions, pipeline.tables.leaderboard, JOB_RUNS_TABLE]
+    t = pipeline.tables
+    loaded = [t.bronze, *[src.table for src in pipeline.sources.values()]]
+    names = [*[x for name in loaded for x in (name, f"{name}_quarantine")], t.predictions, t.leaderboard, t.features,
+             t.feature_ranking or f"feature_ranking_{pipeline.name}", INGEST_RUNS_TABLE, DQ_TABLE, JOB_RUNS_TABLE]
     with job_lock(settings, "maintain", pipeline.name), _session(settings) as spark:
         report = Table(title="Table maintenance")
         for col in ("table", "files compacted", "files written", "vacuum retention"):

@@ -656,7 +656,8 @@ class ModelConfig(_Strict):
     max_iter: int = Field(100, ge=1)
     # Candidates fitted at once; null: twice the cores Spark has, at most 4.
     parallelism: int | None = Field(None, ge=1)
-    # Stop starting new candidates after this many minutes (the leaderboard lists the skipped).
+    # After this many minutes from the start of training no new algorithm starts (started ones
+    # finish; the first always runs); the leaderboard lists the skipped candidates.
     max_minutes: float | None = Field(None, gt=0)
     # Weight classes inversely to their frequency (algorithms that take a weight column).
     class_weights: bool = False

@@ -4,8 +4,9 @@ the winner registered in MLflow as ``challenger``, promoted to ``champion`` when
 How the search works (CrossValidator's algorithm, shared by all algorithms):
 
 1. The task (binary / multiclass / regression) is taken from the config or inferred from the
-   target; the held-out test split is a hash of the key (per class, so each class keeps about the
-   test fraction) or, with ``model.split.by: time``, the latest rows by a timestamp column.
+   target; the held-out test split is a hash of the key (each class keeps about the test
+   fraction, recorded as ``test_share_per_class``) or, with ``model.split.by: time``, the latest
+   rows by a timestamp column.
 2. Preprocessing is fitted ONCE on the training split; its output (label, feature vector, fold
    number, weight) is cached. Folds are a hash of the key, so every algorithm sees the SAME folds.
    Preprocessing that reads the label (target encoding, univariate or model-based feature
@@ -28,8 +29,9 @@ How the search works (CrossValidator's algorithm, shared by all algorithms):
    becomes ``champion`` only if it beats the current champion on the same test rows by
    ``model.promotion_margin`` (the first version becomes champion directly).
 
-A ``model.max_minutes`` budget stops new candidates from starting; the leaderboard lists them
-as skipped.
+A ``model.max_minutes`` budget (from the start of training): after it no new algorithm starts
+(started ones finish their folds; the first always runs); the leaderboard lists the rest as
+skipped.
 """
 
 from __future__ import annotations
