@@ -11,6 +11,12 @@ VENV="$ROOT/.venv"
 log() { printf '[setup] %s\n' "$*"; }
 
 command -v java >/dev/null || { echo "[setup] error: java not found; install OpenJDK 17 (apt-get install openjdk-17-jdk-headless)" >&2; exit 1; }
+java_version="$(java -version 2>&1 | sed -n 's/.*version "\([^"]*\)".*/\1/p' | head -1)"
+java_major="$(echo "$java_version" | sed -e 's/^1\.//' -e 's/[^0-9].*//')"
+if [ -n "$java_major" ] && [ "$java_major" -lt 17 ]; then
+  echo "[setup] error: java is version $java_version; Spark 4 needs Java 17 or 21 (apt-get install openjdk-17-jdk-headless, then put it first on the PATH or set JAVA_HOME)" >&2
+  exit 1
+fi
 
 if [ ! -x "$VENV/bin/python" ]; then
   log "creating virtualenv $VENV"
