@@ -10,6 +10,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 import yaml
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from lakeforge.config import PipelineConfig
@@ -60,6 +61,9 @@ def test_csv_bad_records_are_quarantined_with_reasons_and_counts_add_up(spark, s
                             "schema": "id INT, name STRING, amount DOUBLE, day DATE"}, name="ing_bad")
     [res] = ingest(spark, settings, p, "r1", D1)
     assert counts(res) == (8, 4, 4) and res.counts_add_up
+    # the loads ran in a child session (its Observation would break MLlib models trained in it);
+    # the caller's session is the active one again, so the next stage does not pick up the child
+    assert SparkSession.getActiveSession()._jsparkSession.equals(spark._jsparkSession)
     bronze = spark.table("lakeforge.bronze_ing_bad")
     assert sorted(r["id"] for r in bronze.collect()) == [1, 6, 7, 8]
     row7 = bronze.where("id = 7").first()

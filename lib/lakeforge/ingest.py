@@ -762,6 +762,22 @@ def ingest(spark: SparkSession, settings: Settings, pipeline: PipelineConfig, ru
     # an ObservationManager on its session that is not serializable, and MLlib models trained
     # later in that session (their summaries hold it) would then fail to transform.
     session = spark.newSession()
+    try:
+        return _ingest_plan(spark, session, settings, pipeline, plan, run_id, run_date, progress)
+    finally:
+        # PySpark's createDataFrame (the quarantine rows) makes the child session the thread's
+        # active one, which get_spark() would then hand to the next stage (e.g. training):
+        # the caller's session is made active again.
+        _make_active(spark)
+
+
+def _make_active(spark: SparkSession) -> None:
+    SparkSession._activeSession = spark  # noqa: SLF001 - PySpark has no public setter
+    spark._jvm.SparkSession.setActiveSession(spark._jsparkSession)  # noqa: SLF001
+
+
+def _ingest_plan(spark: SparkSession, session: SparkSession, settings: Settings, pipeline: PipelineConfig, plan: list,
+                 run_id: str, run_date: dt.date, progress: Callable[[str], None] | None) -> list[IngestResult]:
     results: list[IngestResult] = []
     for name, table, src in plan:
         try:
