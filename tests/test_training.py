@@ -128,6 +128,19 @@ def test_champion_challenger_gate(telco):
     assert "challenger v3" in tags["lakeforge.decision"] and "champion v1" in tags["lakeforge.decision"]
 
 
+def test_a_champion_reading_other_columns_is_scored_on_the_same_rows(spark, settings, tmp_path):
+    """Training caches only what today's model reads (bronze's load metadata is left out); a
+    champion whose features read a metadata column is still scored on the same test rows."""
+    lr = {"logistic_regression": {"regParam": [0.01]}}
+    cols = {"features.numeric": ["tenure"], "features.categorical": ["Contract"], "model.algorithms": lr}
+    meta = _pipeline(tmp_path / "a", "metachamp", **cols, **{"features.derived": {"load_month": "month(_run_date)"}})
+    ingest(spark, settings, meta, "m0", DAY)
+    first = train(spark, settings, meta, "m1", DAY)
+    second = train(spark, settings, _pipeline(tmp_path / "b", "metachamp", **cols), "m2", DAY)
+    assert first.promoted
+    assert f"vs champion v{first.model.version}" in second.decision and "could not be scored" not in second.decision
+
+
 def test_leaderboard_table_and_report_file(spark, telco):
     _, _, _, third = telco
     rows = spark.sql("SELECT run_id, rank, algorithm, status, metrics FROM lakeforge.zoo_leaderboard").collect()
