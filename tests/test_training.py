@@ -129,8 +129,8 @@ def test_champion_challenger_gate(telco):
 
 
 def test_a_champion_reading_other_columns_is_scored_on_the_same_rows(spark, settings, tmp_path):
-    """Training caches only what today's model reads (bronze's load metadata is left out); a
-    champion whose features read a metadata column is still scored on the same test rows."""
+    """A champion whose features read a column today's config does not use (here a load
+    metadata column) is still scored on the same test rows, not replaced unscored."""
     lr = {"logistic_regression": {"regParam": [0.01]}}
     cols = {"features.numeric": ["tenure"], "features.categorical": ["Contract"], "model.algorithms": lr}
     meta = _pipeline(tmp_path / "a", "metachamp", **cols, **{"features.derived": {"load_month": "month(_run_date)"}})

@@ -474,7 +474,7 @@ def maintain(ctx: Context, pipeline_file: str, no_vacuum: bool) -> None:
     t = pipeline.tables
     loaded = [t.bronze, *[src.table for src in pipeline.sources.values()]]
     names = [*[x for name in loaded for x in (name, f"{name}_quarantine")], t.predictions, t.leaderboard, t.features,
-             t.feature_ranking or f"feature_ranking_{pipeline.name}", INGEST_RUNS_TABLE, DQ_TABLE, JOB_RUNS_TABLE]
+             pipeline.feature_ranking_table, INGEST_RUNS_TABLE, DQ_TABLE, JOB_RUNS_TABLE]
     with job_lock(settings, "maintain", pipeline.name), _session(settings) as spark:
         report = Table(title="Table maintenance")
         for col in ("table", "files compacted", "files written", "vacuum retention"):

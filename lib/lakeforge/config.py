@@ -795,6 +795,11 @@ class PipelineConfig(_Strict):
         return self
 
     @property
+    def feature_ranking_table(self) -> str:
+        """Where training writes the feature-selection ranking (default feature_ranking_<name>)."""
+        return self.tables.feature_ranking or f"feature_ranking_{self.name}"
+
+    @property
     def config_hash(self) -> str:
         payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]

@@ -137,7 +137,12 @@ def changed_since(base: DataFrame, key: str) -> Callable[[DataFrame], DataFrame]
 def _check_signature(df: DataFrame, ref: tracking.ModelRef, table: str, keep: list[str]) -> None:
     """Fail before any write when the input lacks a column the model was trained on (or one the
     predictions keep: the key and the passthrough columns). Extra columns are ignored."""
-    wanted = [*keep, *tracking.model_inputs(ref)]
+    from mlflow.models import get_model_info
+
+    info = get_model_info(ref.uri)
+    wanted = list(keep)
+    if info.signature is not None and info.signature.inputs is not None:
+        wanted += list(info.signature.inputs.input_names())
     missing = [c for c in wanted if c not in df.columns]
     if missing:
         raise InputDataError(

@@ -97,16 +97,6 @@ def load_spark_model(ref: ModelRef):
     return mlflow.spark.load_model(ref.uri)
 
 
-def model_inputs(ref: ModelRef) -> list[str]:
-    """The input columns of a registered version's signature ([] without one)."""
-    from mlflow.models import get_model_info
-
-    info = get_model_info(ref.uri)
-    if info.signature is None or info.signature.inputs is None:
-        return []
-    return list(info.signature.inputs.input_names())
-
-
 def model_task(ref: ModelRef) -> str:
     """The task a registered version was trained for (tag ``lakeforge.task``; binary before it existed)."""
     try:

@@ -73,7 +73,6 @@ from lakeforge.features import (
 )
 from lakeforge.frame import MAX_CLASSES, as_text, default_positive, infer_task
 from lakeforge.io import latest_version, read_version, require_columns, write_table
-from lakeforge.ingest import METADATA_COLUMNS, OLD_METADATA_COLUMNS
 
 LABEL_COL = "label"
 WEIGHT_COL = "_weight"
@@ -287,12 +286,7 @@ def train(
     fold = fold_of(pipeline.key, cfg.folds, cfg.seed) if cfg.search == "cross_validation" else (
         F.when(F.pmod(F.xxhash64(F.col(pipeline.key).cast("string"), F.lit(cfg.seed + 1)), F.lit(SPLIT_BUCKETS))
                >= F.lit(int(round(cfg.train_ratio * SPLIT_BUCKETS))), 0).otherwise(-1))
-    full = labelled.withColumn("_is_test", is_test).withColumn(FOLD_COL, fold)
-    # bronze's load metadata is not cached unless a feature reads it (2M rows: cache build
-    # 5.0 -> 3.9 s); the champion, which may read other columns, gets every column.
-    exprs = " ".join(spec.expr for spec in pipeline.features.derived_specs.values()).lower()
-    data = full.drop(*[c for c in (*METADATA_COLUMNS, *OLD_METADATA_COLUMNS)
-                       if c not in plan.inputs and c.lower() not in exprs and c not in (pipeline.key, pipeline.target)]).cache()
+    data = labelled.withColumn("_is_test", is_test).withColumn(FOLD_COL, fold).cache()
     counts = {(r["_is_test"], r["cls"]): r["count"] for r in
               data.groupBy("_is_test", (F.col(LABEL_COL) if task != "regression" else F.lit(0.0)).alias("cls")).count().collect()}
     _check_counts(counts, target, pipeline, table, n_folds)
@@ -401,7 +395,7 @@ def train(
     logged = _log_and_register(
         spark, settings, pipeline, model, raw.select(*plan.inputs), candidates, best, test_eval, leaderboard,
         table, version, run_id, run_date, target, metric, threshold, split_info, test_df, importances, timings,
-        prep_report=plan.report, refit_params=refit_params, all_columns_test=full.where(F.col("_is_test")),
+        prep_report=plan.report, refit_params=refit_params,
     )
     timings["mlflow_log_register"] = time.perf_counter() - t
     train_features.unpersist()
@@ -412,7 +406,7 @@ def train(
     if pipeline.tables.leaderboard:
         _write_leaderboard(spark, settings.table(pipeline.tables.leaderboard), leaderboard, run_id, run_date, mlflow_run_id, metric)
     if plan.report.ranking:
-        _write_ranking(spark, settings.table(pipeline.tables.feature_ranking or f"feature_ranking_{pipeline.name}"),
+        _write_ranking(spark, settings.table(pipeline.feature_ranking_table),
                        plan.report.ranking, pipeline.name, run_id, run_date, mlflow_run_id)
     if pipeline.tables.features:  # the gold feature table: replaced each run (one Delta version per run)
         t = time.perf_counter()
@@ -708,7 +702,7 @@ def _slot_names(prep_model: PipelineModel, raw_train: DataFrame, size: int) -> l
 
 def _log_and_register(spark, settings, pipeline, model, feature_frame, candidates, best, test_eval, leaderboard,
                       table, version, run_id, run_date, target, metric, threshold, split_info, test_df,
-                      importances, timings, prep_report=None, refit_params=None, all_columns_test=None):
+                      importances, timings, prep_report=None, refit_params=None):
     import mlflow
     import mlflow.spark
     import pyspark
@@ -791,7 +785,7 @@ def _log_and_register(spark, settings, pipeline, model, feature_frame, candidate
             )
         new_version = str(info.registered_model_version)
         promoted, decision, champion_version, champion_score = _promotion(
-            client, cfg, target, metric, test_eval.metrics[metric], test_df, new_version, all_columns_test
+            client, cfg, target, metric, test_eval.metrics[metric], test_df, new_version
         )
         mlflow.set_tags({"lakeforge.decision": decision, "lakeforge.promoted": str(promoted)})
         if champion_score is not None:
@@ -835,13 +829,10 @@ def _no_serving_validation():
         mu._validate_serving_input = original
 
 
-def _promotion(client, cfg, target: Target, metric: str, new_score: float, test_df: DataFrame, new_version: str,
-               all_columns_test: DataFrame | None = None):
+def _promotion(client, cfg, target: Target, metric: str, new_score: float, test_df: DataFrame, new_version: str):
     """Alias the new version ``challenger``; make it ``champion`` if there is none or if it beats
     the champion on the same test rows by ``promotion_margin``. Returns (promoted, decision,
-    champion version after the decision, the old champion's score). ``test_df`` holds the
-    columns today's model reads; a champion that reads others (another feature config) is
-    scored on ``all_columns_test``, the same rows with every column."""
+    champion version after the decision, the old champion's score)."""
     from mlflow.exceptions import MlflowException
 
     name = cfg.registered_name
@@ -858,10 +849,7 @@ def _promotion(client, cfg, target: Target, metric: str, new_score: float, test_
         champ_task = current.tags.get("lakeforge.task", "binary")
         if champ_task != target.task:
             raise ValueError(f"champion is a {champ_task} model")
-        ref = tracking.ModelRef(name, str(current.version))
-        if all_columns_test is not None and not set(tracking.model_inputs(ref)) <= set(test_df.columns):
-            test_df = all_columns_test
-        champion = tracking.load_spark_model(ref)
+        champion = tracking.load_spark_model(tracking.ModelRef(name, str(current.version)))
         champ_score = evaluation.evaluate(target.task, champion.transform(test_df), LABEL_COL, target.labels).metrics[metric]
     except Exception as exc:  # the champion cannot score today's data: the new model replaces it
         tracking.set_alias(name, "champion", new_version)
