@@ -80,3 +80,38 @@ def test_zero_config_run_frames_trains_and_scores(spark, overlay, settings, tmp_
     n = spark.sql("SELECT count(*), count(DISTINCT flat_id) FROM lakeforge.predictions_flats").first()
     assert tuple(n) == (200, 200)
     shutil.rmtree(settings.path(settings.reports_dir) / "flats")
+
+
+def test_card_uses_bronzes_column_names_and_keeps_unique_measurements(spark, overlay, settings, tmp_path):
+    src = tmp_path / "cars_named.csv"
+    lines = ["Car ID,make,mileage km,segment"]
+    for i in range(300):
+        mileage = "" if i % 40 == 0 else str(1000 + i * 373)  # nearly unique, not an ID
+        lines.append(f"C{i:05d},{['vw', 'kia', 'bmw'][i % 3]},{mileage},{['small', 'mid', 'lux'][(i // 3) % 3]}")
+    src.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "cars_named.yaml"
+    assert _main(overlay, "frame", "--input", str(src), "--target", "segment", "--output", str(out)) == 0
+    text = out.read_text()
+    assert "'Car ID' -> Car_ID, 'mileage km' -> mileage_km" in text
+    card = load_pipeline(out)
+    assert card.key == "Car_ID" and card.features.numeric == ["mileage_km"] and card.features.categorical == ["make"]
+    # the card's names are the bronze table's: ingest and its checks find the key
+    assert _main(overlay, "ingest", str(out), "--run-date", "2026-06-01") == 0
+    assert spark.table("lakeforge.bronze_cars_named").select("Car_ID", "mileage_km").count() == 300
+    # --key / --target may name a column as in the data or as in bronze
+    out2 = tmp_path / "cars_named2.yaml"
+    assert _main(overlay, "frame", "--input", str(src), "--target", "segment", "--key", "Car ID", "--output", str(out2)) == 0
+    assert load_pipeline(out2).key == "Car_ID"
+
+
+def test_a_unique_integer_is_the_key_only_when_nothing_is_id_like(spark):
+    from lakeforge.frame import frame, id_like_name
+
+    assert [id_like_name(n) for n in ("customerID", "order_no", "Account Number", "mileage km", "paid", "idle")] == [
+        True, True, True, False, False, False]
+    rows = [(1000 + 7 * i, float(i % 5), "a" if i % 2 else "b") for i in range(100)]
+    card = frame(spark.createDataFrame(rows, "income int, score double, y string"), "y", {"format": "csv", "path": "x"}, "x")
+    assert card.key == "income" and "used as the key" in next(c.reason for c in card.columns if c.name == "income")
+    rows = [(None if i == 3 else 1000 + 7 * i, "a" if i % 2 else "b") for i in range(100)]
+    with pytest.raises(Exception, match="no ID-like column"):  # a column with nulls is no key
+        frame(spark.createDataFrame(rows, "income int, y string"), "y", {"format": "csv", "path": "x"}, "x")

@@ -386,6 +386,8 @@ def _print_card(card) -> None:
               + (f"; classes: {shares}" if shares else ""))
     out.print(f"Metric: {card.metric} ({card.metric_reason}); key: {card.key}")
     out.print("Leakage suspects: " + ("; ".join(card.leakage) if card.leakage else "none"))
+    if card.renamed:
+        out.print("Column names in bronze: " + ", ".join(f"{a!r} -> {b}" for a, b in card.renamed.items()))
 
 
 @cli.command()

@@ -6,7 +6,10 @@ grouped count per candidate categorical column for the leakage check (only for c
 at most ``LEAKAGE_MAX_LEVELS`` levels). Nothing row-level reaches the driver.
 
 Roles:
-- ID-like (nearly one distinct value per row, text or integer): excluded; the first is the key;
+- ID-like (nearly one distinct value per row: text, or an integer named like an ID: ``id``,
+  ``key``, ``code``, ``no``, ``number``...): excluded; the first is the key. A nearly unique
+  integer with another name (a mileage, an income) is a numeric feature; it becomes the key
+  only when there is no ID-like column and it has no nulls;
 - numeric: numeric types, and text columns whose non-blank values almost all parse as numbers
   (Telco's ``TotalCharges``);
 - datetime: date/timestamp types and text that parses as timestamps (excluded for now: date
@@ -58,6 +61,7 @@ class ProblemCard:
     class_shares: dict[str, float] = field(default_factory=dict)
     columns: list[Column] = field(default_factory=list)
     leakage: list[str] = field(default_factory=list)
+    renamed: dict[str, str] = field(default_factory=dict)  # name in the data -> name in bronze
 
     def roles(self, role: str) -> list[str]:
         return [c.name for c in self.columns if c.role == role]
@@ -95,11 +99,29 @@ def as_text(v: object) -> str:
     return str(v)
 
 
+_ID_WORDS = {"id", "ids", "key", "code", "no", "nr", "num", "number", "uuid", "guid"}
+
+
+def id_like_name(name: str) -> bool:
+    """``customer_id``, ``customerID``, ``Order No``, ``account number``: a word of the name is an ID word."""
+    return any(w.lower() in _ID_WORDS for w in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+", name))
+
+
 def frame(df: DataFrame, target: str, source: dict, name: str, key: str | None = None) -> ProblemCard:
-    if target not in df.columns:
-        raise InputDataError(f"target column {target!r} not found; available columns: {', '.join(df.columns)}")
-    if key is not None and key not in df.columns:
-        raise InputDataError(f"key column {key!r} not found; available columns: {', '.join(df.columns)}")
+    # The card names columns as the bronze table will (ingest's normalisation, e.g. 'Car ID' ->
+    # Car_ID); --target / --key may give either name.
+    from lakeforge.ingest import normalise_names
+
+    names = normalise_names(df.columns)
+    bronze = set(names.values())
+    for what, col in (("target", target), ("key", key)):
+        if col is not None and col not in names and col not in bronze:
+            raise InputDataError(f"{what} column {col!r} not found; available columns: {', '.join(df.columns)}")
+    target = names.get(target, target)
+    key = names.get(key, key) if key is not None else None
+    renamed = {a: b for a, b in names.items() if a != b}
+    if renamed:
+        df = df.toDF(*[names[c] for c in df.columns])
     fields = {f.name: f.dataType for f in df.schema.fields}
     text_cols = [c for c, t in fields.items() if isinstance(t, StringType)]
     aggs = [F.count(F.lit(1)).alias("__rows")]
@@ -131,6 +153,7 @@ def frame(df: DataFrame, target: str, source: dict, name: str, key: str | None =
         positive = default_positive(list(shares), lambda: shares)
 
     columns: list[Column] = []
+    fallback_keys: list[Column] = []  # nearly unique integers without nulls: the key if nothing is ID-like
     for c, t in fields.items():
         if c == target:
             continue
@@ -141,8 +164,12 @@ def frame(df: DataFrame, target: str, source: dict, name: str, key: str | None =
         is_intlike = isinstance(t, NumericType) and dtype in ("int", "bigint", "smallint", "tinyint")
         if c == key:
             col.role, col.reason = "key", "given as the key"
-        elif (isinstance(t, StringType) or is_intlike) and unique_share > 0.95 and rows >= 20:
+        elif (isinstance(t, StringType) or (is_intlike and id_like_name(c))) and unique_share > 0.95 and rows >= 20:
             col.role, col.reason = "id", f"about one distinct value per row ({distinct:,} for {rows:,} rows)"
+        elif is_intlike and unique_share > 0.95 and rows >= 20:
+            col.role, col.reason = "numeric", f"{dtype}, nearly unique ({distinct:,} values) but not named like an ID"
+            if nulls == 0:
+                fallback_keys.append(col)
         elif isinstance(t, (DateType, TimestampType, TimestampNTZType)):
             col.role, col.reason = "datetime", f"{dtype} column"
         elif isinstance(t, (NumericType, BooleanType)):
@@ -165,7 +192,7 @@ def frame(df: DataFrame, target: str, source: dict, name: str, key: str | None =
         columns.append(col)
 
     if key is None:
-        ids = [c for c in columns if c.role == "id"]
+        ids = [c for c in columns if c.role == "id"] or fallback_keys
         if not ids:
             raise InputDataError(
                 "no ID-like column (one distinct value per row) to use as the key; give one with --key"
@@ -185,7 +212,7 @@ def frame(df: DataFrame, target: str, source: dict, name: str, key: str | None =
     else:
         metric, metric_reason = "rmse", "regression"
     return ProblemCard(name, source, rows, target, task, task_reason, key, positive, metric, metric_reason,
-                       shares, columns, leakage)
+                       shares, columns, leakage, renamed)
 
 
 def _leakage(df: DataFrame, target: str, columns: list[Column], task: str, rows: int) -> list[str]:
@@ -236,6 +263,9 @@ def to_yaml(card: ProblemCard) -> str:
         lines += [f"#   - {x}" for x in card.leakage]
     else:
         lines.append("# Leakage suspects: none found.")
+    if card.renamed:
+        lines.append("# Column names as the bronze table has them (not valid identifiers in the data): "
+                     + ", ".join(f"{a!r} -> {b}" for a, b in card.renamed.items()) + ".")
     lines.append("# Columns:")
     for c in card.columns:
         lines.append(f"#   {c.name:<28} {c.role:<11} {c.reason}; {c.nulls:,} nulls")
