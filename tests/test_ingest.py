@@ -262,6 +262,28 @@ def test_empty_source_and_missing_path_never_replace_data(spark, settings, tmp_p
     assert spark.table("lakeforge.bronze_ing_empty").count() == 1
 
 
+
+def test_pandas_nanosecond_parquet_gets_the_fix_naming_the_column(spark, settings, tmp_path):
+    import pandas as pd
+
+    from lakeforge.config import SourceConfig
+    from lakeforge.io import read_source
+
+    f = tmp_path / "events.parquet"
+    pd.DataFrame({"id": [1, 2], "seen at": pd.to_datetime(["2026-01-01 10:00", "2026-01-02 11:30"])}).to_parquet(f)
+    p = pipeline(tmp_path, {"format": "parquet", "path": str(f)}, name="ing_nanos")
+    fix = r"nanosecond timestamps \(column\(s\) 'seen at'\).*coerce_timestamps='us'"
+    with pytest.raises(InputDataError, match=r"events\.parquet; it holds " + fix + ".*nothing was written"):
+        ingest(spark, settings, p, "r1", D1)
+    assert not spark.catalog.tableExists("lakeforge.bronze_ing_nanos")
+    with pytest.raises(InputDataError, match=r"--input: cannot read .*events\.parquet as parquet: .*" + fix):
+        read_source(spark, SourceConfig(format="parquet", path=str(f)), settings, "--input")
+    # written as the message says, it loads
+    pd.read_parquet(f).to_parquet(f, coerce_timestamps="us", allow_truncated_timestamps=True)
+    [res] = ingest(spark, settings, p, "r2", D1)
+    assert res.rows_loaded == 2 and dict(spark.table("lakeforge.bronze_ing_nanos").dtypes)["seen_at"] == "timestamp_ntz"
+
+
 # ---------------------------------------------------------------------------------------------
 # Data quality
 # ---------------------------------------------------------------------------------------------

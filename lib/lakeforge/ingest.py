@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from delta.tables import DeltaTable
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
@@ -489,7 +490,14 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
             columns = readers.excel_header(files[0], src.sheets)
             raw = readers.read_excel(spark, src, files, columns)
         else:
-            raw = spark.read.options(**readers._reader_options(src)).parquet(*files).select(
+            try:
+                parquet = spark.read.options(**readers._reader_options(src)).parquet(*files)
+            except AnalysisException as exc:
+                hint = readers.parquet_hint(exc.getMessage(), files[0])
+                if not hint:
+                    raise
+                raise InputDataError(f"{where}.path: cannot read {files[0]}{hint}; nothing was written") from None
+            raw = parquet.select(
                 "*", readers.source_file().alias(SOURCE), F.lit(None).cast("long").alias(POSITION),
                 F.lit(None).cast("string").alias(CORRUPT))
     elif src.format == "delta":

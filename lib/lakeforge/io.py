@@ -19,6 +19,7 @@ from pyspark.sql.types import ArrayType, DataType, MapType, StructField, StructT
 
 from lakeforge.config import Settings, SourceConfig
 from lakeforge.errors import InputDataError, MissingColumnError
+from lakeforge.readers import parquet_hint
 
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -58,7 +59,9 @@ def read_source(spark: SparkSession, source: SourceConfig, settings: Settings, w
     try:
         df = spark.read.format(source.format).options(**{k: _opt(v) for k, v in source.options.items()}).load(path)
     except AnalysisException as exc:
-        raise InputDataError(f"{where}: cannot read {path} as {source.format}: {exc.getMessage()}") from None
+        msg = exc.getMessage()
+        hint = parquet_hint(msg, path) if source.format == "parquet" else ""
+        raise InputDataError(f"{where}: cannot read {path} as {source.format}: {msg.split(' SQLSTATE')[0] if hint else msg}{hint}") from None
     if not df.columns:
         raise InputDataError(f"{where}: {path} is empty (no columns, no rows); nothing was written")
     return df

@@ -79,6 +79,27 @@ def _reader_options(src: SourceConfig) -> dict[str, str]:
             for k, v in src.options.items() if k.lower() not in _OWNED_OPTIONS}
 
 
+def parquet_hint(message: str, path: str) -> str:
+    """The fix for a Parquet file Spark cannot read, when it is a known one: nanosecond
+    timestamps (what pandas writes for datetime64[ns]), naming the columns when the file is local."""
+    if "PARQUET_TYPE_ILLEGAL" not in message or "NANOS" not in message:
+        return ""
+    cols = ""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        local = urlparse(path).path if path.startswith("file:") else path
+        first = sorted(glob.glob(os.path.join(local, "**", "*.parquet"), recursive=True))[:1] if os.path.isdir(local) else [local]
+        schema = pq.read_schema(first[0])
+        names = [f.name for f in schema if pa.types.is_timestamp(f.type) and f.type.unit == "ns"]
+        cols = f" (column(s) {', '.join(repr(n) for n in names)})" if names else ""
+    except Exception:  # noqa: BLE001 - not local, or not readable here: the hint without names
+        pass
+    return (f"; it holds nanosecond timestamps{cols}, pandas' default for datetime64[ns], which Spark does "
+            "not read: write it with df.to_parquet(path, coerce_timestamps='us', allow_truncated_timestamps=True)")
+
+
 def list_files(spark: SparkSession, src: SourceConfig, path: str) -> list[str]:
     """The files a read of ``path`` would load (globs and folders expanded, by Spark's own rules)."""
     fmt = {"excel": "binaryFile"}.get(src.format, "text")
