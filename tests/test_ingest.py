@@ -272,7 +272,7 @@ def test_pandas_nanosecond_parquet_gets_the_fix_naming_the_column(spark, setting
     f = tmp_path / "events.parquet"
     pd.DataFrame({"id": [1, 2], "seen at": pd.to_datetime(["2026-01-01 10:00", "2026-01-02 11:30"])}).to_parquet(f)
     p = pipeline(tmp_path, {"format": "parquet", "path": str(f)}, name="ing_nanos")
-    fix = r"nanosecond timestamps \(column\(s\) 'seen at'\).*coerce_timestamps='us'"
+    fix = r"nanosecond timestamps \(.*events\.parquet: column\(s\) 'seen at'\).*coerce_timestamps='us'"
     with pytest.raises(InputDataError, match=r"events\.parquet; it holds " + fix + ".*nothing was written"):
         ingest(spark, settings, p, "r1", D1)
     assert not spark.catalog.tableExists("lakeforge.bronze_ing_nanos")

@@ -493,10 +493,10 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
             try:
                 parquet = spark.read.options(**readers._reader_options(src)).parquet(*files)
             except AnalysisException as exc:
-                hint = readers.parquet_hint(exc.getMessage(), files[0])
+                hint = readers.parquet_hint(exc.getMessage(), files)
                 if not hint:
                     raise
-                raise InputDataError(f"{where}.path: cannot read {files[0]}{hint}; nothing was written") from None
+                raise InputDataError(f"{where}.path: cannot read {path}{hint}; nothing was written") from None
             raw = parquet.select(
                 "*", readers.source_file().alias(SOURCE), F.lit(None).cast("long").alias(POSITION),
                 F.lit(None).cast("string").alias(CORRUPT))

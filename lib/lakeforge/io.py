@@ -60,7 +60,7 @@ def read_source(spark: SparkSession, source: SourceConfig, settings: Settings, w
         df = spark.read.format(source.format).options(**{k: _opt(v) for k, v in source.options.items()}).load(path)
     except AnalysisException as exc:
         msg = exc.getMessage()
-        hint = parquet_hint(msg, path) if source.format == "parquet" else ""
+        hint = parquet_hint(msg, glob.glob(path) or [path]) if source.format == "parquet" else ""
         raise InputDataError(f"{where}: cannot read {path} as {source.format}: {msg.split(' SQLSTATE')[0] if hint else msg}{hint}") from None
     if not df.columns:
         raise InputDataError(f"{where}: {path} is empty (no columns, no rows); nothing was written")

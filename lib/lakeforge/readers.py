@@ -79,25 +79,31 @@ def _reader_options(src: SourceConfig) -> dict[str, str]:
             for k, v in src.options.items() if k.lower() not in _OWNED_OPTIONS}
 
 
-def parquet_hint(message: str, path: str) -> str:
-    """The fix for a Parquet file Spark cannot read, when it is a known one: nanosecond
-    timestamps (what pandas writes for datetime64[ns]), naming the columns when the file is local."""
+def parquet_hint(message: str, paths: list[str]) -> str:
+    """The fix for a Parquet source Spark cannot read, when it is a known one: nanosecond
+    timestamps (what pandas writes for datetime64[ns]), naming the file and columns when the
+    files are local (``paths``: files or folders)."""
     if "PARQUET_TYPE_ILLEGAL" not in message or "NANOS" not in message:
         return ""
-    cols = ""
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+    return (f"; it holds nanosecond timestamps{_nanos_columns(paths)}, pandas' default for datetime64[ns], which "
+            "Spark does not read: write it with df.to_parquet(path, coerce_timestamps='us', allow_truncated_timestamps=True)")
 
-        local = urlparse(path).path if path.startswith("file:") else path
-        first = sorted(glob.glob(os.path.join(local, "**", "*.parquet"), recursive=True))[:1] if os.path.isdir(local) else [local]
-        schema = pq.read_schema(first[0])
-        names = [f.name for f in schema if pa.types.is_timestamp(f.type) and f.type.unit == "ns"]
-        cols = f" (column(s) {', '.join(repr(n) for n in names)})" if names else ""
-    except Exception:  # noqa: BLE001 - not local, or not readable here: the hint without names
-        pass
-    return (f"; it holds nanosecond timestamps{cols}, pandas' default for datetime64[ns], which Spark does "
-            "not read: write it with df.to_parquet(path, coerce_timestamps='us', allow_truncated_timestamps=True)")
+
+def _nanos_columns(paths: list[str]) -> str:
+    """`` (file: column(s) 'a', 'b')`` for the first local Parquet file with nanosecond timestamps, else ''."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for p in paths[:100]:
+        local = urlparse(p).path if p.startswith("file:") else p
+        for f in sorted(glob.glob(os.path.join(local, "**", "*.parquet"), recursive=True)) if os.path.isdir(local) else [local]:
+            try:
+                names = [x.name for x in pq.read_schema(f) if pa.types.is_timestamp(x.type) and x.type.unit == "ns"]
+            except Exception:  # noqa: BLE001 - not local, or not readable here: look no further
+                return ""
+            if names:
+                return f" ({f}: column(s) {', '.join(repr(n) for n in names)})"
+    return ""
 
 
 def list_files(spark: SparkSession, src: SourceConfig, path: str) -> list[str]:
