@@ -30,6 +30,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, DateType, NumericType, StringType, TimestampNTZType, TimestampType
 
 from lakeforge.errors import InputDataError
+from lakeforge.ingest import normalise_names
 
 MAX_CLASSES = 50
 LEAKAGE_MAX_LEVELS = 1000
@@ -110,8 +111,6 @@ def id_like_name(name: str) -> bool:
 def frame(df: DataFrame, target: str, source: dict, name: str, key: str | None = None) -> ProblemCard:
     # The card names columns as the bronze table will (ingest's normalisation, e.g. 'Car ID' ->
     # Car_ID); --target / --key may give either name.
-    from lakeforge.ingest import normalise_names
-
     names = normalise_names(df.columns)
     bronze = set(names.values())
     for what, col in (("target", target), ("key", key)):
