@@ -328,6 +328,21 @@ def test_gold_feature_table_has_the_key_and_one_named_column_per_slot(spark):
     assert_df_equality(feature_table(model, df, "id"), expected, ignore_nullable=True)
 
 
+def test_boolean_and_date_categoricals_are_one_hot_encoded_as_text(spark):
+    # StringIndexer takes text and numbers only: a boolean column (is_member) failed the training
+    df = spark.createDataFrame(
+        [("1", True, dt.date(2024, 1, 1), 1.0), ("2", False, dt.date(2024, 1, 1), 0.0),
+         ("3", None, dt.date(2024, 2, 1), 1.0), ("4", True, None, 0.0)],
+        "id string, member boolean, day date, y double")
+    plan, model = _fit(df, FeaturesConfig(categorical=["member", "day"]))
+    assert plan.as_text == {"member", "day"}
+    # layout: member=true, member=false, member unknown; day=2024-01-01, day=2024-02-01, day unknown
+    expected = _rows(spark, [("1", [1.0, 0.0, 0.0, 1.0, 0.0, 0.0]), ("2", [0.0, 1.0, 0.0, 1.0, 0.0, 0.0]),
+                             ("3", [0.0, 0.0, 1.0, 0.0, 1.0, 0.0]), ("4", [1.0, 0.0, 0.0, 0.0, 0.0, 1.0])])
+    assert_df_equality(_vec(model, df), expected, ignore_nullable=True)
+    assert [s for _, s in slot_names(model, df)] == ["member"] * 3 + ["day"] * 3
+
+
 def test_default_plan_keeps_the_original_stages_and_slot_names(spark):
     df = spark.createDataFrame([("1", "1", "a", 0.0), ("2", "3", "b", 1.0)], "id string, t string, c string, y double")
     plan, model = _fit(df, FeaturesConfig(numeric=["t"], categorical=["c"]), PreprocessingConfig())

@@ -186,6 +186,7 @@ class FeaturePlan:
     reads: set[str] = field(default_factory=set)  # input columns the generated columns' SQL reads
     indicators: list[str] = field(default_factory=list)  # features with a "was missing" column
     report: PreprocessingReport = field(default_factory=PreprocessingReport)
+    as_text: set[str] = field(default_factory=set)  # categorical inputs neither text nor numbers (booleans, dates)
 
     @classmethod
     def from_roles(cls, roles: FeatureRoles, prep: PreprocessingConfig | None = None) -> "FeaturePlan":
@@ -389,7 +390,7 @@ def plan_features(df: DataFrame, features: FeaturesConfig, prep: PreprocessingCo
         {"column": c, "reason": "user_listed", "detail": "listed in preprocessing.drop.columns"} for c in dropped_by_user])
     indicators = list(prep.missing_indicators) if isinstance(prep.missing_indicators, list) else []
     plan = FeaturePlan(numeric, categorical, prep, features, derived, reference_dates, {}, integral, inputs, reads,
-                       indicators, report)
+                       indicators, report, {c for c in categorical if c in types and not isinstance(types[c], (StringType, NumericType))})
     for c in numeric:  # parsed value, what it is parsed as, the source value
         if c in prep.ordinal:
             coercible[c] = (plan.typed_sql(c), "one of the levels in preprocessing.ordinal", q(c))
@@ -501,7 +502,7 @@ def profile_features(plan: FeaturePlan, df: DataFrame, where: str, train: Column
         reference_dates={n: e for n, e in plan.reference_dates.items() if n not in dropped},
         coercible={c: s for c, s in plan.coercible.items() if c not in dropped}, integral=plan.integral - set(dropped),
         inputs=[c for c in plan.inputs if c in kept_inputs], reads=plan.reads,
-        indicators=[c for c in plan.indicators if c not in dropped], report=report,
+        indicators=[c for c in plan.indicators if c not in dropped], report=report, as_text=plan.as_text - set(dropped),
     )
     plan.report.numeric, plan.report.categorical = list(numeric), list(categorical)
     return _resolve_indicators(plan)
@@ -626,6 +627,10 @@ def preprocessing_pipeline(
     onehot = [c for c in categorical if c not in te_out]
     cat_vec = [f"{c}__ohe" for c in onehot]
     if onehot:
+        raw = [c for c in onehot if ccur[c] == c and c in plan.as_text]  # booleans, dates... as text
+        if raw:                                                          # (StringIndexer takes text and numbers only)
+            stages.append(SQLTransformer(statement=select_sql([f"CAST({q(c)} AS STRING) AS {q(c + '__str')}" for c in raw])))
+            ccur.update({c: f"{c}__str" for c in raw})
         stages.append(StringIndexer(inputCols=[ccur[c] for c in onehot], outputCols=[f"{c}__idx" for c in onehot],
                                     handleInvalid="keep", stringOrderType="frequencyDesc"))
         stages.append(OneHotEncoder(inputCols=[f"{c}__idx" for c in onehot], outputCols=cat_vec, handleInvalid="keep"))
