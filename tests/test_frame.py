@@ -66,19 +66,21 @@ def test_frame_bad_input(spark, overlay, tmp_path, capsys, args, expected):
 
 
 def test_zero_config_run_frames_trains_and_scores(spark, overlay, settings, tmp_path):
+    # no key column (like iris or wine): the key is the row id that ingest adds
     src = tmp_path / "flats.csv"
-    lines = ["flat_id,rooms,area,district,built,price"]
+    lines = ["rooms,area,district,built,price"]
     for i in range(200):
         rooms, area = 1 + i % 4, 25 + (i * 17) % 100
-        lines.append(f"F{i:05d},{rooms},{area},{['old town', 'harbour'][i % 2]},2001-0{1 + i % 9}-15,"
+        lines.append(f"{rooms},{area},{['old town', 'harbour'][i % 2]},2001-0{1 + i % 9}-15,"
                      f"{40 + 2.5 * area + 8 * rooms + (i % 2) * 15}")
+    lines += lines[-1:] * 2  # the same flat three times
     src.write_text("\n".join(lines) + "\n")
     assert _main(overlay, "run", "--input", str(src), "--target", "price", "--run-date", "2026-06-01") == 0
     card = yaml.safe_load((settings.path(settings.reports_dir) / "flats" / "pipeline.yaml").read_text())
-    assert card["model"]["task"] == "regression" and card["key"] == "flat_id"
+    assert card["model"]["task"] == "regression" and card["key"] == "row_id" and card["source"]["row_id"] == "row_id"
     assert "built" in card["features"]["exclude"]  # a date: excluded until date features exist
-    n = spark.sql("SELECT count(*), count(DISTINCT flat_id) FROM lakeforge.predictions_flats").first()
-    assert tuple(n) == (200, 200)
+    n = spark.sql("SELECT count(*), count(DISTINCT row_id) FROM lakeforge.predictions_flats").first()
+    assert tuple(n) == (202, 202)
     shutil.rmtree(settings.path(settings.reports_dir) / "flats")
 
 
@@ -113,5 +115,41 @@ def test_a_unique_integer_is_the_key_only_when_nothing_is_id_like(spark):
     card = frame(spark.createDataFrame(rows, "income int, score double, y string"), "y", {"format": "csv", "path": "x"}, "x")
     assert card.key == "income" and "used as the key" in next(c.reason for c in card.columns if c.name == "income")
     rows = [(None if i == 3 else 1000 + 7 * i, "a" if i % 2 else "b") for i in range(100)]
-    with pytest.raises(Exception, match="no ID-like column"):  # a column with nulls is no key
-        frame(spark.createDataFrame(rows, "income int, y string"), "y", {"format": "csv", "path": "x"}, "x")
+    card = frame(spark.createDataFrame(rows, "income int, y string"), "y", {"format": "csv", "path": "x"}, "x")
+    assert (card.key, card.row_id) == ("row_id", "row_id")  # a column with nulls is no key: ingest adds one
+
+
+def test_data_without_a_key_gets_row_ids_from_its_content(spark, overlay, settings, tmp_path, capsys):
+    from lakeforge.errors import delimiter_hint
+
+    # a ';'-delimited file (frame finds the delimiter) without any ID-like column
+    src = tmp_path / "plants.csv"
+    lines = ["width;height;kind"] + [f"{i % 7};{i % 5}.5;{'ab'[i % 2]}" for i in range(60)]
+    lines += ["1;;c", ";1;c", "2;3.5;c", "2;3.5;c", "2;3.5;c"]  # nulls in two places; the same row three times
+    src.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "plants.yaml"
+    assert _main(overlay, "frame", "--input", str(src), "--target", "kind", "--output", str(out)) == 0
+    card = load_pipeline(out)
+    assert card.source.options["sep"] == ";" and (card.key, card.source.row_id) == ("row_id", "row_id")
+    assert "no ID-like column, so ingest adds row_id" in capsys.readouterr().out
+
+    def ids():
+        rows = spark.sql("SELECT width, height, kind, row_id FROM lakeforge.bronze_plants").collect()
+        return {(r.width, r.height, r.kind, r.row_id) for r in rows}
+
+    assert _main(overlay, "ingest", str(out), "--run-date", "2026-06-01") == 0
+    first = ids()
+    assert len(first) == len(lines) - 1 == len({r[3] for r in first})  # one id per row, all different
+    same = sorted((r[3] for r in first if r[:3] == (2, 3.5, "c")), key=lambda i: (len(i), i))
+    assert len(same[0]) == 32 and same[1:] == [f"{same[0]}-2", f"{same[0]}-3"]  # identical rows: numbered
+    assert [r[3] for r in first if r[:3] == (1, None, "c")] != [r[3] for r in first if r[:3] == (None, 1, "c")]
+    assert _main(overlay, "ingest", str(out), "--run-date", "2026-06-02") == 0
+    assert ids() == first  # the same rows get the same ids on every load
+
+    # read with ',' (no sep in the config): the message names the delimiter and the fix
+    assert delimiter_hint(["a;b;c"]) == ";" and delimiter_hint(["a", "b"]) is None
+    wrong = tmp_path / "plants_comma.yaml"
+    wrong.write_text(out.read_text().replace("    sep: ;\n", "").replace("    sep: ';'\n", ""))
+    assert "sep" not in load_pipeline(wrong).source.options
+    assert _main(overlay, "ingest", str(wrong), "--run-date", "2026-06-01") == 2
+    assert "looks delimited by ';', not ','; set the source's options.sep: ';'" in capsys.readouterr().err

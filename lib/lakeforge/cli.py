@@ -385,6 +385,8 @@ def _print_card(card) -> None:
               + (f", positive class {card.positive_class!r}" if card.positive_class is not None else "")
               + (f"; classes: {shares}" if shares else ""))
     out.print(f"Metric: {card.metric} ({card.metric_reason}); key: {card.key}")
+    if card.row_id:
+        out.print(f"Key: no ID-like column, so ingest adds {card.row_id}: a hash of each row's content (source.row_id)")
     out.print("Leakage suspects: " + ("; ".join(card.leakage) if card.leakage else "none"))
     if card.renamed:
         out.print("Column names in bronze: " + ", ".join(f"{a!r} -> {b}" for a, b in card.renamed.items()))

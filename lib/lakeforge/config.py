@@ -290,6 +290,10 @@ class SourceConfig(_Strict):
     column_names: Literal["keep", "snake"] = "keep"
     dedupe: DedupeConfig | None = None
     checks: list[CheckConfig] = Field(default_factory=list)
+    # For data without a key column: add a column of this name holding a stable id made from the
+    # row's content (a 128-bit hash of every data column, as 32 hex digits; identical rows of one
+    # load get -2, -3... suffixes). The same rows get the same ids on every load.
+    row_id: str | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -305,6 +309,8 @@ class SourceConfig(_Strict):
             raise ValueError(f"mode 'incremental' works for files and jdbc (watermark_column), not {self.format!r}")
         if self.mode == "incremental" and self.format == "jdbc" and not (self.jdbc and self.jdbc.watermark_column):
             raise ValueError("mode 'incremental' with jdbc needs jdbc.watermark_column")
+        if self.row_id is not None and not IDENTIFIER.match(self.row_id):
+            raise ValueError(f"row_id: {self.row_id!r} is not an identifier (letters, digits, underscore)")
         return self
 
     @property

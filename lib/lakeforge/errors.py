@@ -27,10 +27,29 @@ class MissingColumnError(InputDataError):
     def __init__(self, what: str, missing: list[str], available: list[str]):
         self.missing = missing
         shown = ", ".join(available[:30]) + (" ..." if len(available) > 30 else "")
+        fix = "Fix the column name in the pipeline config."
+        sep = delimiter_hint(available)
+        if sep:
+            fix = wrong_delimiter(sep)
+            shown = shown[:200] + (" ..." if len(shown) > 200 else "")
         super().__init__(
             f"{what}: column(s) {', '.join(repr(c) for c in missing)} not found; "
-            f"available columns: {shown}. Fix the column name in the pipeline config."
+            f"available columns: {shown}. {fix}"
         )
+
+
+def wrong_delimiter(sep: str) -> str:
+    return (f"The data has a single column whose name contains {sep!r}: the file looks delimited by {sep!r}, "
+            f"not ','; set the source's options.sep: {sep!r}.")
+
+
+def delimiter_hint(columns: list[str]) -> str | None:
+    """';', tab or '|' when a CSV was read with the wrong delimiter (one column named like 'a;b;c')."""
+    if len(columns) != 1:
+        return None
+    counts = {d: columns[0].count(d) for d in (";", "\t", "|")}
+    best = max(counts, key=counts.get)
+    return best if counts[best] > 0 else None
 
 
 class ModelNotFoundError(LakeforgeError):

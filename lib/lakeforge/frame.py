@@ -9,7 +9,8 @@ Roles:
 - ID-like (nearly one distinct value per row: text, or an integer named like an ID: ``id``,
   ``key``, ``code``, ``no``, ``number``...): excluded; the first is the key. A nearly unique
   integer with another name (a mileage, an income) is a numeric feature; it becomes the key
-  only when there is no ID-like column and it has no nulls;
+  only when there is no ID-like column and it has no nulls. With neither (iris, wine...), the
+  key is ``row_id``, a hash of each row's content that ingest adds (``source.row_id``);
 - numeric: numeric types, and text columns whose non-blank values almost all parse as numbers
   (Telco's ``TotalCharges``);
 - datetime: date/timestamp types and text that parses as timestamps (excluded for now: date
@@ -29,7 +30,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, DateType, NumericType, StringType, TimestampNTZType, TimestampType
 
-from lakeforge.errors import InputDataError
+from lakeforge.errors import InputDataError, MissingColumnError
 from lakeforge.ingest import normalise_names
 
 MAX_CLASSES = 50
@@ -63,6 +64,7 @@ class ProblemCard:
     columns: list[Column] = field(default_factory=list)
     leakage: list[str] = field(default_factory=list)
     renamed: dict[str, str] = field(default_factory=dict)  # name in the data -> name in bronze
+    row_id: str | None = None  # no key column in the data: the key is this id, added by ingest
 
     def roles(self, role: str) -> list[str]:
         return [c.name for c in self.columns if c.role == role]
@@ -115,7 +117,7 @@ def frame(df: DataFrame, target: str, source: dict, name: str, key: str | None =
     bronze = set(names.values())
     for what, col in (("target", target), ("key", key)):
         if col is not None and col not in names and col not in bronze:
-            raise InputDataError(f"{what} column {col!r} not found; available columns: {', '.join(df.columns)}")
+            raise MissingColumnError(f"{what} column", [col], df.columns)
     target = names.get(target, target)
     key = names.get(key, key) if key is not None else None
     renamed = {a: b for a, b in names.items() if a != b}
@@ -190,14 +192,15 @@ def frame(df: DataFrame, target: str, source: dict, name: str, key: str | None =
             col.role, col.reason = "excluded", f"unsupported type {dtype}"
         columns.append(col)
 
+    row_id = None
     if key is None:
         ids = [c for c in columns if c.role == "id"] or fallback_keys
-        if not ids:
-            raise InputDataError(
-                "no ID-like column (one distinct value per row) to use as the key; give one with --key"
-            )
-        key = ids[0].name
-        ids[0].role, ids[0].reason = "key", ids[0].reason + "; used as the key"
+        if ids:
+            key = ids[0].name
+            ids[0].role, ids[0].reason = "key", ids[0].reason + "; used as the key"
+        else:  # ingest adds one (source.row_id): a hash of the row's content
+            taken = {c.lower() for c in df.columns}
+            key = row_id = next(n for n in ("row_id", "lakeforge_row_id", "lakeforge_row_id_") if n not in taken)
 
     leakage = _leakage(df, target, columns, task, rows)
     minority = min(shares.values()) if shares else None
@@ -211,7 +214,7 @@ def frame(df: DataFrame, target: str, source: dict, name: str, key: str | None =
     else:
         metric, metric_reason = "rmse", "regression"
     return ProblemCard(name, source, rows, target, task, task_reason, key, positive, metric, metric_reason,
-                       shares, columns, leakage, renamed)
+                       shares, columns, leakage, renamed, row_id)
 
 
 def _leakage(df: DataFrame, target: str, columns: list[Column], task: str, rows: int) -> list[str]:
@@ -265,6 +268,9 @@ def to_yaml(card: ProblemCard) -> str:
     if card.renamed:
         lines.append("# Column names as the bronze table has them (not valid identifiers in the data): "
                      + ", ".join(f"{a!r} -> {b}" for a, b in card.renamed.items()) + ".")
+    if card.row_id:
+        lines.append(f"# Key: no ID-like column in the data, so ingest adds {card.row_id}, a hash of each row's "
+                     "content (source.row_id; identical rows get -2, -3...). Name a real key column instead if there is one.")
     lines.append("# Columns:")
     for c in card.columns:
         lines.append(f"#   {c.name:<28} {c.role:<11} {c.reason}; {c.nulls:,} nulls")
@@ -282,6 +288,8 @@ def to_yaml(card: ProblemCard) -> str:
     if src.get("options"):
         lines.append("  options:")
         lines += [f"    {k}: {q(v)}" for k, v in src["options"].items()]
+    if card.row_id:
+        lines.append(f"  row_id: {card.row_id}")
     lines += [
         f"key: {q(card.key)}",
         f"target: {q(card.target)}",
@@ -326,9 +334,43 @@ def source_for(path: str) -> dict:
     """The source config for an input path or table name, by its extension."""
     lower = path.lower()
     if lower.endswith((".csv", ".csv.gz", ".txt")):
-        return {"format": "csv", "path": path, "options": {"header": True, "inferSchema": True}}
+        sep = sniff_delimiter(path)
+        return {"format": "csv", "path": path, "options": {"header": True, "inferSchema": True, **({"sep": sep} if sep != "," else {})}}
     if lower.endswith(".json") or lower.endswith(".jsonl"):
         return {"format": "json", "path": path, "options": {}}
     if lower.endswith(".parquet") or (Path(path).is_dir() and not (Path(path) / "_delta_log").is_dir()):
         return {"format": "parquet", "path": path, "options": {}}
     return {"format": "delta", "path": path, "options": {}}
+
+
+def sniff_delimiter(path: str, size: int = 65536) -> str:
+    """',' unless the start of a local CSV file (or the first file of a local folder / glob)
+    parses into a steady number of fields, more than one, with ';', tab or '|' and not with ','.
+    Remote paths: ','."""
+    import csv
+    import glob
+    import gzip
+    import io
+
+    found = sorted(f for f in glob.glob(path) if Path(f).is_file()) or sorted(
+        str(f) for f in Path(path).glob("*") if Path(path).is_dir() and f.is_file() and not f.name.startswith((".", "_")))
+    if not found:
+        return ","
+    try:
+        opener = gzip.open if found[0].endswith(".gz") else open
+        with opener(found[0], "rt", encoding="utf-8", errors="replace", newline="") as fh:
+            sample = fh.read(size)
+    except OSError:
+        return ","
+    if len(sample) == size:  # drop the last, maybe partial, line
+        sample = sample[: sample.rfind("\n") + 1] or sample
+
+    def steady(sep: str) -> int:
+        rows = [r for r in csv.reader(io.StringIO(sample), delimiter=sep) if r][:50]
+        widths = {len(r) for r in rows}
+        return widths.pop() if len(widths) == 1 and rows else 0
+
+    if steady(",") > 1:
+        return ","
+    best = max((";", "\t", "|"), key=steady)
+    return best if steady(best) > 1 else ","

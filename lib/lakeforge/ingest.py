@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 from delta.tables import DeltaTable
 from pyspark.errors import AnalysisException
-from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     BooleanType,
@@ -48,6 +48,7 @@ from pyspark.sql.types import (
     FloatType,
     IntegralType,
     LongType,
+    MapType,
     StringType,
     StructField,
     StructType,
@@ -57,7 +58,7 @@ from pyspark.sql.types import (
 
 from lakeforge import quality, readers
 from lakeforge.config import PipelineConfig, Settings, SourceConfig
-from lakeforge.errors import InputDataError, LakeforgeError, MissingColumnError
+from lakeforge.errors import InputDataError, LakeforgeError, MissingColumnError, delimiter_hint, wrong_delimiter
 from lakeforge.io import WriteResult, table_exists, write_table
 from lakeforge.ml_stages import lit, q
 from lakeforge.readers import CORRUPT, POSITION, SOURCE
@@ -399,12 +400,36 @@ class SparkProgress:
 # ------------------------------------------------------------------------------------------
 
 
+def with_row_id(name: str, data: StructType) -> Callable[[DataFrame], DataFrame]:
+    """Add ``name``: 32 hex digits of two 64-bit hashes of the row's data columns (and of which
+    of them are null: xxhash64 skips nulls, so (1, null) and (null, 1) would collide), the same for
+    the same values on every load and in any session time zone. Identical rows are numbered
+    (``<hash>-2``, ``-3``...) so the id is unique within a load: a grouping by the hash (one
+    shuffle), which copy gets which number does not matter, they are identical."""
+    from pyspark.sql.window import Window
+
+    def hashable(f: StructField) -> Column:
+        c = F.col(f"`{f.name}`")
+        return F.to_json(c) if isinstance(f.dataType, MapType) else c  # (Spark does not hash maps)
+
+    def add(df: DataFrame) -> DataFrame:
+        cols = [hashable(f) for f in data.fields]
+        nulls = F.concat(*[F.when(F.col(f"`{f.name}`").isNull(), F.lit("0")).otherwise(F.lit("1")) for f in data.fields])
+        h = F.concat(*[F.lpad(F.lower(F.hex(F.xxhash64(F.lit(salt), nulls, *cols))), 16, "0") for salt in ("lakeforge-a", "lakeforge-b")])
+        n = F.row_number().over(Window.partitionBy("__row_hash").orderBy("__row_hash"))
+        return (df.withColumn("__row_hash", h)
+                .withColumn(name, F.when(n == 1, F.col("__row_hash")).otherwise(F.concat(F.col("__row_hash"), F.lit("-"), n.cast("string"))))
+                .drop("__row_hash"))
+    return add
+
+
 def _where(pipeline: PipelineConfig, name: str) -> str:
     return f"{pipeline.file.name}: source" if name == "main" else f"{pipeline.file.name}: sources.{name}"
 
 
-def _data_schema(spark: SparkSession, table: str) -> StructType:
-    skip = set(METADATA_COLUMNS) | set(OLD_METADATA_COLUMNS)
+def _data_schema(spark: SparkSession, table: str, row_id: str | None = None) -> StructType:
+    """The table's columns that come from the source (not the load metadata, not a row id)."""
+    skip = set(METADATA_COLUMNS) | set(OLD_METADATA_COLUMNS) | {row_id}
     return StructType([f for f in spark.table(table).schema.fields if f.name not in skip])
 
 
@@ -445,7 +470,7 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
     t0 = time.perf_counter()
     say = progress or (lambda _m: None)
     exists = table_exists(spark, table)
-    table_schema = _data_schema(spark, table) if exists else None
+    table_schema = _data_schema(spark, table, src.row_id) if exists else None
     migrate = exists and _old_metadata(spark, table, mode, where, say)
     explicit = _parse_ddl(spark, src.schema_, where) if src.schema_ else None
 
@@ -518,6 +543,10 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
 
     # 2. column names ---------------------------------------------------------------------
     data_cols = [c for c in raw.columns if c not in (CORRUPT, SOURCE, POSITION)]
+    sep = delimiter_hint(data_cols) if src.format == "csv" else None
+    if sep and sep not in (_opt(src, "sep"), _opt(src, "delimiter")):
+        raise InputDataError(f"{where}: {files[0]} was read as one column {data_cols[0][:80]!r}. {wrong_delimiter(sep)} "
+                             "Nothing was written")
     mapping = normalise_names(data_cols, src.column_names)
     res.column_mapping = {k: v for k, v in mapping.items() if k != v}
     if res.column_mapping:
@@ -527,6 +556,9 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
     data_cols = [mapping[c] for c in data_cols]
     if explicit is not None:
         explicit = StructType([StructField(normalise_names([f.name], src.column_names)[f.name], f.dataType) for f in explicit.fields])
+    if src.row_id is not None and src.row_id.lower() in {c.lower() for c in data_cols}:
+        raise InputDataError(f"{where}.row_id: {src.row_id!r} is already a column of {src.label}; pick another "
+                             "name for the generated id, or use that column as the key and drop row_id")
 
     # 3. schema ---------------------------------------------------------------------------
     if raw.isEmpty():
@@ -584,7 +616,7 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
 
     if name == "main":  # training and scoring read these
         wanted = [pipeline.key, pipeline.target, *pipeline.features.numeric, *pipeline.features.categorical]
-        missing = [c for c in wanted if c not in target.fieldNames()]
+        missing = [c for c in wanted if c not in target.fieldNames() and c != src.row_id]
         if missing:
             raise MissingColumnError(f"{where} {src.label}", missing, target.fieldNames())
 
@@ -620,7 +652,7 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
     # Delta's per-file statistics (data skipping) only for the key and the load metadata: on all
     # columns they cost a large share of the write (measured on the predictions table: ~40 %).
     # (_source: for the file-scoped replace of incremental loads; _run_date is a partition column in append mode)
-    stats = ([c for c in ([pipeline.key] if name == "main" else []) if c in target.fieldNames()]
+    stats = ([c for c in ([pipeline.key] if name == "main" else []) if c in target.fieldNames() or c == src.row_id]
              + (["_source"] if mode == "incremental" else []) + ["_run_id"])
 
     def load(collect_bad: bool) -> tuple[WriteResult, dict]:
@@ -640,6 +672,8 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
 
             w = Window.partitionBy(*[F.col(f"`{k}`") for k in src.dedupe.key]).orderBy(F.col(f"`{src.dedupe.order_by}`").desc_nulls_last())
             good = good.withColumn("__rn", F.row_number().over(w)).where("__rn = 1").drop("__rn")
+        if src.row_id:
+            good = good.transform(with_row_id(src.row_id, target))
         with SparkProgress(spark, f"{name}", progress):
             if mode == "append":
                 wr = write_table(good, table, partition_col="_run_date", partition_value=run_date, merge_schema=src.schema_evolution, stats_columns=stats)
@@ -732,7 +766,7 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
             loaded = loaded.where(F.col("_run_date") == F.lit(run_date).cast("date"))
         elif mode == "incremental":
             loaded = loaded.where(F.col("_run_id") == run_id)
-        res.checks = quality.evaluate(loaded, src.checks, target.fieldNames(), where)
+        res.checks = quality.evaluate(loaded, src.checks, target.fieldNames() + ([src.row_id] if src.row_id else []), where)
         quality.record(spark, settings, res.checks, run_id=run_id, run_date=run_date, pipeline=pipeline.name, table=table)
     _record_run(spark, settings, res, run_id=run_id, run_date=run_date, pipeline=pipeline.name,
                 status="succeeded", started=started)
