@@ -153,3 +153,44 @@ def test_data_without_a_key_gets_row_ids_from_its_content(spark, overlay, settin
     assert "sep" not in load_pipeline(wrong).source.options
     assert _main(overlay, "ingest", str(wrong), "--run-date", "2026-06-01") == 2
     assert "looks delimited by ';', not ','; set the source's options.sep: ';'" in capsys.readouterr().err
+
+
+def test_frame_reads_excel_json_lines_and_folders_and_finds_their_keys(spark, overlay, tmp_path, capsys):
+    import json
+
+    import openpyxl
+
+    from lakeforge.frame import source_for
+
+    rows = [{"id": 10_000 + i, "when": f"2024-03-{1 + i % 28:02d}T{i % 24:02d}:00:00", "plan": "ab"[i % 2],
+             "amount": round(i * 1.7, 1), "y": "yn"[i % 3 == 0]} for i in range(400)]
+    lines = tmp_path / "events.jsonl"
+    lines.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    book = openpyxl.Workbook()
+    book.active.append(list(rows[0]))
+    for r in rows:
+        book.active.append(list(r.values()))
+    book.save(tmp_path / "events.xlsx")
+    folder = tmp_path / "landing"
+    folder.mkdir()
+    for part in (0, 1):
+        (folder / f"part{part}.csv").write_text(
+            "id|plan|y\n" + "".join(f"{r['id']}|{r['plan']}|{r['y']}\n" for r in rows[part::2]))
+
+    assert source_for(str(folder)) == {"format": "csv", "path": str(folder), "options": {"header": True, "inferSchema": True, "sep": "|"}}
+    assert source_for(str(tmp_path / "events.xlsx"))["format"] == "excel"
+    for path in (lines, tmp_path / "events.xlsx", folder):
+        out = tmp_path / f"{path.stem}.yaml"
+        assert _main(overlay, "frame", "--input", str(path), "--target", "y", "--output", str(out), "--force") == 0, path
+        card = load_pipeline(out)
+        # a bigint / text id counted well enough to be the key (approx. distinct count at 1 %);
+        # ISO timestamps stored as text are a date column, not an ID although every value differs
+        assert card.key == "id", path
+        if path != folder:
+            assert "when" in card.features.exclude and "amount" in card.features.numeric, path
+    capsys.readouterr()
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "a.parquet").write_text("not parquet")
+    assert _main(overlay, "frame", "--input", str(junk), "--target", "y", "--output", str(tmp_path / "j.yaml")) == 2
+    assert "cannot read" in (err := capsys.readouterr().err) and "a.parquet is not a Parquet file" in err

@@ -343,7 +343,7 @@ def _frame_input(ctx: Context, spark, input_path: str, target: str, key: str | N
 
 @cli.command("frame")
 @click.option("--input", "input_path", required=True, metavar="PATH|TABLE",
-              help="CSV / JSON / Parquet file or folder, a Delta folder, or a table name.")
+              help="CSV / JSON lines / Parquet / Excel (.xlsx) file or folder, a Delta folder, or a table name.")
 @click.option("--target", required=True, metavar="COLUMN", help="The column to predict.")
 @click.option("--key", metavar="COLUMN", help="The entity id column (default: the first ID-like column).")
 @click.option("--name", metavar="NAME", help="Pipeline name (default: from the input's file name).")
@@ -541,7 +541,9 @@ def _run_sql(spark, query: str, limit: int) -> None:
         df = spark.sql(query)
         rows = df.limit(limit + 1).collect()
     except (AnalysisException, ParseException) as exc:
-        raise LakeforgeError(f"SQL error: {exc.getMessage()}") from None
+        from lakeforge.readers import error_text
+
+        raise LakeforgeError(f"SQL error: {error_text(exc)}") from None
     table = Table(show_lines=False)
     for name in df.columns:
         table.add_column(name)

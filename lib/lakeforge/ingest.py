@@ -518,7 +518,7 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
             try:
                 parquet = spark.read.options(**readers._reader_options(src)).parquet(*files)
             except AnalysisException as exc:
-                hint = readers.parquet_hint(exc.getMessage(), files)
+                hint = readers.parquet_hint(readers.error_text(exc), files)
                 if not hint:
                     raise
                 raise InputDataError(f"{where}.path: cannot read {path}{hint}; nothing was written") from None

@@ -13,13 +13,16 @@ import uuid
 from dataclasses import dataclass
 
 from delta.tables import DeltaTable
+from py4j.protocol import Py4JJavaError
 from pyspark.errors import AnalysisException
+from pyspark.errors.exceptions.captured import CapturedException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import ArrayType, DataType, MapType, StructField, StructType
 
 from lakeforge.config import Settings, SourceConfig
 from lakeforge.errors import InputDataError, MissingColumnError
-from lakeforge.readers import parquet_hint
+from lakeforge import readers
+from lakeforge.readers import error_text, parquet_hint
 
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -56,12 +59,27 @@ def read_source(spark: SparkSession, source: SourceConfig, settings: Settings, w
                 f"resolved against {settings.root})"
             )
         path = resolved
+    if source.format == "excel":  # ingest's reader: every cell as text (frame finds numbers and dates in it)
+        files = readers.list_files(spark, source, path)
+        if not files:
+            raise InputDataError(f"{where}: no .xlsx file at {path}")
+        columns = readers.excel_header(files[0], source.sheets)
+        return readers.read_excel(spark, source, files, columns).select(*[f"`{c}`" for c in columns])
     try:
         df = spark.read.format(source.format).options(**{k: _opt(v) for k, v in source.options.items()}).load(path)
     except AnalysisException as exc:
-        msg = exc.getMessage()
+        msg = error_text(exc)
         hint = parquet_hint(msg, glob.glob(path) or [path]) if source.format == "parquet" else ""
         raise InputDataError(f"{where}: cannot read {path} as {source.format}: {msg.split(' SQLSTATE')[0] if hint else msg}{hint}") from None
+    except (Py4JJavaError, CapturedException) as exc:  # not Parquet at all, a folder of tables...
+        if isinstance(exc, Py4JJavaError):  # the innermost cause: "... is not a Parquet file ..."
+            cause = exc.java_exception
+            while cause.getCause() is not None:
+                cause = cause.getCause()
+            text = str(cause.toString())
+        else:
+            text = error_text(exc)
+        raise InputDataError(f"{where}: cannot read {path} as {source.format}: {text.splitlines()[0][:400]}") from None
     if not df.columns:
         raise InputDataError(f"{where}: {path} is empty (no columns, no rows); nothing was written")
     return df

@@ -106,6 +106,15 @@ def _nanos_columns(paths: list[str]) -> str:
     return ""
 
 
+def error_text(exc: Exception) -> str:
+    """An AnalysisException's message. Spark's getMessage() fails on Delta's own error classes
+    (INTERNAL_ERROR: Cannot find main error class 'DELTA_TABLE_NOT_FOUND'): then str(exc)."""
+    try:
+        return exc.getMessage()
+    except Exception:  # noqa: BLE001
+        return str(exc)
+
+
 def list_files(spark: SparkSession, src: SourceConfig, path: str) -> list[str]:
     """The files a read of ``path`` would load (globs and folders expanded, by Spark's own rules)."""
     fmt = {"excel": "binaryFile"}.get(src.format, "text")
@@ -115,7 +124,7 @@ def list_files(spark: SparkSession, src: SourceConfig, path: str) -> list[str]:
             reader = reader.option("pathGlobFilter", "*.xlsx")
         return sorted(norm_path(f) for f in reader.load(path).inputFiles())
     except AnalysisException as exc:
-        raise InputDataError(f"cannot list files at {path}: {exc.getMessage()}") from None
+        raise InputDataError(f"cannot list files at {path}: {error_text(exc)}") from None
 
 
 def csv_header(spark: SparkSession, opts: dict[str, str], files: list[str]) -> list[str]:
