@@ -153,6 +153,10 @@ def test_data_without_a_key_gets_row_ids_from_its_content(spark, overlay, settin
     assert "sep" not in load_pipeline(wrong).source.options
     assert _main(overlay, "ingest", str(wrong), "--run-date", "2026-06-01") == 2
     assert "looks delimited by ';', not ','; set the source's options.sep: ';'" in capsys.readouterr().err
+    clash = tmp_path / "plants_clash.yaml"
+    clash.write_text(out.read_text().replace("  row_id: row_id", "  row_id: Width"))
+    assert _main(overlay, "ingest", str(clash), "--run-date", "2026-06-01") == 2
+    assert "row_id: 'Width' is already a column of" in capsys.readouterr().err
 
 
 def test_frame_reads_excel_json_lines_and_folders_and_finds_their_keys(spark, overlay, tmp_path, capsys):

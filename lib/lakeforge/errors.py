@@ -27,14 +27,9 @@ class MissingColumnError(InputDataError):
     def __init__(self, what: str, missing: list[str], available: list[str]):
         self.missing = missing
         shown = ", ".join(available[:30]) + (" ..." if len(available) > 30 else "")
-        fix = "Fix the column name in the pipeline config."
-        sep = delimiter_hint(available)
-        if sep:
-            fix = wrong_delimiter(sep)
-            shown = shown[:200] + (" ..." if len(shown) > 200 else "")
         super().__init__(
             f"{what}: column(s) {', '.join(repr(c) for c in missing)} not found; "
-            f"available columns: {shown}. {fix}"
+            f"available columns: {shown}. Fix the column name in the pipeline config."
         )
 
 
