@@ -117,3 +117,11 @@ def test_a_failed_data_quality_check_stops_the_run_before_training(tmp_path):
     assert "read" in proc.stdout and "7043" in proc.stdout  # the ingest summary was printed
     assert "data-quality checks" in proc.stdout and "FAIL" in proc.stdout
     assert ">> train" not in proc.stdout + proc.stderr
+
+
+def test_a_second_process_on_the_embedded_metastore_is_told_why(spark, overlay):
+    # the session's Spark holds the embedded Derby metastore of this overlay's warehouse
+    proc = run_lakeforge("--conf", str(overlay), "tables", timeout=300)
+    assert proc.returncode != 0
+    assert "metastore_db is in use by another lakeforge process; wait for it to finish" in proc.stderr
+    assert "unexpected" not in proc.stderr

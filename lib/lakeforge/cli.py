@@ -140,7 +140,7 @@ def _print_ingest(results) -> None:
     out.print(table)
     for r in results:
         if r.column_mapping:
-            out.print(f"  {r.name}: column names normalised: " + ", ".join(f"{a!r} -> {b}" for a, b in r.column_mapping.items()))
+            out.print(f"  {r.name}: column names normalised: " + _renames(r.column_mapping, "all in ingest_runs"))
         for change in r.schema_changes:
             out.print(f"  {r.name}: schema change accepted (schema_evolution): {change}")
         if r.rows_quarantined:
@@ -389,7 +389,12 @@ def _print_card(card) -> None:
         out.print(f"Key: no ID-like column, so ingest adds {card.row_id}: a hash of each row's content (source.row_id)")
     out.print("Leakage suspects: " + ("; ".join(card.leakage) if card.leakage else "none"))
     if card.renamed:
-        out.print("Column names in bronze: " + ", ".join(f"{a!r} -> {b}" for a, b in card.renamed.items()))
+        out.print("Column names in bronze: " + _renames(card.renamed, "all in the card"))
+
+
+def _renames(mapping: dict[str, str], where: str, shown: int = 8) -> str:
+    text = ", ".join(f"{a!r} -> {b}" for a, b in list(mapping.items())[:shown])
+    return text + (f" ... ({len(mapping) - shown} more; {where})" if len(mapping) > shown else "")
 
 
 @cli.command()

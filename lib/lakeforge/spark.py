@@ -180,7 +180,9 @@ def get_spark(settings: Settings) -> SparkSession:
                 f"cannot reach the metastore server at {settings.catalog.metastore_host}:"
                 f"{settings.catalog.metastore_port}; start it with scripts/metastore.sh start"
             ) from None
-        if "Another instance of Derby" in str(exc) or "XSDB6" in str(exc):
+        lock = Path(settings.warehouse) / "metastore_db" / "db.lck"  # (the XSDB6 detail is only in the log)
+        if "Another instance of Derby" in str(exc) or "XSDB6" in str(exc) or (
+                settings.catalog.metastore == "derby" and "Unable to instantiate" in str(exc) and lock.exists()):
             spark.stop()
             raise RuntimeSetupError(
                 f"the embedded metastore {Path(settings.warehouse) / 'metastore_db'} is in use by "
