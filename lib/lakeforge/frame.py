@@ -25,6 +25,7 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 from pyspark.sql import DataFrame
@@ -348,8 +349,8 @@ def source_for(path: str) -> dict:
     lower = path.lower()
     folder = Path(path)
     if folder.is_dir() and not (folder / "_delta_log").is_dir():
-        suffixes = Counter("".join(f.suffixes[-2:]).lower() for f in folder.rglob("*")
-                           if f.is_file() and not f.name.startswith((".", "_")))
+        files = islice((f for f in folder.rglob("*") if f.is_file() and not f.name.startswith((".", "_"))), 1000)
+        suffixes = Counter("".join(f.suffixes[-2:]).lower() for f in files)
         lower = f"x{suffixes.most_common(1)[0][0]}" if suffixes else ".parquet"
     if lower.endswith((".csv", ".csv.gz", ".txt")):
         sep = sniff_delimiter(path)

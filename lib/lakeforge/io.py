@@ -19,10 +19,9 @@ from pyspark.errors.exceptions.captured import CapturedException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import ArrayType, DataType, MapType, StructField, StructType
 
+from lakeforge import readers
 from lakeforge.config import Settings, SourceConfig
 from lakeforge.errors import InputDataError, MissingColumnError
-from lakeforge import readers
-from lakeforge.readers import error_text, parquet_hint
 
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -68,8 +67,8 @@ def read_source(spark: SparkSession, source: SourceConfig, settings: Settings, w
     try:
         df = spark.read.format(source.format).options(**{k: _opt(v) for k, v in source.options.items()}).load(path)
     except AnalysisException as exc:
-        msg = error_text(exc)
-        hint = parquet_hint(msg, glob.glob(path) or [path]) if source.format == "parquet" else ""
+        msg = readers.error_text(exc)
+        hint = readers.parquet_hint(msg, glob.glob(path) or [path]) if source.format == "parquet" else ""
         raise InputDataError(f"{where}: cannot read {path} as {source.format}: {msg.split(' SQLSTATE')[0] if hint else msg}{hint}") from None
     except (Py4JJavaError, CapturedException) as exc:  # not Parquet at all, a folder of tables...
         if isinstance(exc, Py4JJavaError):  # the innermost cause: "... is not a Parquet file ..."
@@ -78,7 +77,7 @@ def read_source(spark: SparkSession, source: SourceConfig, settings: Settings, w
                 cause = cause.getCause()
             text = str(cause.toString())
         else:
-            text = error_text(exc)
+            text = readers.error_text(exc)
         raise InputDataError(f"{where}: cannot read {path} as {source.format}: {text.splitlines()[0][:400]}") from None
     if not df.columns:
         raise InputDataError(f"{where}: {path} is empty (no columns, no rows); nothing was written")
