@@ -52,6 +52,18 @@ def test_leakage_suspects_are_named_and_excluded(spark, overlay, tmp_path):
     assert card.key == "id" and card.positive_class == "yes"
 
 
+def test_leakage_of_numeric_columns_for_a_regression_target(spark):
+    from lakeforge.frame import frame
+
+    rows = [(f"k{i}", float(i), i * 2.0 + (i % 3) * 0.01, float((i * 7) % 11), i + 5.0, "abc"[i % 3], 3.0 * i)
+            for i in range(200)]
+    df = spark.createDataFrame(rows, "k string, x double, twice double, noise double, price_before double, g string, price double")
+    card = frame(df, "price", {"format": "csv", "path": "x"}, "x")
+    assert card.task == "regression" and card.key == "k"
+    assert card.leakage == ["x: correlation +1.000 with the target", "twice: correlation +1.000 with the target",
+                            "price_before: its name contains the target's"]
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

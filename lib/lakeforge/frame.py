@@ -1,9 +1,10 @@
 """Problem framing: inspect a dataset and its target, write the pipeline YAML (the problem card).
 
 One profiling aggregation over all columns (nulls, approximate distinct counts, how many text
-values parse as numbers or timestamps, text length) plus, for the target, its values; then one
-grouped count per candidate categorical column for the leakage check (only for columns with
-at most ``LEAKAGE_MAX_LEVELS`` levels). Nothing row-level reaches the driver.
+values parse as numbers or timestamps, text length); one grouped count of the target's values;
+one query for the leakage check of every column (correlations, or the purity of each
+categorical column's levels for columns of at most ``LEAKAGE_MAX_LEVELS`` levels). Three passes
+over the data whatever the number of columns; nothing row-level reaches the driver.
 
 Roles:
 - ID-like (nearly one distinct value per row: text, or an integer named like an ID: ``id``,
@@ -147,11 +148,13 @@ def frame(df: DataFrame, target: str, source: dict, name: str, key: str | None =
     if rows == 0:
         raise InputDataError("the input has no rows; nothing to frame")
 
-    values = [r[0] for r in df.select(target).where(F.col(target).isNotNull()).distinct().limit(MAX_CLASSES + 1).collect()]
+    # the target's values with their counts, one pass (a regression target stops at MAX_CLASSES + 1)
+    by_value = df.where(F.col(f"`{target}`").isNotNull()).groupBy(f"`{target}`").count().limit(MAX_CLASSES + 1).collect()
+    values = [r[0] for r in by_value]
     if len(values) < 2:
         raise InputDataError(f"target {target!r} is constant or empty ({len(values)} distinct value); nothing to learn")
     task, task_reason = infer_task(values, isinstance(fields[target], NumericType), len(values))
-    counts = {as_text(r[0]): r[1] for r in df.groupBy(target).count().collect() if r[0] is not None} if task != "regression" else {}
+    counts = {as_text(r[0]): r[1] for r in by_value} if task != "regression" else {}
     total = sum(counts.values()) or 1
     shares = {k: round(v / total, 4) for k, v in sorted(counts.items(), key=lambda kv: -kv[1])}
     positive = None
@@ -231,29 +234,39 @@ def frame(df: DataFrame, target: str, source: dict, name: str, key: str | None =
 
 
 def _leakage(df: DataFrame, target: str, columns: list[Column], task: str, rows: int) -> list[str]:
-    """Columns that predict the target almost perfectly on their own, or are named after it."""
-    out = []
+    """Columns that predict the target almost perfectly on their own, or are named after it.
+    One Spark query for all columns: the correlations of the numeric ones (regression), or for
+    each categorical one the share of rows whose level has a single target value (levels of 2+
+    rows; every (column, level, target) count at once, each row exploded into one pair per column)."""
+    found: dict[str, str] = {}
     base = re.sub(r"[^a-z0-9]", "", target.lower())
+    numeric, categorical = [], []
     for c in columns:
         if c.role in ("key", "id", "excluded"):
             continue
-        name = re.sub(r"[^a-z0-9]", "", c.name.lower())
-        if base and len(base) > 2 and base in name:
-            out.append(f"{c.name}: its name contains the target's")
-            continue
-        if task == "regression":
-            if c.role == "numeric":
-                corr = df.select(F.corr(F.expr(f"try_cast(`{c.name}` AS DOUBLE)"), F.col(target).cast("double"))).first()[0]
-                if corr is not None and abs(corr) > 0.98:
-                    out.append(f"{c.name}: correlation {corr:+.3f} with the target")
-            continue
-        if c.role == "categorical" and 1 < c.distinct <= LEAKAGE_MAX_LEVELS:
-            # share of rows whose level has a single target value (purity), levels of 2+ rows only
-            g = df.groupBy(c.name, target).count().groupBy(c.name).agg(F.max("count").alias("top"), F.sum("count").alias("n"))
-            r = g.where(F.col("n") >= 2).agg(F.sum("top").alias("top"), F.sum("n").alias("n")).first()
-            if r["n"] and r["n"] >= 0.5 * rows and r["top"] / r["n"] > 0.99:
-                out.append(f"{c.name}: its levels determine the target in {r['top'] / r['n']:.1%} of the rows")
-    return out
+        if base and len(base) > 2 and base in re.sub(r"[^a-z0-9]", "", c.name.lower()):
+            found[c.name] = f"{c.name}: its name contains the target's"
+        elif task == "regression" and c.role == "numeric":
+            numeric.append(c.name)
+        elif task != "regression" and c.role == "categorical" and 1 < c.distinct <= LEAKAGE_MAX_LEVELS:
+            categorical.append(c.name)
+    if numeric:
+        y = F.col(f"`{target}`").cast("double")
+        corr = df.select(*[F.corr(F.expr(f"try_cast(`{c}` AS DOUBLE)"), y) for c in numeric]).first()
+        for c, r in zip(numeric, corr):
+            if r is not None and abs(r) > 0.98:
+                found[c] = f"{c}: correlation {r:+.3f} with the target"
+    if categorical:
+        pairs = F.explode(F.array(*[F.struct(F.lit(i).alias("i"), F.col(f"`{c}`").cast("string").alias("v"))
+                                    for i, c in enumerate(categorical)])).alias("p")
+        counts = df.select(F.col(f"`{target}`").alias("y"), pairs).groupBy("p.i", "p.v", "y").count()
+        levels = counts.groupBy("i", "v").agg(F.max("count").alias("top"), F.sum("count").alias("n"))
+        purity = levels.where(F.col("n") >= 2).groupBy("i").agg(F.sum("top").alias("top"), F.sum("n").alias("n"))
+        for r in purity.collect():
+            if r["n"] >= 0.5 * rows and r["top"] / r["n"] > 0.99:
+                c = categorical[r["i"]]
+                found[c] = f"{c}: its levels determine the target in {r['top'] / r['n']:.1%} of the rows"
+    return [found[c.name] for c in columns if c.name in found]
 
 
 def to_yaml(card: ProblemCard) -> str:
