@@ -159,13 +159,19 @@ def test_time_budget_skips_the_remaining_candidates(spark, settings, telco, tmp_
     assert status["gbt"].startswith("skipped: time budget")
 
 
-def test_successive_halving_fits_only_the_best_third_on_the_other_folds(spark, settings, telco, tmp_path):
+def test_successive_halving_fits_only_the_best_third_on_the_other_folds(spark, settings, telco, tmp_path, monkeypatch):
+    import lakeforge.train
+
     grid = {"logistic_regression": {"regParam": [0.001, 0.01, 0.1]},
             "decision_tree": {"maxDepth": [1, 2, 3]}}
     pipe = _pipeline(tmp_path, "halving", **{"tables.bronze": "zoo_bronze", "model.algorithms": grid,
                                              "model.folds": 3, "model.halving": True})
     lines: list[str] = []
+    monkeypatch.setattr(lakeforge.train, "PROGRESS_SECONDS", 0)  # a line per finished fit, as in a long search
     res = train(spark, settings, pipe, "h1", DAY, progress=lines.append)
+    fits = [x for x in lines if re.match(r"\d+/\d+ fits done \((logistic_regression|decision_tree) \{.*\} on fold \d: "
+                                         r"\d+\.\d s\), \d+ s into the search$", x)]
+    assert fits and fits[0].startswith("1/6 fits done") and any(x.startswith("fold 1/3: 6 candidate(s) done") for x in lines)
     kept = [r for r in res.leaderboard if r["status"] == "ok"]
     pruned = [r for r in res.leaderboard if r["status"] != "ok"]
     # the best third (2 of 6) and the best of each algorithm go on to folds 2 and 3

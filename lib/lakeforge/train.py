@@ -78,6 +78,7 @@ LABEL_COL = "label"
 WEIGHT_COL = "_weight"
 FOLD_COL = "_fold"
 SPLIT_BUCKETS = 10_000
+PROGRESS_SECONDS = 20  # a long search reports a finished fit when nothing was said for this long
 
 
 @dataclass
@@ -554,6 +555,7 @@ def _search(spark, features, candidates, task, target, n_folds, weight, seed, ma
     done_per_fold = [0] * n_folds
     per_fold = [0] * n_folds  # fits submitted per fold
     t_start = time.perf_counter()
+    last_said = [t_start]  # long searches: a line per finished fit at most every PROGRESS_SECONDS
 
     def fit_eval(k: int, ci: int) -> None:
         c = candidates[ci]
@@ -584,8 +586,15 @@ def _search(spark, features, candidates, task, target, n_folds, weight, seed, ma
         results[(k, ci)] = (ev, "ok", secs)
         with lock:
             done_per_fold[k] += 1
+            now = time.perf_counter()
             if done_per_fold[k] == per_fold[k]:
-                say(f"fold {k + 1}/{n_folds}: {per_fold[k]} candidate(s) done, {time.perf_counter() - t_start:.1f} s into the search")
+                say(f"fold {k + 1}/{n_folds}: {per_fold[k]} candidate(s) done, {now - t_start:.1f} s into the search")
+            elif now - last_said[0] >= PROGRESS_SECONDS:
+                say(f"{sum(done_per_fold)}/{sum(per_fold)} fits done ({c.label} on fold {k + 1}: {secs:.1f} s), "
+                    f"{now - t_start:.0f} s into the search")
+            else:
+                return
+            last_said[0] = now
 
     def run(batch: list[tuple[int, int]]) -> None:
         for k, _ in batch:
