@@ -27,6 +27,7 @@ def test_telco_card(spark, overlay, tmp_path, capsys):
     assert (card.key, card.target, card.positive_class, card.model.task, card.model.metric) == (
         "customerID", "Churn", "Yes", "binary", "roc_auc")
     assert set(card.features.numeric) == {"tenure", "MonthlyCharges", "TotalCharges"}  # TotalCharges is text
+    assert card.model.max_minutes == 60  # a time budget by default, as AutoML tools have
     assert "SeniorCitizen" in card.features.categorical and "Contract" in card.features.categorical
     assert "Problem card: telco_customer_churn" in capsys.readouterr().out
     # an existing file is not overwritten without --force

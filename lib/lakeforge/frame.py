@@ -343,6 +343,7 @@ def to_yaml(card: ProblemCard) -> str:
         f"  metric: {card.metric}",
         "  test_fraction: 0.2",
         "  seed: 42",
+        "  max_minutes: 60               # no new algorithm starts after an hour of training (null: no budget)",
     ]
     if card.task == "binary" and card.class_shares and min(card.class_shares.values()) < 0.2:
         lines.append("  class_weights: true          # imbalanced classes")
