@@ -359,15 +359,16 @@ def default_name(path: str) -> str:
 
 def source_for(path: str) -> dict:
     """The source config for an input path or table name, by its extension (a local folder: by
-    the extension most of its files have)."""
-    lower = path.lower()
+    the extension most of the files directly in it have, as Spark reads them)."""
+    lower, sample = path.lower(), path  # sample: the file (or glob) a CSV's delimiter is sniffed from
     folder = Path(path)
     if folder.is_dir() and not (folder / "_delta_log").is_dir():
-        files = islice((f for f in folder.rglob("*") if f.is_file() and not f.name.startswith((".", "_"))), 1000)
+        files = list(islice((f for f in sorted(folder.iterdir()) if f.is_file() and not f.name.startswith((".", "_"))), 1000))
         suffixes = Counter("".join(f.suffixes[-2:]).lower() for f in files)
         lower = f"x{suffixes.most_common(1)[0][0]}" if suffixes else ".parquet"
+        sample = next((str(f) for f in files if str(f).lower().endswith(lower[1:])), path)
     if lower.endswith((".csv", ".csv.gz", ".txt")):
-        sep = sniff_delimiter(path)
+        sep = sniff_delimiter(sample)
         return {"format": "csv", "path": path, "options": {"header": True, "inferSchema": True, **({"sep": sep} if sep != "," else {})}}
     if lower.endswith(".xlsx"):
         return {"format": "excel", "path": path, "options": {}}
@@ -379,16 +380,14 @@ def source_for(path: str) -> dict:
 
 
 def sniff_delimiter(path: str, size: int = 65536) -> str:
-    """',' unless the start of a local CSV file (or the first file of a local folder / glob)
-    parses into a steady number of fields, more than one, with ';', tab or '|' and not with ','.
-    Remote paths: ','."""
+    """',' unless the start of a local CSV file (the first of a glob) parses into a steady number
+    of fields, more than one, with ';', tab or '|' and not with ','. Remote paths: ','."""
     import csv
     import glob
     import gzip
     import io
 
-    found = sorted(f for f in glob.glob(path) if Path(f).is_file()) or sorted(
-        str(f) for f in Path(path).glob("*") if Path(path).is_dir() and f.is_file() and not f.name.startswith((".", "_")))
+    found = sorted(f for f in glob.glob(path) if Path(f).is_file())
     if not found:
         return ","
     try:
