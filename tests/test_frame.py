@@ -205,6 +205,18 @@ def test_frame_reads_excel_json_lines_and_folders_and_finds_their_keys(spark, ov
         assert card.key == "id", path
         if path != folder:
             assert "when" in card.features.exclude and "amount" in card.features.numeric, path
+    # a tab-separated .tsv, and a Latin-1 file (Excel's CSV on Western Windows) with a gzipped twin
+    tsv = tmp_path / "plans.tsv"
+    tsv.write_text("id\tplan\ty\n" + "".join(f"{r['id']}\t{r['plan']}\t{r['y']}\n" for r in rows))
+    assert source_for(str(tsv))["options"] == {"header": True, "inferSchema": True, "sep": "\t"}
+    latin = tmp_path / "kunden.csv"
+    latin.write_bytes(("kunde,stadt,kündigt\n" + "".join(f"{r['id']},{'Köln' if r['plan'] == 'a' else 'Düsseldorf'},{r['y']}\n"
+                                                           for r in rows)).encode("latin-1"))
+    assert source_for(str(latin))["options"] == {"header": True, "inferSchema": True, "encoding": "ISO-8859-1"}
+    out = tmp_path / "kunden.yaml"
+    assert _main(overlay, "frame", "--input", str(latin), "--target", "kündigt", "--output", str(out), "--force") == 0
+    card = load_pipeline(out)
+    assert card.target == "k_ndigt" and card.features.categorical == ["stadt"]
     capsys.readouterr()
     junk = tmp_path / "junk"
     junk.mkdir()

@@ -192,6 +192,29 @@ def test_column_names_are_normalised_and_the_mapping_recorded(spark, settings, t
     assert json.loads(logged["column_mapping"]) == res.column_mapping
 
 
+def test_a_header_that_repeats_a_name_loads_by_position_and_a_reordered_header_stops(spark, settings, tmp_path):
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    (rep / "a.csv").write_text("id,Value,value,amount\n1,10,20,1.5\n2,11,21,2.5\n")
+    (rep / "b.csv").write_text("id,Value,value,amount\n3,12,22,3.5\n")
+    p = pipeline(tmp_path, {"format": "csv", "path": str(rep), "options": {"header": True}}, name="ing_rep", target="amount")
+    said = []
+    [res] = ingest(spark, settings, p, "r1", D1, progress=said.append)
+    assert counts(res) == (3, 3, 0)
+    assert any("the header repeats 'Value', 'value' (Spark numbers them: Value1, value2)" in m for m in said), said
+    rows = spark.table("lakeforge.bronze_ing_rep").orderBy("id").select("id", "Value1", "value2", "amount").collect()
+    assert [tuple(r) for r in rows] == [(1, 10, 20, 1.5), (2, 11, 21, 2.5), (3, 12, 22, 3.5)]
+
+    swapped = tmp_path / "swapped"
+    swapped.mkdir()
+    (swapped / "a.csv").write_text("id,x,amount\n1,10,1.5\n")
+    (swapped / "b.csv").write_text("id,amount,x\n2,2.5,11\n")  # same names, another order
+    p = pipeline(tmp_path, {"format": "csv", "path": str(swapped), "options": {"header": True}}, name="ing_swap", target="amount")
+    with pytest.raises(InputDataError, match=r"a file's CSV header does not match the columns \['id', 'x', 'amount'\]"):
+        ingest(spark, settings, p, "r1", D1)
+    assert not spark.catalog.tableExists("lakeforge.bronze_ing_swap")
+
+
 def test_json_lines_parquet_and_excel_sources(spark, settings, tmp_path):
     jl = tmp_path / "events.jsonl"
     jl.write_text('{"id": 1, "kind": "a", "n": 2, "meta": {"x": 1}}\n{"id": 2, "kind": "b", "n": 3}\n'

@@ -9,12 +9,11 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from lakeforge.config import FeaturesConfig, PreprocessingConfig, SourceConfig
-from lakeforge.errors import InputDataError
+from lakeforge.config import FeaturesConfig, ModelConfig, PreprocessingConfig, SourceConfig
 from lakeforge.evaluation import evaluate_binary
 from lakeforge.features import FeatureRoles, preprocessing_pipeline, resolve_roles
 from lakeforge.ingest import normalise_names, typed_with_reason
-from lakeforge.train import Target, label_column, split_by_key
+from lakeforge.train import FOLD_COL, LABEL_COL, Target, label_column, split_by_key, split_rows
 
 
 def test_column_names_are_normalised_to_stable_identifiers():
@@ -117,6 +116,38 @@ def test_split_by_key_is_deterministic_and_close_to_the_fraction(spark):
     assert_df_equality(a, b, ignore_row_order=True)
     assert 0.19 < a.count() / 20000 < 0.21
     assert df.where(split_by_key("k", 0.2, 7)).select("k").exceptAll(a).count() > 0  # the seed matters
+
+
+def test_classification_split_and_folds_are_stratified(spark):
+    # classes of 1, 2, 7, 40 and 3,000 rows; the hash order puts rows anywhere
+    sizes = {0.0: 3000, 1.0: 40, 2.0: 7, 3.0: 2, 4.0: 1}
+    rows = [(f"k{c:.0f}-{i}", c) for c, n in sizes.items() for i in range(n)]
+    labelled = spark.createDataFrame(rows, f"k string, {LABEL_COL} double").cache()
+
+    def counts(df, *cols):
+        return {tuple(r[:-1]): r[-1] for r in df.groupBy(*cols).count().collect()}
+
+    cv = ModelConfig(registered_name="m", folds=3, test_fraction=0.2)
+    data, info = split_rows(labelled, cv, "k", "multiclass", "t")
+    assert info["stratified"] is True
+    test = counts(data, LABEL_COL, "_is_test")
+    for c, n in sizes.items():  # exactly round(0.2 n) test rows per class; a single row stays in training
+        assert test.get((c, True), 0) == int(n * 0.2 + 0.5), c
+    folds = counts(data.where(~F.col("_is_test")), LABEL_COL, FOLD_COL)
+    assert {f for (_, f) in folds} == {0, 1, 2}
+    for c in (0.0, 1.0, 2.0):  # each class's training rows in three runs of equal size (+-1)
+        per_fold = [folds.get((c, f), 0) for f in range(3)]
+        assert max(per_fold) - min(per_fold) <= 1 and sum(per_fold) == sizes[c] - int(sizes[c] * 0.2 + 0.5), (c, per_fold)
+    again, _ = split_rows(labelled, cv, "k", "multiclass", "t")  # the same rows in the same places
+    assert_df_equality(again.select("k", "_is_test", FOLD_COL), data.select("k", "_is_test", FOLD_COL), ignore_row_order=True)
+    other, _ = split_rows(labelled, cv.model_copy(update={"seed": 7}), "k", "multiclass", "t")
+    assert other.where("_is_test").select("k").exceptAll(data.where("_is_test").select("k")).count() > 0
+
+    tvs = ModelConfig(registered_name="m", search="train_validation_split", train_ratio=0.75)
+    data, _ = split_rows(labelled, tvs, "k", "multiclass", "t")
+    valid = counts(data.where(~F.col("_is_test")), LABEL_COL, FOLD_COL)
+    assert {f for (_, f) in valid} == {0, -1}
+    assert valid[(0.0, 0)] == 2400 - 1800 and valid[(1.0, 0)] == 32 - 24  # a quarter of each class's training rows
 
 
 def test_binary_metrics_counts(spark):

@@ -367,9 +367,8 @@ def source_for(path: str) -> dict:
         suffixes = Counter("".join(f.suffixes[-2:]).lower() for f in files)
         lower = f"x{suffixes.most_common(1)[0][0]}" if suffixes else ".parquet"
         sample = next((str(f) for f in files if str(f).lower().endswith(lower[1:])), path)
-    if lower.endswith((".csv", ".csv.gz", ".txt")):
-        sep = sniff_delimiter(sample)
-        return {"format": "csv", "path": path, "options": {"header": True, "inferSchema": True, **({"sep": sep} if sep != "," else {})}}
+    if lower.endswith((".csv", ".tsv", ".tab", ".txt", ".csv.gz", ".tsv.gz", ".txt.gz")):
+        return {"format": "csv", "path": path, "options": {"header": True, "inferSchema": True, **sniff_csv(sample)}}
     if lower.endswith(".xlsx"):
         return {"format": "excel", "path": path, "options": {}}
     if lower.endswith((".json", ".jsonl")):
@@ -379,9 +378,12 @@ def source_for(path: str) -> dict:
     return {"format": "delta", "path": path, "options": {}}
 
 
-def sniff_delimiter(path: str, size: int = 65536) -> str:
-    """',' unless the start of a local CSV file (the first of a glob) parses into a steady number
-    of fields, more than one, with ';', tab or '|' and not with ','. Remote paths: ','."""
+def sniff_csv(path: str, size: int = 65536) -> dict[str, str]:
+    """The reader options a local CSV file (the first of a glob) needs beyond the defaults,
+    from its first ``size`` bytes: ``sep`` when the lines parse into a steady number of fields,
+    more than one, with ';', tab or '|' and not with ','; ``encoding`` ISO-8859-1 (Latin-1, what
+    Excel's "CSV" writes on Western Windows; Spark 4 reads no windows-1252) when the bytes are not
+    UTF-8. Remote paths: none."""
     import csv
     import glob
     import gzip
@@ -389,22 +391,29 @@ def sniff_delimiter(path: str, size: int = 65536) -> str:
 
     found = sorted(f for f in glob.glob(path) if Path(f).is_file())
     if not found:
-        return ","
+        return {}
     try:
         opener = gzip.open if found[0].endswith(".gz") else open
-        with opener(found[0], "rt", encoding="utf-8", errors="replace", newline="") as fh:
-            sample = fh.read(size)
+        with opener(found[0], "rb") as fh:
+            raw = fh.read(size)
     except OSError:
-        return ","
-    if len(sample) == size:  # drop the last, maybe partial, line
-        sample = sample[: sample.rfind("\n") + 1] or sample
+        return {}
+    if len(raw) == size:  # drop the last, maybe partial, line
+        raw = raw[: raw.rfind(b"\n") + 1] or raw
+    options = {}
+    try:
+        sample = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        sample = raw.decode("latin-1")
+        options["encoding"] = "ISO-8859-1"
 
     def steady(sep: str) -> int:
-        rows = [r for r in csv.reader(io.StringIO(sample), delimiter=sep) if r][:50]
+        rows = [r for r in csv.reader(io.StringIO(sample, newline=""), delimiter=sep) if r][:50]
         widths = {len(r) for r in rows}
         return widths.pop() if len(widths) == 1 and rows else 0
 
-    if steady(",") > 1:
-        return ","
-    best = max((";", "\t", "|"), key=steady)
-    return best if steady(best) > 1 else ","
+    if steady(",") <= 1:
+        best = max((";", "\t", "|"), key=steady)
+        if steady(best) > 1:
+            options["sep"] = best
+    return options

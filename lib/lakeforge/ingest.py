@@ -213,7 +213,7 @@ _PENDING = "bad record"  # replaced by explain_bad()
 
 
 def parsed_typed(spark: SparkSession, src: SourceConfig, files: list[str], columns: list[str], mapping: dict[str, str],
-                 target: StructType) -> tuple[DataFrame, Callable[[DataFrame], DataFrame]]:
+                 target: StructType, check_header: bool = True) -> tuple[DataFrame, Callable[[DataFrame], DataFrame]]:
     """CSV / JSON lines typed by Spark's own parser (as fast as a plain ``spark.read``): a record
     with a value that does not parse, or the wrong number of fields, keeps its text in the
     corrupt-record column; explain_bad() later says which column and value.
@@ -226,7 +226,8 @@ def parsed_typed(spark: SparkSession, src: SourceConfig, files: list[str], colum
                         + [StructField(CORRUPT, StringType())])
     reader = (spark.read.schema(schema).options(**readers._reader_options(src)).option("mode", "PERMISSIVE")
               .option("columnNameOfCorruptRecord", CORRUPT))
-    scan = reader.option("enforceSchema", "false").csv(files) if src.format == "csv" else reader.json(files)
+    scan = (reader.option("enforceSchema", str(not check_header).lower()).csv(files) if src.format == "csv"
+            else reader.json(files))
     # the file as a column before the Observation (observed metrics may not call input_file_name())
     scan = scan.select("*", readers.source_file().alias(SOURCE))
     present = {mapping[c] for c in columns}
@@ -477,6 +478,7 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
     # 1. raw read ---------------------------------------------------------------------------
     text = src.format in ("csv", "json", "excel", "http")
     sample: StructType | None = None  # what the incoming data looks like (for drift checks)
+    check_header = True  # CSV: each file's header must name the columns in order
     if src.format in ("csv", "json", "parquet", "excel"):
         path = readers._resolve(settings, src, where)
         files = readers.list_files(spark, src, path)
@@ -500,7 +502,13 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
                 columns = table_schema.fieldNames()
             else:
                 columns = readers.infer_schema(spark, src, files, sample_lines=1000).fieldNames()
-            raw = readers.read_text_files(spark, src, files, columns)
+            repeated = readers.repeated_header_names(spark, opts, files, columns) if header else []
+            if repeated:
+                say(f"{name}: the header repeats {', '.join(map(repr, repeated))} (Spark numbers them: "
+                    f"{', '.join(c for c in columns if c.lower().rstrip('0123456789') in {r.lower() for r in repeated})}); "
+                    "files are read by column position, without checking each file's header")
+            check_header = not repeated
+            raw = readers.read_text_files(spark, src, files, columns, check_header)
         elif src.format == "json":
             if explicit is not None:
                 columns = explicit.fieldNames()
@@ -623,7 +631,7 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
     # 4. the load ------------------------------------------------------------------------
     fast = src.format in ("csv", "json")
     if fast:  # Spark's own parser types the values; bad records are explained afterwards
-        scan, project = parsed_typed(spark, src, files, columns, mapping, target)
+        scan, project = parsed_typed(spark, src, files, columns, mapping, target, check_header)
         typed = project(scan)
         base_bad = F.col(CORRUPT).isNotNull()
         bad_row = F.struct(F.substring(F.col(CORRUPT), 1, _RAW_MAX).alias(RAW), F.lit(_PENDING).alias(REASON),

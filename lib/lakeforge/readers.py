@@ -132,6 +132,17 @@ def csv_header(spark: SparkSession, opts: dict[str, str], files: list[str]) -> l
     return spark.read.options(**opts).csv(files[:1]).columns
 
 
+def repeated_header_names(spark: SparkSession, opts: dict[str, str], files: list[str], columns: list[str]) -> list[str]:
+    """The names a CSV header repeats (ignoring case), which Spark has renamed by appending
+    the column's position (``Value``, ``value`` -> ``Value1``, ``value2``). Such a header can't
+    be checked against the columns; reads one line only when a name looks renamed."""
+    if not any(c.endswith(str(i)) for i, c in enumerate(columns)):
+        return []
+    first = spark.read.options(**{**opts, "header": "false"}).csv(files[:1]).first()
+    names = [str(v).lower() for v in (first or [])]
+    return list(dict.fromkeys(v for v in (first or []) if v is not None and names.count(str(v).lower()) > 1))
+
+
 def infer_schema(spark: SparkSession, src: SourceConfig, files: list[str], sample_lines: int | None = None) -> StructType:
     """Spark's type inference for CSV / JSON: over all files (one extra pass), or over the first
     ``sample_lines`` lines only (cheap; used to spot retyped columns on later loads)."""
@@ -146,15 +157,17 @@ def infer_schema(spark: SparkSession, src: SourceConfig, files: list[str], sampl
     return reader.csv(lines).schema if src.format == "csv" else reader.json(lines).schema
 
 
-def read_text_files(spark: SparkSession, src: SourceConfig, files: list[str], columns: list[str]) -> DataFrame:
-    """CSV / JSON lines as strings, with a corrupt-record column and the file of every row."""
+def read_text_files(spark: SparkSession, src: SourceConfig, files: list[str], columns: list[str],
+                    check_header: bool = True) -> DataFrame:
+    """CSV / JSON lines as strings, with a corrupt-record column and the file of every row.
+    ``check_header=False``: CSV columns by position (a header that repeats a name)."""
     opts = _reader_options(src)
     schema = StructType([StructField(c, StringType()) for c in columns] + [StructField(CORRUPT, StringType())])
     reader = spark.read.schema(schema).options(**opts).option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
     if src.format == "csv":
         # Each file's header must match the columns (a reordered file fails instead of loading
         # values into the wrong columns).
-        df = reader.option("enforceSchema", "false").csv(files)
+        df = reader.option("enforceSchema", str(not check_header).lower()).csv(files)
     else:
         df = reader.json(files)
     return df.select(*[F.col(f"`{c}`") for c in columns], CORRUPT,

@@ -55,7 +55,7 @@ from pyspark.ml import PipelineModel
 from pyspark.ml.feature import IndexToString
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import BooleanType, NumericType
+from pyspark.sql.types import BooleanType, DecimalType, NumericType
 
 from lakeforge import evaluation, models, tracking
 from lakeforge.config import PipelineConfig, Settings
@@ -78,6 +78,7 @@ LABEL_COL = "label"
 WEIGHT_COL = "_weight"
 FOLD_COL = "_fold"
 SPLIT_BUCKETS = 10_000
+LONG_MAX = 2**63 - 1
 PROGRESS_SECONDS = 20  # a long search reports a finished fit when nothing was said for this long
 
 
@@ -207,12 +208,84 @@ def _text_expr(raw: DataFrame, col: str):
 def split_by_key(key: str, test_fraction: float, seed: int):
     """Deterministic train/test split from a hash of the key: the same rows land in the same
     split on every run, whatever the partitioning. Returns the is-test column expression."""
-    bucket = F.pmod(F.xxhash64(F.col(key).cast("string"), F.lit(seed)), F.lit(SPLIT_BUCKETS))
+    bucket = F.pmod(_key_hash(key, seed), F.lit(SPLIT_BUCKETS))
     return bucket < F.lit(int(round(test_fraction * SPLIT_BUCKETS)))
 
 
 def fold_of(key: str, folds: int, seed: int):
-    return F.pmod(F.xxhash64(F.col(key).cast("string"), F.lit(seed + 1)), F.lit(folds)).cast("int")
+    return F.pmod(_key_hash(key, seed + 1), F.lit(folds)).cast("int")
+
+
+def _key_hash(key: str, seed: int):
+    return F.xxhash64(F.col(key).cast("string"), F.lit(seed))
+
+
+def split_rows(labelled: DataFrame, cfg, key: str, task: str, table: str) -> tuple[DataFrame, dict]:
+    """``labelled`` with the held-out test rows marked (``_is_test``) and the search's folds
+    (``FOLD_COL``: 0..k-1 for cross-validation; 0 = validation and -1 = training for a
+    train/validation split), and what the split was, for the record. Cache ``labelled`` first:
+    the cut points are small aggregations over it.
+
+    Rows are ordered by seeded hashes of the key, so the same rows land in the same place on
+    every run, whatever the partitioning. For classification the test set and the folds are
+    stratified, as scikit-learn's ``train_test_split(stratify=y)`` and ``StratifiedKFold`` are:
+    within each class, the first round(test_fraction x n) rows in hash order are test rows, and
+    the class's training rows are cut into runs of equal size, one per fold, so rare classes
+    keep their share everywhere (a class of one row stays in training). The cut points are
+    per-class quantiles of the hash (exact up to 250,000 rows per class, within a row per
+    million beyond). Regression: hash buckets. A time split takes its test rows by time.
+    """
+    info: dict = {"by": cfg.split.by, "test_fraction": cfg.test_fraction, "seed": cfg.seed,
+                  "stratified": task != "regression"}
+    # 53-bit hashes: percentile_approx works in doubles, which hold them exactly
+    data = (labelled.withColumn("_h", F.shiftright(_key_hash(key, cfg.seed), 11))
+            .withColumn("_hf", F.shiftright(_key_hash(key, cfg.seed + 1), 11)))
+    if cfg.split.by == "time":
+        is_test, cut = _time_split(data, cfg.split.column, cfg.test_fraction, table)
+        info.update(column=cfg.split.column, test_from=dt.datetime.fromtimestamp(cut, dt.timezone.utc).isoformat())
+    elif task == "regression":
+        is_test = split_by_key(key, cfg.test_fraction, cfg.seed)
+    else:
+        is_test = _first_shares(data, "_h", [cfg.test_fraction])[0]
+    data = data.withColumn("_is_test", is_test)
+    cv = cfg.search == "cross_validation"
+    if task == "regression":
+        validation = F.pmod(F.col("_hf"), F.lit(SPLIT_BUCKETS)) >= F.lit(int(round(cfg.train_ratio * SPLIT_BUCKETS)))
+        fold = fold_of(key, cfg.folds, cfg.seed) if cv else F.when(validation, 0).otherwise(-1)
+    else:
+        shares = [j / cfg.folds for j in range(1, cfg.folds)] if cv else [cfg.train_ratio]
+        # a row's fold: how many of the cut points its hash is past
+        fold = sum((~first).cast("int") for first in _first_shares(data.where(~F.col("_is_test")), "_hf", shares))
+        fold = fold if cv else F.when(fold == 1, 0).otherwise(-1)
+    return data.withColumn(FOLD_COL, fold.cast("int")).drop("_h", "_hf"), info
+
+
+def _first_shares(df: DataFrame, hash_col: str, shares: list[float]) -> list:
+    """For each share, a boolean column: whether a row is among the first round(share x n) of
+    the n rows of its class (``LABEL_COL``) in ``df``, in ``hash_col`` order. Two small jobs."""
+    counts = {c: n for c, n in df.groupBy(LABEL_COL).count().collect()}
+    # percentile_approx returns the value of rank ceil(p x n), so p = (r - 0.5) / n is rank r
+    ranks = {(c, s): int(math.floor(s * n + 0.5)) for c, n in counts.items() for s in shares}
+    pcts = sorted({(r - 0.5) / counts[c] for (c, _), r in ranks.items() if 0 < r < counts[c]})
+    q = {}
+    if pcts:
+        # exact ranks while the error bound (n / accuracy) stays under half a row
+        accuracy = min(max(10_000, 4 * max(counts.values())), 1_000_000)
+        q = {c: dict(zip(pcts, v)) for c, v in df.groupBy(LABEL_COL).agg(
+            F.percentile_approx(hash_col, F.array(*map(F.lit, pcts)), accuracy)).collect()}
+    out = []
+    for s in shares:
+        cuts = {}  # class -> the last hash in its first share; none when the share is empty
+        for c, n in counts.items():
+            r = ranks[(c, s)]
+            if r >= n:
+                cuts[c] = LONG_MAX
+            elif r > 0:
+                cuts[c] = q[c][(r - 0.5) / n]
+        lookup = F.create_map(*[x for c, v in cuts.items() for x in (F.lit(c), F.lit(v))])[F.col(LABEL_COL)] \
+            if cuts else F.lit(None)
+        out.append(F.coalesce(F.col(hash_col) <= lookup, F.lit(False)))
+    return out
 
 
 def _time_split(df: DataFrame, column: str, test_fraction: float, table: str):
@@ -276,18 +349,9 @@ def train(
                 f"for {task} use {', '.join(a for a, al in models.ALGORITHMS.items() if task in al.tasks)}"
             )
 
-    labelled = label_column(raw, pipeline.target, target)
-    split_info: dict = {"by": cfg.split.by, "test_fraction": cfg.test_fraction, "seed": cfg.seed}
-    if cfg.split.by == "time":
-        is_test, cut = _time_split(labelled, cfg.split.column, cfg.test_fraction, table)
-        split_info.update(column=cfg.split.column, test_from=dt.datetime.fromtimestamp(cut, dt.timezone.utc).isoformat())
-    else:
-        is_test = split_by_key(pipeline.key, cfg.test_fraction, cfg.seed)
+    labelled = label_column(raw, pipeline.target, target).cache()
+    data, split_info = split_rows(labelled, cfg, pipeline.key, task, table)
     n_folds = cfg.folds if cfg.search == "cross_validation" else 1
-    fold = fold_of(pipeline.key, cfg.folds, cfg.seed) if cfg.search == "cross_validation" else (
-        F.when(F.pmod(F.xxhash64(F.col(pipeline.key).cast("string"), F.lit(cfg.seed + 1)), F.lit(SPLIT_BUCKETS))
-               >= F.lit(int(round(cfg.train_ratio * SPLIT_BUCKETS))), 0).otherwise(-1))
-    data = labelled.withColumn("_is_test", is_test).withColumn(FOLD_COL, fold).cache()
     counts = {(r["_is_test"], r["cls"]): r["count"] for r in
               data.groupBy("_is_test", (F.col(LABEL_COL) if task != "regression" else F.lit(0.0)).alias("cls")).count().collect()}
     _check_counts(counts, target, pipeline, table, n_folds)
@@ -400,7 +464,7 @@ def train(
     )
     timings["mlflow_log_register"] = time.perf_counter() - t
     train_features.unpersist()
-    data.unpersist()
+    labelled.unpersist()  # cached by split_rows
     ref, mlflow_run_id, promoted, decision, champion_version, report = logged
     for row in leaderboard:
         row["model_version"] = ref.version if row["is_best"] else None
@@ -780,7 +844,10 @@ def _log_and_register(spark, settings, pipeline, model, feature_frame, candidate
                 mlflow.log_metric("fit_seconds", c.fit_seconds)
         with warnings.catch_warnings():  # MLflow's hint about integer columns: not actionable here
             warnings.simplefilter("ignore")
-            example = feature_frame.limit(5).toPandas()
+            # decimals as doubles: MLflow can't infer or store Python Decimal values
+            example = feature_frame.limit(5).select(*[
+                F.col(f"`{f.name}`").cast("double").alias(f.name) if isinstance(f.dataType, DecimalType) else f"`{f.name}`"
+                for f in feature_frame.schema.fields]).toPandas()
             signature = infer_signature(example)
         with _no_serving_validation():
             info = mlflow.spark.log_model(
