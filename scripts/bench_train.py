@@ -130,7 +130,7 @@ def main() -> int:
 
     from lakeforge.config import load_pipeline
     from lakeforge.ingest import ingest
-    from lakeforge.train import fold_of, split_by_key, train
+    from lakeforge.train import FOLD_COL, infer_target, label_column, split_rows, train
 
     work, settings, spark, jvm_pid = start("lakeforge-bench-train-", args.driver_memory)
     cores = os.cpu_count() or 2
@@ -162,11 +162,13 @@ def main() -> int:
         bronze = spark.table(settings.table(pipe.tables.bronze))
         # the same split and folds for scikit-learn, exported once (not timed)
         export = work / f"{dataset}_sk.parquet"
-        (bronze.select(pipe.key, pipe.target, *numeric, *categorical)
-         .withColumn("_is_test", split_by_key(pipe.key, pipe.model.test_fraction, pipe.model.seed))
-         .withColumn("_fold", fold_of(pipe.key, pipe.model.folds, pipe.model.seed))
+        table = settings.table(pipe.tables.bronze)
+        labelled = label_column(bronze, pipe.target, infer_target(bronze, pipe, table)).cache()
+        split, _ = split_rows(labelled, pipe.model, pipe.key, "binary", table)
+        (split.select(pipe.key, pipe.target, *numeric, *categorical, "_is_test", F.col(FOLD_COL).alias("_fold"))
          .withColumn(pipe.target, F.col(pipe.target).cast("string"))
          .write.mode("overwrite").parquet(str(export)))
+        labelled.unpersist()
 
         job = work / f"{dataset}_job.json"
         job.write_text(json.dumps({"data": str(export), "numeric": numeric, "categorical": categorical,

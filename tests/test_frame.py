@@ -132,6 +132,18 @@ def test_a_unique_integer_is_the_key_only_when_nothing_is_id_like(spark):
     assert (card.key, card.row_id) == ("row_id", "row_id")  # a column with nulls is no key: ingest adds one
 
 
+def test_constant_and_empty_columns_are_excluded(spark):
+    from lakeforge.frame import frame
+
+    rows = [(float(i), 1, None, "x" if i % 3 else None, "ab"[i % 2]) for i in range(50)]
+    card = frame(spark.createDataFrame(rows, "v double, const int, empty string, flag string, y string"),
+                 "y", {"format": "csv", "path": "x"}, "x")
+    why = {c.name: (c.role, c.reason) for c in card.columns}
+    assert why["const"] == ("excluded", "constant: one value in every row")
+    assert why["empty"] == ("excluded", "always null")
+    assert why["flag"][0] == "categorical"  # one value or null: the null says something
+
+
 def test_data_without_a_key_gets_row_ids_from_its_content(spark, overlay, settings, tmp_path, capsys):
     from lakeforge.errors import delimiter_hint
 
@@ -209,6 +221,9 @@ def test_frame_reads_excel_json_lines_and_folders_and_finds_their_keys(spark, ov
     tsv = tmp_path / "plans.tsv"
     tsv.write_text("id\tplan\ty\n" + "".join(f"{r['id']}\t{r['plan']}\t{r['y']}\n" for r in rows))
     assert source_for(str(tsv))["options"] == {"header": True, "inferSchema": True, "sep": "\t"}
+    quoted = tmp_path / "tickets.csv"  # quoted values that span lines
+    quoted.write_text('id,body,y\n1,"first line\nsecond, with a comma",a\n2,"short",b\n')
+    assert source_for(str(quoted))["options"] == {"header": True, "inferSchema": True, "multiLine": True}
     latin = tmp_path / "kunden.csv"
     latin.write_bytes(("kunde,stadt,kündigt\n" + "".join(f"{r['id']},{'Köln' if r['plan'] == 'a' else 'Düsseldorf'},{r['y']}\n"
                                                            for r in rows)).encode("latin-1"))

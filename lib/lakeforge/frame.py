@@ -17,6 +17,7 @@ Roles:
 - datetime: date/timestamp types and text that parses as timestamps (excluded for now: date
   features are the feature-engineering stage's);
 - text: free text (long values, many levels): excluded;
+- excluded: always null, constant (one value and no nulls), or a type MLlib can't take (structs, arrays);
 - categorical: the rest.
 """
 
@@ -182,11 +183,13 @@ def frame(df: DataFrame, target: str, source: dict, name: str, key: str | None =
             col.role, col.reason = "key", "given as the key"
         elif ((isinstance(t, StringType) and (parses is None or id_like_name(c))) or (is_intlike and id_like_name(c))) \
                 and unique_share > 0.95 and rows >= 20:
-            col.role, col.reason = "id", f"about one distinct value per row ({distinct:,} for {rows:,} rows)"
+            col.role, col.reason = "id", f"about one distinct value per row ({min(distinct, rows):,} for {rows:,} rows)"
         elif is_intlike and unique_share > 0.95 and rows >= 20:
             col.role, col.reason = "numeric", f"{dtype}, nearly unique ({distinct:,} values) but not named like an ID"
             if nulls == 0:
                 fallback_keys.append(col)
+        elif distinct == 0 or (distinct == 1 and nulls == 0):  # nothing to learn from
+            col.role, col.reason = "excluded", "always null" if distinct == 0 else "constant: one value in every row"
         elif isinstance(t, (DateType, TimestampType, TimestampNTZType)):
             col.role, col.reason = "datetime", f"{dtype} column"
         elif isinstance(t, (NumericType, BooleanType)):
@@ -383,7 +386,7 @@ def sniff_csv(path: str, size: int = 65536) -> dict[str, str]:
     from its first ``size`` bytes: ``sep`` when the lines parse into a steady number of fields,
     more than one, with ';', tab or '|' and not with ','; ``encoding`` ISO-8859-1 (Latin-1, what
     Excel's "CSV" writes on Western Windows; Spark 4 reads no windows-1252) when the bytes are not
-    UTF-8. Remote paths: none."""
+    UTF-8; ``multiLine`` when a quoted value spans lines. Remote paths: none."""
     import csv
     import glob
     import gzip
@@ -412,8 +415,11 @@ def sniff_csv(path: str, size: int = 65536) -> dict[str, str]:
         widths = {len(r) for r in rows}
         return widths.pop() if len(widths) == 1 and rows else 0
 
+    sep = ","
     if steady(",") <= 1:
         best = max((";", "\t", "|"), key=steady)
         if steady(best) > 1:
-            options["sep"] = best
+            options["sep"] = sep = best
+    if any("\n" in v or "\r" in v for r in csv.reader(io.StringIO(sample, newline=""), delimiter=sep) for v in r):
+        options["multiLine"] = True  # quoted values span lines: Spark reads such files whole
     return options
