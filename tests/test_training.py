@@ -230,11 +230,13 @@ def test_multiclass_target_is_inferred_trained_and_scored(spark, settings, small
 
 
 def test_regression_target_is_inferred_trained_and_scored(spark, settings, small_csvs, tmp_path):
-    # a time-based test split (the latest 20 % by `listed`) and a train/validation split search
+    # a time-based test split (the latest 20 % by `listed`) and a train/validation split search;
+    # a decimal feature (MLflow's input example can't hold Python Decimals: logged as doubles)
     pipe = _task_pipeline(tmp_path, "houses", small_csvs[1], "price",
                           {"linear_regression": {"regParam": [0.0, 0.1], "elasticNetParam": [0.0]},
                            "random_forest": {"numTrees": [10], "maxDepth": [4]}},
-                          **{"features": {"numeric": ["rooms", "area"], "categorical": ["district"]},
+                          **{"source.schema": "id int, rooms int, area decimal(6,1), district string, listed date, price double",
+                             "features": {"numeric": ["rooms", "area"], "categorical": ["district"]},
                              "model.split": {"by": "time", "column": "listed"}, "model.search": "train_validation_split"})
     ingest(spark, settings, pipe, "g0", DAY)
     res = train(spark, settings, pipe, "g1", DAY)

@@ -79,6 +79,7 @@ WEIGHT_COL = "_weight"
 FOLD_COL = "_fold"
 SPLIT_BUCKETS = 10_000
 LONG_MAX = 2**63 - 1
+QUANTILE_ACCURACY_MAX = 100_000  # split cut points: exact up to 25,000 rows per class
 PROGRESS_SECONDS = 20  # a long search reports a finished fit when nothing was said for this long
 
 
@@ -232,8 +233,8 @@ def split_rows(labelled: DataFrame, cfg, key: str, task: str, table: str) -> tup
     within each class, the first round(test_fraction x n) rows in hash order are test rows, and
     the class's training rows are cut into runs of equal size, one per fold, so rare classes
     keep their share everywhere (a class of one row stays in training). The cut points are
-    per-class quantiles of the hash (exact up to 250,000 rows per class, within a row per
-    million beyond). Regression: hash buckets. A time split takes its test rows by time.
+    per-class quantiles of the hash (exact up to 25,000 rows per class, within 1 row in 100,000
+    beyond: 2M rows, 2 classes, 2.5-3 s against 0.4-0.6 s for a plain hash split). Regression: hash buckets. A time split takes its test rows by time.
     """
     info: dict = {"by": cfg.split.by, "test_fraction": cfg.test_fraction, "seed": cfg.seed,
                   "stratified": task != "regression"}
@@ -270,7 +271,7 @@ def _first_shares(df: DataFrame, hash_col: str, shares: list[float]) -> list:
     q = {}
     if pcts:
         # exact ranks while the error bound (n / accuracy) stays under half a row
-        accuracy = min(max(10_000, 4 * max(counts.values())), 1_000_000)
+        accuracy = min(max(10_000, 4 * max(counts.values())), QUANTILE_ACCURACY_MAX)
         q = {c: dict(zip(pcts, v)) for c, v in df.groupBy(LABEL_COL).agg(
             F.percentile_approx(hash_col, F.array(*map(F.lit, pcts)), accuracy)).collect()}
     out = []
@@ -464,7 +465,7 @@ def train(
     )
     timings["mlflow_log_register"] = time.perf_counter() - t
     train_features.unpersist()
-    labelled.unpersist()  # cached by split_rows
+    labelled.unpersist()  # the cache under data, train_df and test_df
     ref, mlflow_run_id, promoted, decision, champion_version, report = logged
     for row in leaderboard:
         row["model_version"] = ref.version if row["is_best"] else None
