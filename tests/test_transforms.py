@@ -129,7 +129,7 @@ def test_classification_split_and_folds_are_stratified(spark):
 
     cv = ModelConfig(registered_name="m", folds=3, test_fraction=0.2)
     data, info = split_rows(labelled, cv, "k", "multiclass", "t")
-    assert info["stratified"] is True
+    assert info["stratified"] == "test and folds"
     test = counts(data, LABEL_COL, "_is_test")
     for c, n in sizes.items():  # exactly round(0.2 n) test rows per class; a single row stays in training
         assert test.get((c, True), 0) == int(n * 0.2 + 0.5), c

@@ -505,7 +505,7 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
             repeated = readers.repeated_header_names(spark, opts, files, columns) if header else []
             if repeated:
                 say(f"{name}: the header repeats {', '.join(map(repr, repeated))} (Spark numbers them: "
-                    f"{', '.join(c for c in columns if c.lower().rstrip('0123456789') in {r.lower() for r in repeated})}); "
+                    f"{', '.join(c for i, c in enumerate(columns) if c.endswith(str(i)) and c[:-len(str(i))].lower() in {r.lower() for r in repeated})}); "
                     "files are read by column position, without checking each file's header")
             check_header = not repeated
             raw = readers.read_text_files(spark, src, files, columns, check_header)
