@@ -46,6 +46,15 @@ def test_typed_with_reason_names_the_column_and_value(spark):
     assert raws[3] == "1,2,3,4" and '"id":"x"' in raws[1]
 
 
+def test_default_positive_class_is_a_yes_word_else_the_minority():
+    from lakeforge.frame import default_positive
+
+    assert default_positive(["nein", "ja"], dict) == "ja"
+    assert default_positive(["f", "t"], dict) == "t"
+    assert default_positive(["No", "Yes"], dict) == "Yes"
+    assert default_positive(["b", "a"], lambda: {"a": 10, "b": 3}) == "b"
+
+
 def test_with_label_maps_positive_class_and_drops_null_targets(spark):
     df = spark.createDataFrame([("a", "Yes"), ("b", "No"), ("c", None)], "id string, Churn string")
     expected = spark.createDataFrame([("a", "Yes", 1.0), ("b", "No", 0.0)], "id string, Churn string, label double")

@@ -39,7 +39,7 @@ from lakeforge.ingest import normalise_names
 
 MAX_CLASSES = 50
 LEAKAGE_MAX_LEVELS = 1000
-POSITIVE_NAMES = ("1", "1.0", "true", "yes", "y", "positive", "pos")
+POSITIVE_NAMES = ("1", "1.0", "true", "t", "yes", "y", "ja", "oui", "si", "sí", "sim", "positive", "pos")
 
 
 @dataclass
