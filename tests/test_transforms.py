@@ -152,6 +152,15 @@ def test_classification_split_and_folds_are_stratified(spark):
     other, _ = split_rows(labelled, cv.model_copy(update={"seed": 7}), "k", "multiclass", "t")
     assert other.where("_is_test").select("k").exceptAll(data.where("_is_test").select("k")).count() > 0
 
+    # past the quantiles' exact range (n > accuracy): still exact, and the same cut points
+    # however the rows are partitioned
+    big = spark.createDataFrame([(f"b{i}", float(i % 2)) for i in range(50_000)], f"k string, {LABEL_COL} double")
+    one, _ = split_rows(big.repartition(1).cache(), cv, "k", "binary", "t")
+    seven, _ = split_rows(big.repartition(7).cache(), cv, "k", "binary", "t")
+    assert counts(one.where("_is_test"), LABEL_COL) == {(0.0,): 5000, (1.0,): 5000}
+    assert counts(one.where("NOT _is_test"), FOLD_COL) == {(0,): 13334, (1,): 13332, (2,): 13334}
+    assert_df_equality(one.select("k", "_is_test", FOLD_COL), seven.select("k", "_is_test", FOLD_COL), ignore_row_order=True)
+
     tvs = ModelConfig(registered_name="m", search="train_validation_split", train_ratio=0.75)
     data, _ = split_rows(labelled, tvs, "k", "multiclass", "t")
     valid = counts(data.where(~F.col("_is_test")), LABEL_COL, FOLD_COL)

@@ -79,7 +79,7 @@ WEIGHT_COL = "_weight"
 FOLD_COL = "_fold"
 SPLIT_BUCKETS = 10_000
 LONG_MAX = 2**63 - 1
-QUANTILE_ACCURACY_MAX = 100_000  # split cut points: exact up to 25,000 rows per class
+QUANTILE_ACCURACY = 10_000  # split cut points: brackets of about 6 n / 10,000 rows, then exact
 PROGRESS_SECONDS = 20  # a long search reports a finished fit when nothing was said for this long
 
 
@@ -228,17 +228,15 @@ def split_rows(labelled: DataFrame, cfg, key: str, task: str, table: str) -> tup
     the cut points are small aggregations over it.
 
     Rows are ordered by seeded hashes of the key, so the same data lands in the same place on
-    every run. For classification the test set and the folds are stratified, as scikit-learn's ``train_test_split(stratify=y)`` and ``StratifiedKFold`` are:
-    within each class, the first round(test_fraction x n) rows in hash order are test rows, and
+    every run. For classification the test set and the folds are stratified, as scikit-learn's
+    ``train_test_split(stratify=y)`` and ``StratifiedKFold`` are: within each class, the first round(test_fraction x n) rows in hash order are test rows, and
     the class's training rows are cut into runs of equal size, one per fold, so rare classes
-    keep their share everywhere (a class of one row stays in training). The cut points are
-    per-class quantiles of the hash (exact up to 25,000 rows per class, within 1 row in 100,000
-    beyond: 2M rows, 2 classes, 2.5-3 s against 0.4-0.6 s for a plain hash split; beyond
-    25,000 rows the approximate cut points may move a few rows when the data is partitioned
-    differently). The cut points follow the data: when rows are added, a few existing rows
-    change sides (7 of 10,000 when a table grew by 10 %), so a champion re-scored on a later
-    test set may have trained on those few; a plain hash split never moves a row but is only
-    stratified on average. Regression: hash buckets. A time split takes its test rows by time.
+    keep their share everywhere (a class of one row stays in training). The cut points are the
+    exact per-class quantiles of the hash, whatever the partitioning (see _first_shares; 2M rows,
+    2 classes: a few seconds against 0.4-0.6 s for a plain hash split). They follow the data:
+    when rows are added, a few existing rows change sides (7 of 10,000 when a table grew by
+    10 %), so a champion re-scored on a later test set may have trained on those few; a plain
+    hash split never moves a row but is only stratified on average. Regression: hash buckets. A time split takes its test rows by time.
     """
     info: dict = {"by": cfg.split.by, "test_fraction": cfg.test_fraction, "seed": cfg.seed,
                   "stratified": "no" if task == "regression" else "folds" if cfg.split.by == "time" else "test and folds"}
@@ -269,17 +267,38 @@ def split_rows(labelled: DataFrame, cfg, key: str, task: str, table: str) -> tup
 
 def _first_shares(df: DataFrame, hash_col: str, shares: list[float]) -> list:
     """For each share, a boolean column: whether a row is among the first round(share x n) of
-    the n rows of its class (``LABEL_COL``) in ``df``, in ``hash_col`` order. Two small jobs."""
+    the n rows of its class (``LABEL_COL``) in ``df``, in ``hash_col`` order.
+
+    Exact, whatever the partitioning: approximate quantiles (rank error at most n / accuracy)
+    bracket the wanted rank; one more pass counts the rows below the bracket and collects the
+    few hashes inside it (about 6 n / accuracy per cut point), and the driver picks the exact
+    one. Three small jobs over ``df``."""
     counts = {c: n for c, n in df.groupBy(LABEL_COL).count().collect()}
-    # percentile_approx returns the value of rank ceil(p x n), so p = (r - 0.5) / n is rank r
     ranks = {(c, s): int(math.floor(s * n + 0.5)) for c, n in counts.items() for s in shares}
-    pcts = sorted({(r - 0.5) / counts[c] for (c, _), r in ranks.items() if 0 < r < counts[c]})
-    q = {}
-    if pcts:
-        # exact ranks while the error bound (n / accuracy) stays under half a row
-        accuracy = min(max(10_000, 4 * max(counts.values())), QUANTILE_ACCURACY_MAX)
+    wanted = {(c, r) for (c, _), r in ranks.items() if 0 < r < counts[c]}
+    exact: dict[tuple, int] = {}
+    margin = 2
+    while wanted - exact.keys() and margin <= 200:
+        todo = sorted(wanted - exact.keys())
+        # percentile_approx returns the value of rank ceil(p x n) (within n / accuracy)
+        err = {c: margin * math.ceil(n / QUANTILE_ACCURACY) + 1 for c, n in counts.items()}
+        bounds = {(c, r): (max(r - err[c], 1) / counts[c], min(r + err[c], counts[c]) / counts[c]) for c, r in todo}
+        pcts = sorted({p for pair in bounds.values() for p in pair})
         q = {c: dict(zip(pcts, v)) for c, v in df.groupBy(LABEL_COL).agg(
-            F.percentile_approx(hash_col, F.array(*map(F.lit, pcts)), accuracy)).collect()}
+            F.percentile_approx(hash_col, F.array(*map(F.lit, pcts)), QUANTILE_ACCURACY)).collect()}
+        h, label = F.col(hash_col), F.col(LABEL_COL)
+        aggs = []
+        for i, (c, r) in enumerate(todo):
+            lo, hi = (q[c][p] for p in bounds[(c, r)])
+            mine = label == F.lit(c)
+            aggs += [F.sum((mine & (h < F.lit(lo))).cast("long")).alias(f"b{i}"),
+                     F.sort_array(F.collect_list(F.when(mine & (h >= F.lit(lo)) & (h <= F.lit(hi)), h))).alias(f"w{i}")]
+        row = df.agg(*aggs).first()
+        for i, (c, r) in enumerate(todo):
+            below, window = row[f"b{i}"] or 0, row[f"w{i}"]
+            if 0 <= r - below - 1 < len(window):
+                exact[(c, r)] = window[r - below - 1]
+        margin *= 10  # the bracket missed (not expected): wider
     out = []
     for s in shares:
         cuts = {}  # class -> the last hash in its first share; none when the share is empty
@@ -288,7 +307,7 @@ def _first_shares(df: DataFrame, hash_col: str, shares: list[float]) -> list:
             if r >= n:
                 cuts[c] = LONG_MAX
             elif r > 0:
-                cuts[c] = q[c][(r - 0.5) / n]
+                cuts[c] = exact[(c, r)]
         lookup = F.create_map(*[x for c, v in cuts.items() for x in (F.lit(c), F.lit(v))])[F.col(LABEL_COL)] \
             if cuts else F.lit(None)
         out.append(F.coalesce(F.col(hash_col) <= lookup, F.lit(False)))
