@@ -144,6 +144,26 @@ def test_constant_and_empty_columns_are_excluded(spark):
     assert why["flag"][0] == "categorical"  # one value or null: the null says something
 
 
+def test_numbers_with_thousands_separators_become_a_numeric_feature(spark, tmp_path):
+    from lakeforge.features import plan_features
+    from lakeforge.frame import frame, to_yaml
+
+    rows = [(i, f"{1000 + 37 * i:,}" if i % 9 else str(i), f"{i % 5},{i % 3}", "ab"[i % 2]) for i in range(60)]
+    df = spark.createDataFrame(rows, "id int, area string, pair string, y string")
+    card = frame(df, "y", {"format": "csv", "path": "x"}, "x")
+    area = next(c for c in card.columns if c.name == "area")
+    assert area.role == "excluded" and area.derived == {"area_num": "try_cast(replace(`area`, ',', '') AS DOUBLE)"}
+    assert next(c for c in card.columns if c.name == "pair").role == "categorical"  # '3,5' is no grouped number
+    (tmp_path / "x.yaml").write_text(to_yaml(card))
+    pipe = load_pipeline(tmp_path / "x.yaml")
+    assert pipe.features.derived_specs["area_num"].role == "numeric" and "area" in pipe.features.exclude
+    assert pipe.key == "id"
+    plan = plan_features(df, pipe.features, pipe.preprocessing, pipe.key, "y", "t")
+    assert "area_num" in plan.numeric and "area" not in plan.numeric + plan.categorical
+    values = [r[0] for r in df.selectExpr(pipe.features.derived_specs["area_num"].expr).collect()]
+    assert values[:3] == [0.0, 1037.0, 1074.0] and None not in values
+
+
 def test_data_without_a_key_gets_row_ids_from_its_content(spark, overlay, settings, tmp_path, capsys):
     from lakeforge.errors import delimiter_hint
 

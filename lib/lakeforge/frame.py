@@ -13,7 +13,8 @@ Roles:
   only when there is no ID-like column and it has no nulls. With neither (iris, wine...), the
   key is ``row_id``, a hash of each row's content that ingest adds (``source.row_id``);
 - numeric: numeric types, and text columns whose non-blank values almost all parse as numbers
-  (Telco's ``TotalCharges``);
+  (Telco's ``TotalCharges``); numbers with thousands separators (``1,234.5``) become a derived
+  feature ``<column>_num`` that strips them (the text column itself is excluded);
 - datetime: date/timestamp types and text that parses as timestamps (excluded for now: date
   features are the feature-engineering stage's);
 - text: free text (long values, many levels): excluded;
@@ -39,6 +40,7 @@ from lakeforge.ingest import normalise_names
 
 MAX_CLASSES = 50
 LEAKAGE_MAX_LEVELS = 1000
+GROUPED_NUMBER = r"^-?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?$"  # 1,234 / 12,345,678.9
 POSITIVE_NAMES = ("1", "1.0", "true", "t", "yes", "y", "ja", "oui", "si", "sí", "sim", "positive", "pos")
 
 
@@ -50,6 +52,7 @@ class Column:
     reason: str
     nulls: int = 0
     distinct: int = 0
+    derived: dict[str, str] = field(default_factory=dict)  # feature name -> SQL expression over this column
 
 
 @dataclass
@@ -141,6 +144,7 @@ def frame(df: DataFrame, target: str, source: dict, name: str, key: str | None =
             aggs += [
                 F.count(F.when(~blank, 1)).alias(f"{c}__filled"),
                 F.count(F.when(~blank & F.expr(f"try_cast(`{c}` AS DOUBLE)").isNotNull(), 1)).alias(f"{c}__num"),
+                F.count(F.when(F.trim(col).rlike(GROUPED_NUMBER), 1)).alias(f"{c}__grouped"),
                 F.count(F.when(~blank & ~F.trim(col).rlike(r"^-?\d+(\.\d+)?$") & F.expr(f"try_cast(`{c}` AS TIMESTAMP)").isNotNull(), 1)).alias(f"{c}__ts"),
                 F.avg(F.length(col)).alias(f"{c}__len"),
             ]
@@ -177,6 +181,8 @@ def frame(df: DataFrame, target: str, source: dict, name: str, key: str | None =
             filled = stats[f"{c}__filled"] or 0
             if filled and stats[f"{c}__num"] / filled >= 0.98:
                 parses = "numeric"
+            elif filled and stats[f"{c}__grouped"] and (stats[f"{c}__num"] + stats[f"{c}__grouped"]) / filled >= 0.98:
+                parses = "grouped"  # 1,234.5: numbers with thousands separators
             elif filled and stats[f"{c}__ts"] / filled >= 0.98:
                 parses = "datetime"
         if c == key:
@@ -201,6 +207,10 @@ def frame(df: DataFrame, target: str, source: dict, name: str, key: str | None =
             num, length = stats[f"{c}__num"], stats[f"{c}__len"] or 0
             if parses == "numeric":
                 col.role, col.reason = "numeric", f"text, but {num / filled:.1%} of the non-blank values are numbers"
+            elif parses == "grouped":
+                feature = next(n for n in (f"{c}_num", f"{c}_number", f"{c}_num_2") if n not in fields)
+                col.role, col.reason = "excluded", f"numbers with thousands separators (1,234): parsed into {feature}"
+                col.derived = {feature: f"try_cast(replace(`{c}`, ',', '') AS DOUBLE)"}
             elif parses == "datetime":
                 col.role, col.reason = "datetime", "text that parses as timestamps"
             elif length > 30 and distinct > 100:
@@ -334,6 +344,12 @@ def to_yaml(card: ProblemCard) -> str:
         f"  numeric: {q(numeric)}",
         f"  categorical: {q(categorical)}",
         f"  exclude: {q(excluded)}",
+    ]
+    derived = {n: e for c in card.columns for n, e in c.derived.items()}
+    if derived:
+        lines.append("  derived:                     # numeric features parsed from text columns")
+        lines += [f"    {n}: {q({'expr': e, 'role': 'numeric'})}" for n, e in derived.items()]
+    lines += [
         "preprocessing:",
         "  numeric_impute: median",
         "  scale: true",
