@@ -152,7 +152,7 @@ def test_numbers_with_thousands_separators_become_a_numeric_feature(spark, tmp_p
     df = spark.createDataFrame(rows, "id int, area string, pair string, y string")
     card = frame(df, "y", {"format": "csv", "path": "x"}, "x")
     area = next(c for c in card.columns if c.name == "area")
-    assert area.role == "excluded" and area.derived == {"area_num": "try_cast(replace(`area`, ',', '') AS DOUBLE)"}
+    assert area.role == "excluded" and area.derived == {"area_num": {"expr": "try_cast(replace(`area`, ',', '') AS DOUBLE)", "role": "numeric"}}
     assert next(c for c in card.columns if c.name == "pair").role == "categorical"  # '3,5' is no grouped number
     (tmp_path / "x.yaml").write_text(to_yaml(card))
     pipe = load_pipeline(tmp_path / "x.yaml")
@@ -162,6 +162,25 @@ def test_numbers_with_thousands_separators_become_a_numeric_feature(spark, tmp_p
     assert "area_num" in plan.numeric and "area" not in plan.numeric + plan.categorical
     values = [r[0] for r in df.selectExpr(pipe.features.derived_specs["area_num"].expr).collect()]
     assert values[:3] == [0.0, 1037.0, 1074.0] and None not in values
+
+
+def test_a_nested_records_fields_become_derived_features(spark):
+    from pyspark.sql import functions as F
+
+    from lakeforge.frame import frame
+
+    rows = [(i, (20 + i % 50, "NO" if i % 3 else "SE", [i]), "ab"[i % 2]) for i in range(60)]
+    df = spark.createDataFrame(rows, "id int, user struct<age:int, country:string, tags:array<int>>, y string")
+    for fmt, age in (("json", "try_cast(get_json_object(`user`, '$.age') AS DOUBLE)"), ("parquet", "`user`.`age`")):
+        card = frame(df, "y", {"format": fmt, "path": "x"}, "x")
+        user = next(c for c in card.columns if c.name == "user")
+        assert user.role == "excluded" and list(user.derived) == ["user_age", "user_country"], fmt  # not the array
+        assert user.derived["user_age"] == {"expr": age, "role": "numeric"}
+        assert user.derived["user_country"]["role"] == "categorical"
+        # bronze keeps a JSON source's record as JSON text, a Parquet source's as a struct
+        bronze = df.withColumn("user", F.to_json("user")) if fmt == "json" else df
+        got = bronze.selectExpr(f"{age} AS age", f"{user.derived['user_country']['expr']} AS country").first()
+        assert (float(got["age"]), got["country"]) == (20.0, "SE"), fmt
 
 
 def test_data_without_a_key_gets_row_ids_from_its_content(spark, overlay, settings, tmp_path, capsys):

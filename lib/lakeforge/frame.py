@@ -18,7 +18,8 @@ Roles:
 - datetime: date/timestamp types and text that parses as timestamps (excluded for now: date
   features are the feature-engineering stage's);
 - text: free text (long values, many levels): excluded;
-- excluded: always null, constant (one value and no nulls), or a type MLlib can't take (structs, arrays);
+- excluded: always null, constant (one value and no nulls), or a type MLlib can't take (arrays,
+  maps; a nested record's numeric, boolean and text fields become derived features ``<record>_<field>``);
 - categorical: the rest.
 """
 
@@ -33,7 +34,15 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import BooleanType, DateType, NumericType, StringType, TimestampNTZType, TimestampType
+from pyspark.sql.types import (
+    BooleanType,
+    DateType,
+    NumericType,
+    StringType,
+    StructType,
+    TimestampNTZType,
+    TimestampType,
+)
 
 from lakeforge.errors import InputDataError, delimiter_hint, wrong_delimiter
 from lakeforge.ingest import normalise_names
@@ -52,7 +61,7 @@ class Column:
     reason: str
     nulls: int = 0
     distinct: int = 0
-    derived: dict[str, str] = field(default_factory=dict)  # feature name -> SQL expression over this column
+    derived: dict[str, dict] = field(default_factory=dict)  # feature name -> {expr, role}: SQL over this column
 
 
 @dataclass
@@ -210,13 +219,15 @@ def frame(df: DataFrame, target: str, source: dict, name: str, key: str | None =
             elif parses == "grouped":
                 feature = next(n for n in (f"{c}_num", f"{c}_number", f"{c}_num_2") if n not in fields)
                 col.role, col.reason = "excluded", f"numbers with thousands separators (1,234): parsed into {feature}"
-                col.derived = {feature: f"try_cast(replace(`{c}`, ',', '') AS DOUBLE)"}
+                col.derived = {feature: {"expr": f"try_cast(replace(`{c}`, ',', '') AS DOUBLE)", "role": "numeric"}}
             elif parses == "datetime":
                 col.role, col.reason = "datetime", "text that parses as timestamps"
             elif length > 30 and distinct > 100:
                 col.role, col.reason = "text", f"free text (mean length {length:.0f}, {distinct:,} values)"
             else:
                 col.role, col.reason = "categorical", f"text with {distinct:,} levels"
+        elif isinstance(t, StructType) and (nested := _struct_fields(c, t, source["format"], set(fields))):
+            col.role, col.reason, col.derived = "excluded", f"nested record: its fields are features {', '.join(nested)}", nested
         else:
             col.role, col.reason = "excluded", f"unsupported type {dtype}"
         columns.append(col)
@@ -282,6 +293,27 @@ def _leakage(df: DataFrame, target: str, columns: list[Column], task: str, rows:
     return [found[c.name] for c in columns if c.name in found]
 
 
+def _struct_fields(c: str, t: StructType, fmt: str, taken: set[str]) -> dict[str, dict]:
+    """Derived features for the numeric, boolean and text fields of a nested record (one level):
+    ``user.age`` -> ``user_age``. JSON sources keep a record as JSON text in bronze (read with
+    get_json_object); Parquet and Delta keep the struct."""
+    out = {}
+    for f in t.fields:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", f.name):
+            continue
+        kind = f.dataType
+        if not isinstance(kind, (NumericType, BooleanType, StringType)):
+            continue
+        name = f"{c}_{f.name}"
+        if name in taken or name in out:
+            continue
+        value = f"get_json_object(`{c}`, '$.{f.name}')" if fmt in ("json", "http") else f"`{c}`.`{f.name}`"
+        numeric = isinstance(kind, NumericType)
+        out[name] = {"expr": f"try_cast({value} AS DOUBLE)" if numeric and fmt in ("json", "http") else value,
+                     "role": "numeric" if numeric else "categorical"}
+    return out
+
+
 def to_yaml(card: ProblemCard) -> str:
     """The pipeline config with the framing as comments (the problem card)."""
     import yaml
@@ -345,10 +377,10 @@ def to_yaml(card: ProblemCard) -> str:
         f"  categorical: {q(categorical)}",
         f"  exclude: {q(excluded)}",
     ]
-    derived = {n: e for c in card.columns for n, e in c.derived.items()}
+    derived = {n: spec for c in card.columns for n, spec in c.derived.items()}
     if derived:
-        lines.append("  derived:                     # numeric features parsed from text columns")
-        lines += [f"    {n}: {q({'expr': e, 'role': 'numeric'})}" for n, e in derived.items()]
+        lines.append("  derived:                     # features parsed from text columns or nested records")
+        lines += [f"    {n}: {q(spec)}" for n, spec in derived.items()]
     lines += [
         "preprocessing:",
         "  numeric_impute: median",
