@@ -99,23 +99,24 @@ def test_zero_config_run_frames_trains_and_scores(spark, overlay, settings, tmp_
 
 def test_card_uses_bronzes_column_names_and_keeps_unique_measurements(spark, overlay, settings, tmp_path):
     src = tmp_path / "cars_named.csv"
-    lines = ["Car ID,make,mileage km,segment"]
+    lines = ["Car ID,Марка,mileage km,Größe"]  # a Cyrillic name stays, accents are folded
     for i in range(300):
         mileage = "" if i % 40 == 0 else str(1000 + i * 373)  # nearly unique, not an ID
         lines.append(f"C{i:05d},{['vw', 'kia', 'bmw'][i % 3]},{mileage},{['small', 'mid', 'lux'][(i // 3) % 3]}")
     src.write_text("\n".join(lines) + "\n")
     out = tmp_path / "cars_named.yaml"
-    assert _main(overlay, "frame", "--input", str(src), "--target", "segment", "--output", str(out)) == 0
+    assert _main(overlay, "frame", "--input", str(src), "--target", "Größe", "--output", str(out)) == 0
     text = out.read_text()
-    assert "'Car ID' -> Car_ID, 'mileage km' -> mileage_km" in text
+    assert "'Car ID' -> Car_ID, 'mileage km' -> mileage_km, 'Größe' -> Grosse" in text
     card = load_pipeline(out)
-    assert card.key == "Car_ID" and card.features.numeric == ["mileage_km"] and card.features.categorical == ["make"]
+    assert card.key == "Car_ID" and card.features.numeric == ["mileage_km"] and card.features.categorical == ["Марка"]
+    assert card.target == "Grosse"
     # the card's names are the bronze table's: ingest and its checks find the key
     assert _main(overlay, "ingest", str(out), "--run-date", "2026-06-01") == 0
     assert spark.table("lakeforge.bronze_cars_named").select("Car_ID", "mileage_km").count() == 300
     # --key / --target may name a column as in the data or as in bronze
     out2 = tmp_path / "cars_named2.yaml"
-    assert _main(overlay, "frame", "--input", str(src), "--target", "segment", "--key", "Car ID", "--output", str(out2)) == 0
+    assert _main(overlay, "frame", "--input", str(src), "--target", "Grosse", "--key", "Car ID", "--output", str(out2)) == 0
     assert load_pipeline(out2).key == "Car_ID"
 
 

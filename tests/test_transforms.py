@@ -24,6 +24,10 @@ def test_column_names_are_normalised_to_stable_identifiers():
     }
     assert normalise_names(["CustomerID", "MonthlyCharges", "Total Charges", "tenure"], "snake") == {
         "CustomerID": "customer_id", "MonthlyCharges": "monthly_charges", "Total Charges": "total_charges", "tenure": "tenure"}
+    # accents folded, other scripts kept, so the names stay readable and distinct
+    assert normalise_names(["kündigt", "Größe (cm)", "naïve café", "Возраст", "年龄", "हिन्दी नाम", "m²"]) == {
+        "kündigt": "kundigt", "Größe (cm)": "Grosse_cm", "naïve café": "naive_cafe", "Возраст": "Возраст",
+        "年龄": "年龄", "हिन्दी नाम": "हिन्दी_नाम", "m²": "m2"}
 
 
 def test_typed_with_reason_names_the_column_and_value(spark):
