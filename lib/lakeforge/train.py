@@ -59,7 +59,7 @@ from pyspark.sql.types import BooleanType, DecimalType, NumericType
 
 from lakeforge import evaluation, models, tracking
 from lakeforge.config import PipelineConfig, Settings
-from lakeforge.errors import InputDataError
+from lakeforge.errors import InputDataError, LakeforgeError
 from lakeforge.features import (
     FEATURES_COL,
     deduplicate,
@@ -299,6 +299,10 @@ def _first_shares(df: DataFrame, hash_col: str, shares: list[float]) -> list:
             if 0 <= r - below - 1 < len(window):
                 exact[(c, r)] = window[r - below - 1]
         margin *= 10  # the bracket missed (not expected): wider
+    if wanted - exact.keys():  # approximate quantiles outside their documented error, three times
+        raise LakeforgeError(f"stratified split: no exact cut point for class(es) "
+                             f"{sorted({str(c) for c, _ in wanted - exact.keys()})} (approximate quantiles outside their "
+                             "error bound); please report this as a bug with the Spark version")
     out = []
     for s in shares:
         cuts = {}  # class -> the last hash in its first share; none when the share is empty
