@@ -91,7 +91,7 @@ def test_zero_config_run_frames_trains_and_scores(spark, overlay, settings, tmp_
     assert _main(overlay, "run", "--input", str(src), "--target", "price", "--run-date", "2026-06-01") == 0
     card = yaml.safe_load((settings.path(settings.reports_dir) / "flats" / "pipeline.yaml").read_text())
     assert card["model"]["task"] == "regression" and card["key"] == "row_id" and card["source"]["row_id"] == "row_id"
-    assert "built" in card["features"]["exclude"]  # a date: excluded until date features exist
+    assert card["features"]["dates"] == {"built": {"parts": ["year", "month", "day_of_week"]}}  # text dates
     n = spark.sql("SELECT count(*), count(DISTINCT row_id) FROM lakeforge.predictions_flats").first()
     assert tuple(n) == (202, 202)
     shutil.rmtree(settings.path(settings.reports_dir) / "flats")
@@ -163,6 +163,40 @@ def test_numbers_with_thousands_separators_become_a_numeric_feature(spark, tmp_p
     assert "area_num" in plan.numeric and "area" not in plan.numeric + plan.categorical
     values = [r[0] for r in df.selectExpr(pipe.features.derived_specs["area_num"].expr).collect()]
     assert values[:3] == [0.0, 1037.0, 1074.0] and None not in values
+
+
+def test_dates_become_date_parts_free_text_its_length_and_an_end_date_is_a_leak(spark, tmp_path):
+    import datetime as dt
+
+    from lakeforge.features import plan_features
+    from lakeforge.frame import frame, to_yaml
+
+    words = ["slow", "price", "support", "app", "crash", "love", "bill", "fast"]
+    rows = []
+    for i in range(80):
+        signup = dt.date(2024, 1, 1) + dt.timedelta(days=7 * i + i % 5)
+        churned = i % 3 == 0
+        rows.append((f"C{i}", signup, dt.datetime(2025, 1, 1, i % 24, 30), f"{signup:%Y-%m-%d}",
+                     signup + dt.timedelta(days=40) if churned else None,
+                     " ".join(words[(i + k) % 8] for k in range(6 + i % 9)) + f" #{i}", "yes" if churned else "no"))
+    df = spark.createDataFrame(rows, "customer_id string, signup date, last_seen timestamp, signup_text string, "
+                                     "cancelled date, notes string, churn string")
+    card = frame(df, "churn", {"format": "csv", "path": "x"}, "x")
+    role = {c.name: (c.role, c.date_parts) for c in card.columns}
+    assert role["signup"] == ("datetime", ["year", "month", "day_of_week"])
+    assert role["last_seen"] == ("datetime", ["year", "month", "day_of_week", "hour"])
+    assert role["signup_text"] == ("datetime", ["year", "month", "day_of_week"])  # text that parses as dates
+    assert role["notes"][0] == "text"  # unique sentences are text, not an ID
+    assert card.leakage == ["cancelled: whether it is empty determines the target in 100.0% of the rows"]
+    (tmp_path / "x.yaml").write_text(to_yaml(card))
+    pipe = load_pipeline(tmp_path / "x.yaml")
+    assert {c: s.parts for c, s in pipe.features.dates.items()} == {
+        "signup": ["year", "month", "day_of_week"], "last_seen": ["year", "month", "day_of_week", "hour"],
+        "signup_text": ["year", "month", "day_of_week"]}
+    assert pipe.features.text_length == ["notes"] and pipe.features.exclude == ["cancelled"]
+    plan = plan_features(df, pipe.features, pipe.preprocessing, pipe.key, "churn", "t")
+    assert {"signup_year", "last_seen_hour", "signup_text_day_of_week", "notes_length"} <= set(plan.numeric)
+    assert not {"signup", "last_seen", "notes", "cancelled"} & set(plan.numeric + plan.categorical)
 
 
 def test_a_nested_records_fields_become_derived_features(spark):
@@ -256,7 +290,7 @@ def test_frame_reads_excel_json_lines_and_folders_and_finds_their_keys(spark, ov
         # ISO timestamps stored as text are a date column, not an ID although every value differs
         assert card.key == "id", path
         if path != folder:
-            assert "when" in card.features.exclude and "amount" in card.features.numeric, path
+            assert "when" in card.features.dates and "amount" in card.features.numeric, path
     # a tab-separated .tsv, and a Latin-1 file (Excel's CSV on Western Windows) with a gzipped twin
     tsv = tmp_path / "plans.tsv"
     tsv.write_text("id\tplan\ty\n" + "".join(f"{r['id']}\t{r['plan']}\t{r['y']}\n" for r in rows))
@@ -271,7 +305,7 @@ def test_frame_reads_excel_json_lines_and_folders_and_finds_their_keys(spark, ov
     out = tmp_path / "kunden.yaml"
     assert _main(overlay, "frame", "--input", str(latin), "--target", "kündigt", "--output", str(out), "--force") == 0
     card = load_pipeline(out)
-    assert card.target == "k_ndigt" and card.features.categorical == ["stadt"]
+    assert card.target == "kundigt" and card.features.categorical == ["stadt"]
     capsys.readouterr()
     junk = tmp_path / "junk"
     junk.mkdir()

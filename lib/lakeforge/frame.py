@@ -15,9 +15,12 @@ Roles:
 - numeric: numeric types, and text columns whose non-blank values almost all parse as numbers
   (Telco's ``TotalCharges``); numbers with thousands separators (``1,234.5``) become a derived
   feature ``<column>_num`` that strips them (the text column itself is excluded);
-- datetime: date/timestamp types and text that parses as timestamps (excluded for now: date
-  features are the feature-engineering stage's);
-- text: free text (long values, many levels): excluded;
+- datetime: date/timestamp types and text that parses as timestamps: their year, month and day
+  of the week (and hour, for timestamps) become numeric features (``features.dates``); a date
+  column whose being empty or not determines the target (a cancellation date) is a leakage
+  suspect;
+- text: free text (long values, many levels): its length is a feature (``features.text_length``),
+  the text itself is not;
 - excluded: always null, constant (one value and no nulls), or a type MLlib can't take (arrays,
   maps; a nested record's numeric, boolean and text fields become derived features ``<record>_<field>``);
 - categorical: the rest.
@@ -48,6 +51,7 @@ from lakeforge.errors import InputDataError, delimiter_hint, wrong_delimiter
 from lakeforge.ingest import normalise_names
 
 MAX_CLASSES = 50
+DATE_PARTS = ["year", "month", "day_of_week"]  # of a date column, as features (timestamps: and hour)
 LEAKAGE_MAX_LEVELS = 1000
 GROUPED_NUMBER = r"^-?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?$"  # 1,234 / 12,345,678.9
 POSITIVE_NAMES = ("1", "1.0", "true", "t", "yes", "y", "ja", "oui", "si", "sí", "sim", "positive", "pos")
@@ -62,6 +66,7 @@ class Column:
     nulls: int = 0
     distinct: int = 0
     derived: dict[str, dict] = field(default_factory=dict)  # feature name -> {expr, role}: SQL over this column
+    date_parts: list[str] = field(default_factory=list)  # datetime: the parts that become features
 
 
 @dataclass
@@ -156,6 +161,7 @@ def frame(df: DataFrame, target: str, source: dict, name: str, key: str | None =
                 F.count(F.when(F.trim(col).rlike(GROUPED_NUMBER), 1)).alias(f"{c}__grouped"),
                 F.count(F.when(~blank & ~F.trim(col).rlike(r"^-?\d+(\.\d+)?$") & F.expr(f"try_cast(`{c}` AS TIMESTAMP)").isNotNull(), 1)).alias(f"{c}__ts"),
                 F.avg(F.length(col)).alias(f"{c}__len"),
+                F.count(F.when(F.trim(col).contains(" "), 1)).alias(f"{c}__spaced"),
             ]
     stats = df.agg(*aggs).first().asDict()
     rows = stats["__rows"]
@@ -194,6 +200,8 @@ def frame(df: DataFrame, target: str, source: dict, name: str, key: str | None =
                 parses = "grouped"  # 1,234.5: numbers with thousands separators
             elif filled and stats[f"{c}__ts"] / filled >= 0.98:
                 parses = "datetime"
+            elif filled and (stats[f"{c}__len"] or 0) > 30 and stats[f"{c}__spaced"] / filled > 0.5 and not id_like_name(c):
+                parses = "text"  # sentences: unique, yet no identifier
         if c == key:
             col.role, col.reason = "key", "given as the key"
         elif ((isinstance(t, StringType) and (parses is None or id_like_name(c))) or (is_intlike and id_like_name(c))) \
@@ -206,7 +214,8 @@ def frame(df: DataFrame, target: str, source: dict, name: str, key: str | None =
         elif distinct == 0 or (distinct == 1 and nulls == 0):  # nothing to learn from
             col.role, col.reason = "excluded", "always null" if distinct == 0 else "constant: one value in every row"
         elif isinstance(t, (DateType, TimestampType, TimestampNTZType)):
-            col.role, col.reason = "datetime", f"{dtype} column"
+            col.role, col.date_parts = "datetime", DATE_PARTS + (["hour"] if not isinstance(t, DateType) else [])
+            col.reason = f"{dtype} column: {', '.join(col.date_parts)} as features"
         elif isinstance(t, (NumericType, BooleanType)):
             col.role, col.reason = ("categorical", "boolean") if isinstance(t, BooleanType) else ("numeric", dtype)
             if isinstance(t, NumericType) and distinct <= 2:
@@ -221,9 +230,11 @@ def frame(df: DataFrame, target: str, source: dict, name: str, key: str | None =
                 col.role, col.reason = "excluded", f"numbers with thousands separators (1,234): parsed into {feature}"
                 col.derived = {feature: {"expr": f"try_cast(replace(`{c}`, ',', '') AS DOUBLE)", "role": "numeric"}}
             elif parses == "datetime":
-                col.role, col.reason = "datetime", "text that parses as timestamps"
-            elif length > 30 and distinct > 100:
-                col.role, col.reason = "text", f"free text (mean length {length:.0f}, {distinct:,} values)"
+                col.role, col.date_parts = "datetime", list(DATE_PARTS)
+                col.reason = f"text that parses as dates: {', '.join(col.date_parts)} as features"
+            elif parses == "text" or (length > 30 and distinct > 100):
+                col.role = "text"
+                col.reason = f"free text (mean length {length:.0f}, {distinct:,} values): its length as a feature"
             else:
                 col.role, col.reason = "categorical", f"text with {distinct:,} levels"
         elif isinstance(t, StructType) and (nested := _struct_fields(c, t, source["format"], set(fields))):
@@ -261,7 +272,8 @@ def _leakage(df: DataFrame, target: str, columns: list[Column], task: str, rows:
     """Columns that predict the target almost perfectly on their own, or are named after it.
     One Spark query for all columns: the correlations of the numeric ones (regression), or for
     each categorical one the share of rows whose level has a single target value (levels of 2+
-    rows; every (column, level, target) count at once, each row exploded into one pair per column)."""
+    rows; every (column, level, target) count at once, each row exploded into one pair per column);
+    a datetime column's level is whether it is empty (a cancellation date that only churners have)."""
     found: dict[str, str] = {}
     base = re.sub(r"[^a-z0-9]", "", target.lower())
     numeric, categorical = [], []
@@ -274,6 +286,8 @@ def _leakage(df: DataFrame, target: str, columns: list[Column], task: str, rows:
             numeric.append(c.name)
         elif task != "regression" and c.role == "categorical" and 1 < c.distinct <= LEAKAGE_MAX_LEVELS:
             categorical.append(c.name)
+        elif task != "regression" and c.role == "datetime" and 0 < c.nulls < rows:
+            categorical.append(c.name)
     if numeric:
         y = F.col(f"`{target}`").cast("double")
         corr = df.select(*[F.corr(F.expr(f"try_cast(`{c}` AS DOUBLE)"), y) for c in numeric]).first()
@@ -281,7 +295,10 @@ def _leakage(df: DataFrame, target: str, columns: list[Column], task: str, rows:
             if r is not None and abs(r) > 0.98:
                 found[c] = f"{c}: correlation {r:+.3f} with the target"
     if categorical:
-        pairs = F.explode(F.array(*[F.struct(F.lit(i).alias("i"), F.col(f"`{c}`").cast("string").alias("v"))
+        dates = {c.name for c in columns if c.role == "datetime"}
+        level = {c: F.col(f"`{c}`").isNull().cast("string") if c in dates else F.col(f"`{c}`").cast("string")
+                 for c in categorical}
+        pairs = F.explode(F.array(*[F.struct(F.lit(i).alias("i"), level[c].alias("v"))
                                     for i, c in enumerate(categorical)])).alias("p")
         counts = df.select(F.col(f"`{target}`").alias("y"), pairs).groupBy("p.i", "p.v", "y").count()
         levels = counts.groupBy("i", "v").agg(F.max("count").alias("top"), F.sum("count").alias("n"))
@@ -289,7 +306,8 @@ def _leakage(df: DataFrame, target: str, columns: list[Column], task: str, rows:
         for r in purity.collect():
             if r["n"] >= 0.5 * rows and r["top"] / r["n"] > 0.99:
                 c = categorical[r["i"]]
-                found[c] = f"{c}: its levels determine the target in {r['top'] / r['n']:.1%} of the rows"
+                what = "whether it is empty determines" if c in dates else "its levels determine"
+                found[c] = f"{c}: {what} the target in {r['top'] / r['n']:.1%} of the rows"
     return [found[c.name] for c in columns if c.name in found]
 
 
@@ -348,7 +366,12 @@ def to_yaml(card: ProblemCard) -> str:
     leaked = {x.split(":")[0] for x in card.leakage}
     numeric = [c for c in card.roles("numeric") if c not in leaked]
     categorical = [c for c in card.roles("categorical") if c not in leaked]
-    excluded = [c.name for c in card.columns if c.role in ("id", "datetime", "text", "excluded")] + sorted(leaked)
+    excluded = [c.name for c in card.columns if c.role in ("id", "excluded")] + sorted(leaked)
+    taken = {c.name for c in card.columns} | {card.target} | {n for c in card.columns for n in c.derived}
+    dates = {c.name: [p for p in c.date_parts if f"{c.name}_{p}" not in taken]
+             for c in card.columns if c.role == "datetime" and c.name not in leaked}
+    dates = {c: parts for c, parts in dates.items() if parts}
+    texts = [c.name for c in card.columns if c.role == "text" and c.name not in leaked and f"{c.name}_length" not in taken]
     src = card.source
     lines += [
         f"name: {card.name}",
@@ -381,6 +404,11 @@ def to_yaml(card: ProblemCard) -> str:
     if derived:
         lines.append("  derived:                     # features parsed from text columns or nested records")
         lines += [f"    {n}: {q(spec)}" for n, spec in derived.items()]
+    if dates:
+        lines.append("  dates:                       # date parts as numeric features <column>_<part>")
+        lines += [f"    {q(n)}: {{parts: {q(parts)}}}" for n, parts in dates.items()]
+    if texts:
+        lines.append(f"  text_length: {q(texts)}  # free text: its length as a feature <column>_length")
     lines += [
         "preprocessing:",
         "  numeric_impute: median",
