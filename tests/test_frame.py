@@ -204,18 +204,21 @@ def test_a_nested_records_fields_become_derived_features(spark):
 
     from lakeforge.frame import frame
 
-    rows = [(i, (20 + i % 50, "NO" if i % 3 else "SE", [i]), "ab"[i % 2]) for i in range(60)]
-    df = spark.createDataFrame(rows, "id int, user struct<age:int, country:string, tags:array<int>>, y string")
+    rows = [(i, (20 + i % 50, "NO" if i % 3 else "SE", [i]), ["x"] * (i % 4), "ab"[i % 2]) for i in range(60)]
+    df = spark.createDataFrame(rows, "id int, user struct<age:int, country:string, tags:array<int>>, tags array<string>, y string")
     for fmt, age in (("json", "try_cast(get_json_object(`user`, '$.age') AS DOUBLE)"), ("parquet", "`user`.`age`")):
         card = frame(df, "y", {"format": fmt, "path": "x"}, "x")
         user = next(c for c in card.columns if c.name == "user")
         assert user.role == "excluded" and list(user.derived) == ["user_age", "user_country"], fmt  # not the array
         assert user.derived["user_age"] == {"expr": age, "role": "numeric"}
         assert user.derived["user_country"]["role"] == "categorical"
-        # bronze keeps a JSON source's record as JSON text, a Parquet source's as a struct
-        bronze = df.withColumn("user", F.to_json("user")) if fmt == "json" else df
-        got = bronze.selectExpr(f"{age} AS age", f"{user.derived['user_country']['expr']} AS country").first()
-        assert (float(got["age"]), got["country"]) == (20.0, "SE"), fmt
+        tags = next(c for c in card.columns if c.name == "tags")  # a list: its length
+        assert tags.role == "excluded" and list(tags.derived) == ["tags_count"], fmt
+        # bronze keeps a JSON source's records and lists as JSON text, a Parquet source's as they are
+        bronze = df.withColumn("user", F.to_json("user")).withColumn("tags", F.to_json("tags")) if fmt == "json" else df
+        got = bronze.selectExpr(f"{age} AS age", f"{user.derived['user_country']['expr']} AS country",
+                                f"{tags.derived['tags_count']['expr']} AS n").where("id = 3").first()
+        assert (float(got["age"]), got["country"], got["n"]) == (23.0, "SE", 3), fmt
 
 
 def test_data_without_a_key_gets_row_ids_from_its_content(spark, overlay, settings, tmp_path, capsys):

@@ -21,8 +21,9 @@ Roles:
   suspect;
 - text: free text (long values, many levels): its length is a feature (``features.text_length``),
   the text itself is not;
-- excluded: always null, constant (one value and no nulls), or a type MLlib can't take (arrays,
-  maps; a nested record's numeric, boolean and text fields become derived features ``<record>_<field>``);
+- excluded: always null, constant (one value and no nulls), or a type MLlib can't take (maps;
+  a nested record's numeric, boolean and text fields become derived features ``<record>_<field>``,
+  a list's length ``<list>_count``);
 - categorical: the rest.
 """
 
@@ -38,6 +39,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
+    ArrayType,
     BooleanType,
     DateType,
     NumericType,
@@ -239,6 +241,11 @@ def frame(df: DataFrame, target: str, source: dict, name: str, key: str | None =
                 col.role, col.reason = "categorical", f"text with {distinct:,} levels"
         elif isinstance(t, StructType) and (nested := _struct_fields(c, t, source["format"], set(fields))):
             col.role, col.reason, col.derived = "excluded", f"nested record: its fields are features {', '.join(nested)}", nested
+        elif isinstance(t, ArrayType) and (count := next((n for n in (f"{c}_count", f"{c}_size") if n not in fields), None)):
+            # a JSON source's bronze keeps the list as JSON text
+            length = f"json_array_length(`{c}`)" if source["format"] in ("json", "http") else f"size(`{c}`)"
+            col.role, col.reason = "excluded", f"list: its length is the feature {count}"
+            col.derived = {count: {"expr": length, "role": "numeric"}}
         else:
             col.role, col.reason = "excluded", f"unsupported type {dtype}"
         columns.append(col)
