@@ -409,7 +409,7 @@ def to_yaml(card: ProblemCard) -> str:
     ]
     derived = {n: spec for c in card.columns for n, spec in c.derived.items()}
     if derived:
-        lines.append("  derived:                     # features parsed from text columns or nested records")
+        lines.append("  derived:                     # features parsed from text columns, nested records or lists")
         lines += [f"    {n}: {q(spec)}" for n, spec in derived.items()]
     if dates:
         lines.append("  dates:                       # date parts as numeric features <column>_<part>")
