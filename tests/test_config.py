@@ -149,3 +149,22 @@ def test_secrets_come_from_the_environment_not_the_yaml(tmp_path, monkeypatch):
     monkeypatch.delenv("LF_TEST_SECRET")
     with pytest.raises(RuntimeSetupError, match="environment variable LF_TEST_SECRET is not set"):
         session_conf(s)
+
+
+def test_a_folder_without_conf_uses_the_installed_projects_settings_and_keeps_its_data_here(tmp_path, monkeypatch):
+    from lakeforge.spark import jars_folder, session_conf
+
+    monkeypatch.delenv("LAKEFORGE_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings()
+    assert settings.root == tmp_path.resolve() and settings.home == ROOT
+    assert settings.sources == (str(ROOT / "conf" / "base.yaml"),)
+    assert jars_folder(settings) == ROOT / "jars"  # none here: the installed project's
+    assert settings.path(settings.catalog.warehouse_dir) == tmp_path.resolve() / "warehouse"
+    assert settings.tracking_uri == f"sqlite:///{tmp_path.resolve()}/mlflow/mlflow.db"
+    assert (ROOT / "conf" / "log4j2.properties").as_uri() in session_conf(settings)["spark.driver.extraJavaOptions"]
+    # a folder with its own conf/ is a project of its own
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "base.yaml").write_text("spark: {jars_dir: null}\n")
+    settings = load_settings()
+    assert settings.root == settings.home == tmp_path.resolve() and jars_folder(settings) is None

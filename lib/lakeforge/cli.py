@@ -42,6 +42,9 @@ class Context:
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings(self.env, self.overlays)
+            if self._settings.home != self._settings.root:
+                err.print(f"[dim]no conf/ in {self._settings.root}: using the settings of {self._settings.home}; "
+                          "tables, MLflow runs and reports go here (set LAKEFORGE_HOME to use another project)[/dim]")
         return self._settings
 
 

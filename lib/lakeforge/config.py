@@ -5,7 +5,9 @@ problem is reported with the file and the key path, e.g.
 ``conf/pipelines/x.yaml: model.folds: expected an integer >= 2 (got 'three')``.
 
 Relative paths in the settings are resolved against the project root: ``$LAKEFORGE_HOME`` if
-set, else the folder that holds ``conf/``.
+set, else the folder that holds ``conf/``. Run from a folder without ``conf/`` (and no
+``$LAKEFORGE_HOME``), lakeforge uses the settings and jars of the project it is installed from
+and keeps its tables, MLflow runs and reports under the current folder.
 """
 
 from __future__ import annotations
@@ -84,6 +86,9 @@ class Settings(_Strict):
     reports_dir: str | None = "reports"
     # Set by the loader, not by YAML.
     root: Path = Field(default=Path("."), exclude=True)
+    # The folder whose conf/ was read (and whose jars/ are the fallback): the root, or the
+    # project lakeforge is installed from when the current folder has no conf/.
+    home: Path = Field(default=Path("."), exclude=True)
     sources: tuple[str, ...] = Field(default=(), exclude=True)
 
     def path(self, p: str | os.PathLike) -> Path:
@@ -882,9 +887,17 @@ def default_conf_dir() -> Path:
     return (Path(env) if env else Path.cwd()) / "conf"
 
 
+# The project folder lakeforge is installed from (an editable install: lib/lakeforge/ in it).
+INSTALL_HOME = Path(__file__).resolve().parents[2]
+
+
 def load_settings(env: str | None = None, overlays: list[str | Path] = (), conf_dir: Path | None = None) -> Settings:
     """conf/base.yaml, then conf/<env>.yaml, then each overlay file, merged in that order."""
+    chosen = conf_dir is not None or bool(os.environ.get("LAKEFORGE_HOME"))
     conf_dir = conf_dir or default_conf_dir()
+    root = project_root(conf_dir)
+    if not chosen and not (conf_dir / "base.yaml").exists() and (INSTALL_HOME / "conf" / "base.yaml").is_file():
+        conf_dir = INSTALL_HOME / "conf"  # no project here: the installed one's settings, this folder's data
     files = [conf_dir / "base.yaml"]
     env = env or os.environ.get("LAKEFORGE_ENV") or None
     if env:
@@ -905,7 +918,7 @@ def load_settings(env: str | None = None, overlays: list[str | Path] = (), conf_
         settings = Settings.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(source, exc, Settings)) from None
-    return settings.model_copy(update={"root": project_root(conf_dir), "sources": tuple(map(str, files))})
+    return settings.model_copy(update={"root": root, "home": conf_dir.resolve().parent, "sources": tuple(map(str, files))})
 
 
 def load_pipeline(path: str | Path) -> PipelineConfig:

@@ -43,10 +43,22 @@ def launched_by_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
-def jar_files(settings: Settings) -> list[str]:
+def jars_folder(settings: Settings) -> Path | None:
+    """spark.jars_dir under the project root; else, for a relative one, under the folder whose
+    conf/ was read (running from a folder without a project of its own)."""
     if not settings.spark.jars_dir:
-        return []
+        return None
     folder = settings.path(settings.spark.jars_dir)
+    fallback = (settings.home / settings.spark.jars_dir).resolve()
+    if not any(folder.glob("*.jar")) and not Path(settings.spark.jars_dir).is_absolute() and any(fallback.glob("*.jar")):
+        return fallback
+    return folder
+
+
+def jar_files(settings: Settings) -> list[str]:
+    folder = jars_folder(settings)
+    if folder is None:
+        return []
     jars = sorted(str(p) for p in folder.glob("*.jar")) if folder.is_dir() else []
     if not jars:
         raise RuntimeSetupError(
@@ -63,7 +75,7 @@ DERBY_CLIENT_DRIVER = "org.apache.derby.client.ClientAutoloadedDriver"
 
 
 def derby_client_jar(settings: Settings) -> str | None:
-    folder = settings.path(settings.spark.jars_dir) if settings.spark.jars_dir else None
+    folder = jars_folder(settings)
     found = sorted(folder.glob("derbyclient-*.jar")) if folder and folder.is_dir() else []
     return str(found[-1]) if found else None
 
@@ -111,7 +123,7 @@ def session_conf(settings: Settings, launching: bool = True) -> dict[str, str]:
         "spark.sql.maxConcurrentOutputFileWriters": "4",
     }
     java_opts = []
-    log4j = settings.root / "conf" / "log4j2.properties"
+    log4j = settings.home / "conf" / "log4j2.properties"
     if log4j.is_file():
         java_opts.append(f"-Dlog4j.configurationFile={log4j.as_uri()}")
     cat = settings.catalog
