@@ -28,6 +28,7 @@ def test_column_names_are_normalised_to_stable_identifiers():
     assert normalise_names(["kündigt", "Größe (cm)", "naïve café", "Возраст", "年龄", "हिन्दी नाम", "m²"]) == {
         "kündigt": "kundigt", "Größe (cm)": "Grosse_cm", "naïve café": "naive_cafe", "Возраст": "Возраст",
         "年龄": "年龄", "हिन्दी नाम": "हिन्दी_नाम", "m²": "m2"}
+    assert normalise_names(["cafe\u0301"]) == {"cafe\u0301": "cafe"}  # a decomposed accent too
 
 
 def test_typed_with_reason_names_the_column_and_value(spark):

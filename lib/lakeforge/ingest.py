@@ -116,7 +116,7 @@ _LATIN_LIGATURES = str.maketrans({"ß": "ss", "ẞ": "SS", "æ": "ae", "Æ": "AE
 def _fold_accents(text: str) -> str:
     """Accented Latin letters without their accents; other characters as they are."""
     out = []
-    for c in text.translate(_LATIN_LIGATURES):
+    for c in unicodedata.normalize("NFC", text).translate(_LATIN_LIGATURES):  # NFC: e + U+0301 -> é
         base = unicodedata.normalize("NFKD", c)
         out.append(base if base.isascii() else base[0] if base[0].isascii() else c)
     return "".join(out)
