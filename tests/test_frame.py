@@ -193,9 +193,10 @@ def test_dates_become_date_parts_free_text_its_length_and_an_end_date_is_a_leak(
     assert {c: s.parts for c, s in pipe.features.dates.items()} == {
         "signup": ["year", "month", "day_of_week"], "last_seen": ["year", "month", "day_of_week", "hour"],
         "signup_text": ["year", "month", "day_of_week"]}
-    assert pipe.features.text_length == ["notes"] and pipe.features.exclude == ["cancelled"]
+    assert pipe.features.text_length == pipe.features.text_tfidf == ["notes"] and pipe.features.exclude == ["cancelled"]
     plan = plan_features(df, pipe.features, pipe.preprocessing, pipe.key, "churn", "t")
     assert {"signup_year", "last_seen_hour", "signup_text_day_of_week", "notes_length"} <= set(plan.numeric)
+    assert "notes" in plan.inputs
     assert not {"signup", "last_seen", "notes", "cancelled"} & set(plan.numeric + plan.categorical)
 
 

@@ -217,6 +217,30 @@ def test_derived_sql_date_parts_days_since_and_text_length(spark):
     assert_df_equality(out, expected, ignore_nullable=True)
 
 
+def test_free_text_becomes_tfidf_word_weights_inside_the_model(spark):
+    import math as m
+
+    from pyspark.ml.feature import HashingTF
+
+    df = spark.createDataFrame(
+        [("1", "App CRASHED, crashed again!", 1.0, 0.0), ("2", "love the app", 2.0, 1.0), ("3", None, 3.0, 0.0),
+         ("4", "crashed: a bill", 4.0, 1.0)], "id string, note string, t double, y double")
+    features = FeaturesConfig(numeric=["t"], text_tfidf=["note"], text_tfidf_size=64)
+    plan, model = _fit(df, features)
+    assert plan.inputs == ["t", "note"]  # the text is an input of the model
+    vec = {r["id"]: r["v"] for r in _vec(model, df).collect()}
+    assert all(len(v) == 1 + 64 for v in vec.values())  # t | 64 hashed word slots
+    slot = {w: 1 + HashingTF(numFeatures=64).indexOf(w) for w in ("crashed", "app", "love", "bill")}
+    idf = {w: m.log((4 + 1) / (n + 1)) for w, n in (("crashed", 2), ("app", 2), ("love", 1), ("bill", 1))}
+    # lower-cased words of 2+ letters; counts x IDF; minDocFreq 2: a word of one row weighs 0
+    assert vec["1"][slot["crashed"]] == pytest.approx(2 * idf["crashed"])
+    assert vec["1"][slot["app"]] == pytest.approx(idf["app"]) and vec["2"][slot["love"]] == 0.0
+    assert sum(vec["3"][1:]) == 0.0  # no text, no words
+    names = slot_names(model, df)
+    assert names[0] == ("t", "t") and names[slot["app"]] == (f"note words #{slot['app'] - 1}", "note")
+    assert {source for _, source in names[1:]} == {"note"}  # importances sum up to the column
+
+
 def test_fixed_and_quantile_buckets_and_interactions(spark):
     df = spark.createDataFrame([("1", 1.0, 10.0, "a", 0.0), ("2", 15.0, 20.0, "b", 1.0), ("3", 30.0, 30.0, "a", 1.0),
                                 ("4", 50.0, 40.0, "b", 0.0)], "id string, t double, m double, c string, y double")

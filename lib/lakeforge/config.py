@@ -428,6 +428,10 @@ class FeaturesConfig(_Strict):
     interactions: list[list[str]] = Field(default_factory=list)
     # text columns whose length (characters, 0 for null) is a numeric feature <column>_length.
     text_length: list[str] = Field(default_factory=list)
+    # free-text columns as TF-IDF word weights: words (letters and digits, lower-cased, 2+
+    # characters) hashed into text_tfidf_size slots per column (HashingTF), weighted by IDF.
+    text_tfidf: list[str] = Field(default_factory=list)
+    text_tfidf_size: int = Field(256, ge=2, le=1 << 18)
 
     @model_validator(mode="after")
     def _no_overlap(self) -> "FeaturesConfig":

@@ -45,11 +45,14 @@ from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.feature import (
     PCAModel,
     Bucketizer,
+    HashingTF,
+    IDF,
     Imputer,
     Interaction,
     MinMaxScaler,
     OneHotEncoder,
     QuantileDiscretizer,
+    RegexTokenizer,
     RobustScaler,
     SQLTransformer,
     StandardScaler,
@@ -253,6 +256,7 @@ def plan_features(df: DataFrame, features: FeaturesConfig, prep: PreprocessingCo
     require(prep.drop.columns, "preprocessing.drop.columns")
     require(list(features.dates), "features.dates")
     require(features.text_length, "features.text_length")
+    require(features.text_tfidf, "features.text_tfidf")
     for c, spec in features.dates.items():
         if not isinstance(types[c], (StringType, DateType, TimestampType, TimestampNTZType)):
             raise InputDataError(f"{where}: features.dates.{c}: column {c!r} is {types[c].simpleString()}; date parts need "
@@ -262,7 +266,7 @@ def plan_features(df: DataFrame, features: FeaturesConfig, prep: PreprocessingCo
     numeric, categorical = list(roles.numeric), list(roles.categorical)
     inferred = not (features.numeric or features.categorical)
     if inferred:  # date and text-length sources, typed and encoded columns change role
-        for c in [*features.dates, *features.text_length]:
+        for c in [*features.dates, *features.text_length, *features.text_tfidf]:
             numeric, categorical = [x for x in numeric if x != c], [x for x in categorical if x != c]
         for c in prep.types:
             if c in categorical:
@@ -325,7 +329,9 @@ def plan_features(df: DataFrame, features: FeaturesConfig, prep: PreprocessingCo
         derived[name] = f"CAST(COALESCE(length(CAST({q(col)} AS STRING)), 0) AS DOUBLE)"
         numeric.append(name)
         inputs += [] if col in inputs else [col]
-    reads = {*features.dates, *features.text_length}
+    for col in features.text_tfidf:
+        inputs += [] if col in inputs else [col]
+    reads = {*features.dates, *features.text_length, *features.text_tfidf}
     for name, spec in features.derived_specs.items():  # input columns the expressions read
         for col in available:
             if re.search(r"(?<![\w`])" + re.escape(col) + r"(?![\w`])|`" + re.escape(col) + "`", spec.expr):
@@ -658,7 +664,17 @@ def preprocessing_pipeline(
         stages.append(Interaction(inputCols=parts, outputCol=out))
         interactions.append(out)
 
-    # assemble: the numeric block (scaled), indicators, one-hot vectors, buckets, interactions
+    # free text: TF-IDF word weights (null text: no words)
+    texts = [f"{c}__tfidf" for c in plan.features.text_tfidf]
+    if texts:
+        stages.append(SQLTransformer(statement=select_sql(
+            [f"COALESCE(CAST({q(c)} AS STRING), '') AS {q(c + '__txt')}" for c in plan.features.text_tfidf])))
+    for c in plan.features.text_tfidf:
+        stages += [RegexTokenizer(inputCol=f"{c}__txt", outputCol=f"{c}__words", pattern=r"[^\p{L}\p{N}]+", minTokenLength=2),
+                   HashingTF(inputCol=f"{c}__words", outputCol=f"{c}__tf", numFeatures=plan.features.text_tfidf_size),
+                   IDF(inputCol=f"{c}__tf", outputCol=f"{c}__tfidf", minDocFreq=2)]
+
+    # assemble: the numeric block (scaled), indicators, one-hot vectors, buckets, interactions, text
     block = [imputed[c] for c in numeric if plan.keeps_numeric(c)] + [o for c in te_cols for o in te_out[c]]
     numeric_part = block
     scaler = _scaler(prep.scale)
@@ -668,7 +684,7 @@ def preprocessing_pipeline(
         stages.append(VectorAssembler(inputCols=block, outputCol=NUMERIC_RAW_COL, handleInvalid="keep"))
         stages.append(scaler)
         numeric_part = [NUMERIC_COL]
-    final_inputs = numeric_part + [f"{c}__missing" for c in plan.indicators] + cat_vec + bucket_vec + interactions
+    final_inputs = numeric_part + [f"{c}__missing" for c in plan.indicators] + cat_vec + bucket_vec + interactions + texts
     select = selection is not None and selection.enabled
     stages.append(VectorAssembler(inputCols=final_inputs, outputCol=ASSEMBLED_COL if select else features_col, handleInvalid="keep"))
     if select:

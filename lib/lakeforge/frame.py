@@ -19,8 +19,8 @@ Roles:
   of the week (and hour, for timestamps) become numeric features (``features.dates``); a date
   column whose being empty or not determines the target (a cancellation date) is a leakage
   suspect;
-- text: free text (long values, many levels): its length is a feature (``features.text_length``),
-  the text itself is not;
+- text: free text (long values, many levels): its length and its words (TF-IDF weights of
+  hashed words) are features (``features.text_length``, ``features.text_tfidf``);
 - excluded: always null, constant (one value and no nulls), or a type MLlib can't take (maps;
   a nested record's numeric, boolean and text fields become derived features ``<record>_<field>``,
   a list's length ``<list>_count``);
@@ -236,7 +236,7 @@ def frame(df: DataFrame, target: str, source: dict, name: str, key: str | None =
                 col.reason = f"text that parses as dates: {', '.join(col.date_parts)} as features"
             elif parses == "text" or (length > 30 and distinct > 100):
                 col.role = "text"
-                col.reason = f"free text (mean length {length:.0f}, {distinct:,} values): its length as a feature"
+                col.reason = f"free text (mean length {length:.0f}, {distinct:,} values): its length and words (TF-IDF) as features"
             else:
                 col.role, col.reason = "categorical", f"text with {distinct:,} levels"
         elif isinstance(t, StructType) and (nested := _struct_fields(c, t, source["format"], set(fields))):
@@ -416,6 +416,8 @@ def to_yaml(card: ProblemCard) -> str:
         lines += [f"    {q(n)}: {{parts: {q(parts)}}}" for n, parts in dates.items()]
     if texts:
         lines.append(f"  text_length: {q(texts)}  # free text: its length as a feature <column>_length")
+        lines.append(f"  text_tfidf: {q(texts)}   # and its words: TF-IDF weights in text_tfidf_size hashed slots")
+        lines.append("  text_tfidf_size: 256")
     lines += [
         "preprocessing:",
         "  numeric_impute: median",

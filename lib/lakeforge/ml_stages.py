@@ -266,7 +266,7 @@ class SlotNamer:
         return [self(by_index[i]) if by_index.get(i) else (f"f{i}", f"f{i}") for i in range(size)]
 
 
-_TAGGED = re.compile(r"^(.*?)__(ohe|imp|num|clip|log|te\d*|bucket|missing)(?:_(.*))?$", re.S)
+_TAGGED = re.compile(r"^(.*?)__(ohe|imp|num|clip|log|te\d*|bucket|missing|tfidf)(?:_(.*))?$", re.S)
 
 
 def _split_attr(attr: str) -> tuple[str, str | None]:
@@ -287,6 +287,8 @@ def describe(col: str, suffix: str | None) -> tuple[str, str]:
         return f"{source} in [{suffix})", source
     if tag == "missing":
         return f"{source} missing", source
+    if tag == "tfidf":  # HashingTF slot: the words hashed to it
+        return f"{source} words #{suffix}", source
     if tag == "int":  # Interaction attributes: "a__imp:b__ohe_level"
         parts = [describe(*_split_attr(p))[0] for p in (suffix or "").split(":")]
         return f"{source}[{' * '.join(parts)}]", source

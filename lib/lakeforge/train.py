@@ -353,7 +353,8 @@ def train(
     require_columns(raw, [pipeline.key, pipeline.target], f"table {table}")
     roles = resolve_roles(raw, pipeline.features, pipeline.key, pipeline.target)
     require_columns(raw, roles.columns, f"table {table} (features in {pipeline.file})")
-    if not roles.columns and not pipeline.features.derived and not pipeline.features.dates and not pipeline.features.text_length:
+    f = pipeline.features
+    if not roles.columns and not f.derived and not f.dates and not f.text_length and not f.text_tfidf:
         raise InputDataError(f"{pipeline.file}: no feature columns; list features.numeric / features.categorical")
     where = f"table {table} ({pipeline.file})"
     plan = plan_features(raw, pipeline.features, pipeline.preprocessing, pipeline.key, pipeline.target, where)
