@@ -24,7 +24,8 @@ Three steps:
      (SQLTransformers with the fitted levels and means);
   8. StringIndexer (``handleInvalid='keep'``: nulls and categories unseen at fit time get their
      own index) and OneHotEncoder;
-  9. Bucketizer / QuantileDiscretizer + OneHotEncoder, 10. Interaction;
+  9. Bucketizer / QuantileDiscretizer + OneHotEncoder, 10. Interaction, free text as TF-IDF
+     word weights (RegexTokenizer, HashingTF, IDF);
   11. the numeric block assembled and scaled (StandardScaler / MinMaxScaler / RobustScaler; one-hot
       columns stay 0/1), 12. one VectorAssembler of everything;
   13. feature selection (lakeforge.selection).
