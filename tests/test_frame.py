@@ -200,10 +200,10 @@ def test_dates_become_date_parts_free_text_its_length_and_an_end_date_is_a_leak(
     assert not {"signup", "last_seen", "notes", "cancelled"} & set(plan.numeric + plan.categorical)
 
 
-def test_a_nested_records_fields_become_derived_features(spark):
+def test_a_nested_records_fields_become_derived_features(spark, tmp_path):
     from pyspark.sql import functions as F
 
-    from lakeforge.frame import frame
+    from lakeforge.frame import frame, to_yaml
 
     rows = [(i, (20 + i % 50, "NO" if i % 3 else "SE", [i]), ["x"] * (i % 4), "ab"[i % 2]) for i in range(60)]
     df = spark.createDataFrame(rows, "id int, user struct<age:int, country:string, tags:array<int>>, tags array<string>, y string")
@@ -220,6 +220,10 @@ def test_a_nested_records_fields_become_derived_features(spark):
         got = bronze.selectExpr(f"{age} AS age", f"{user.derived['user_country']['expr']} AS country",
                                 f"{tags.derived['tags_count']['expr']} AS n").where("id = 3").first()
         assert (float(got["age"]), got["country"], got["n"]) == (23.0, "SE", 3), fmt
+    # a list named in another script: its count is a valid feature name of the card
+    card = frame(df.withColumnRenamed("tags", "теги"), "y", {"format": "parquet", "path": "x"}, "x")
+    (tmp_path / "x.yaml").write_text(to_yaml(card))
+    assert load_pipeline(tmp_path / "x.yaml").features.derived_specs["теги_count"].expr == "size(`теги`)"
 
 
 def test_data_without_a_key_gets_row_ids_from_its_content(spark, overlay, settings, tmp_path, capsys):

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import unicodedata
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +28,13 @@ from lakeforge.errors import ConfigError
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TABLE_NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*$")
+
+def is_column_name(name: str) -> bool:
+    """A name as ingest normalises columns: letters of any script (with their marks), digits and
+    '_', not starting with a digit (``tenure``, ``Возраст``, ``теги_count``)."""
+    return bool(name) and not name[0].isdigit() and all(
+        c == "_" or c.isalnum() or unicodedata.category(c)[0] == "M" for c in name)
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -439,7 +447,7 @@ class FeaturesConfig(_Strict):
         if both:
             raise ValueError(f"column(s) {both} listed as both numeric and categorical")
         for name in self.derived:
-            if not IDENTIFIER.match(name):
+            if not is_column_name(name):
                 raise ValueError(f"derived.{name}: expected an identifier (letters, digits, underscore) as the feature name")
             if name in self.numeric or name in self.categorical:
                 raise ValueError(f"derived.{name}: the name is already a listed column; pick another name")
