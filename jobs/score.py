@@ -8,7 +8,7 @@ scripts/submit.sh score ... does the same with the project's jars and library.
 
 import sys
 
-from lakeforge.cli import job_main
+from lakeforge.app.cli import job_main
 
 if __name__ == "__main__":
     sys.exit(job_main("score"))

@@ -80,8 +80,8 @@ def main() -> int:
     args = parse_args()
     import yaml
 
-    from lakeforge.config import PipelineConfig
-    from lakeforge.ingest import ingest
+    from lakeforge.core.config import PipelineConfig
+    from lakeforge.ingest.job import ingest
 
     work, settings, spark, jvm_pid = start("lakeforge-bench-ingest-", args.driver_memory)
     cols = columns(args.cols)

@@ -58,8 +58,8 @@ def main() -> int:
     from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
-    from lakeforge.config import PipelineConfig
-    from lakeforge.ingest import ingest
+    from lakeforge.core.config import PipelineConfig
+    from lakeforge.ingest.job import ingest
 
     work, settings, spark, jvm_pid = start("lakeforge-bench-parts-", args.driver_memory)
     cols = bench_ingest.columns(20)

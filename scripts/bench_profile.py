@@ -100,8 +100,8 @@ def main() -> int:
         raise SystemExit("--cols must be at least 4 (key, target and two features)")
     from conftest import write_pipeline
 
-    from lakeforge.config import load_pipeline
-    from lakeforge.profile import run_profile
+    from lakeforge.core.config import load_pipeline
+    from lakeforge.profiling.job import run_profile
 
     work, settings, spark, jvm_pid = start("lakeforge-bench-profile-", args.driver_memory)
     try:

@@ -58,10 +58,10 @@ def main() -> int:
     from pyspark.sql import functions as F
     from pyspark.sql.window import Window
 
-    from lakeforge.config import load_pipeline
-    from lakeforge.ingest import ingest
-    from lakeforge.score import score
-    from lakeforge.train import train
+    from lakeforge.core.config import load_pipeline
+    from lakeforge.ingest.job import ingest
+    from lakeforge.scoring.job import score
+    from lakeforge.training.job import train
 
     work, settings, spark, jvm_pid = start("lakeforge-bench-", args.driver_memory)
     pipe = load_pipeline(write_pipeline(work, **{"model.algorithms": {"logistic_regression": {"regParam": [0.01]}}, "model.folds": 2}))

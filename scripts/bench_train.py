@@ -128,9 +128,9 @@ def main() -> int:
     from conftest import write_pipeline
     from pyspark.sql import functions as F
 
-    from lakeforge.config import load_pipeline
-    from lakeforge.ingest import ingest
-    from lakeforge.train import FOLD_COL, infer_target, label_column, split_rows, train
+    from lakeforge.core.config import load_pipeline
+    from lakeforge.ingest.job import ingest
+    from lakeforge.training.job import FOLD_COL, infer_target, label_column, split_rows, train
 
     work, settings, spark, jvm_pid = start("lakeforge-bench-train-", args.driver_memory)
     cores = os.cpu_count() or 2

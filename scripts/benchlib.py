@@ -18,8 +18,8 @@ def start(prefix: str, driver_memory: str):
     os.environ.setdefault("LAKEFORGE_HOME", str(ROOT))
     from conftest import write_overlay
 
-    from lakeforge.config import load_settings
-    from lakeforge.spark import get_spark
+    from lakeforge.core.config import load_settings
+    from lakeforge.core.spark import get_spark
 
     work = Path(tempfile.mkdtemp(prefix=prefix))
     overlay = write_overlay(work, master="local[*]", shuffle_partitions=8, driver_memory=driver_memory)

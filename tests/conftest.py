@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lakeforge.config import load_settings
+from lakeforge.core.config import load_settings
 
 pytest_plugins = ["fixtures_servers"]  # the api_server and postgres fixtures (tests/fixtures_servers.py)
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +73,7 @@ def settings(overlay):
 
 @pytest.fixture(scope="session")
 def spark(settings):
-    from lakeforge.spark import get_spark
+    from lakeforge.core.spark import get_spark
 
     session = get_spark(settings)
     yield session

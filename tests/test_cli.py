@@ -5,7 +5,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from lakeforge.cli import cli
+from lakeforge.app.cli import cli
 
 from conftest import TELCO_PIPELINE, run_lakeforge, write_overlay, write_pipeline
 
@@ -93,7 +93,7 @@ def test_empty_input(tmp_path):
 
 
 def test_sql_errors_and_the_interactive_prompt(spark, overlay):
-    from lakeforge.cli import main
+    from lakeforge.app.cli import main
 
     # a bad query is one clear line (the session is the test run's, reused in-process)
     result = CliRunner().invoke(cli, ["--conf", str(overlay), "sql", "SELECT nope FROM nowhere_table"])

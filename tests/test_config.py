@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lakeforge.config import load_pipeline, load_settings
-from lakeforge.errors import ConfigError
+from lakeforge.core.config import load_pipeline, load_settings
+from lakeforge.core.errors import ConfigError
 
 from conftest import ROOT, TELCO_PIPELINE
 
@@ -136,8 +136,8 @@ def test_unknown_env(tmp_path):
 
 
 def test_secrets_come_from_the_environment_not_the_yaml(tmp_path, monkeypatch):
-    from lakeforge.errors import RuntimeSetupError
-    from lakeforge.spark import session_conf
+    from lakeforge.core.errors import RuntimeSetupError
+    from lakeforge.core.spark import session_conf
 
     extra = tmp_path / "secret.yaml"
     extra.write_text("spark:\n  conf:\n    spark.hadoop.javax.jdo.option.ConnectionPassword: ${env:LF_TEST_SECRET}\n")
@@ -152,7 +152,7 @@ def test_secrets_come_from_the_environment_not_the_yaml(tmp_path, monkeypatch):
 
 
 def test_a_folder_without_conf_uses_the_installed_projects_settings_and_keeps_its_data_here(tmp_path, monkeypatch):
-    from lakeforge.spark import jars_folder, session_conf
+    from lakeforge.core.spark import jars_folder, session_conf
 
     monkeypatch.delenv("LAKEFORGE_HOME", raising=False)
     monkeypatch.chdir(tmp_path)

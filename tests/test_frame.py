@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from conftest import TELCO_CSV
-from lakeforge.cli import main
-from lakeforge.config import load_pipeline
+from lakeforge.app.cli import main
+from lakeforge.core.config import load_pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +54,7 @@ def test_leakage_suspects_are_named_and_excluded(spark, overlay, tmp_path):
 
 
 def test_leakage_of_numeric_columns_for_a_regression_target(spark):
-    from lakeforge.frame import frame
+    from lakeforge.profiling.frame import frame
 
     rows = [(f"k{i}", float(i), i * 2.0 + (i % 3) * 0.01, float((i * 7) % 11), i + 5.0, "abc"[i % 3], 3.0 * i)
             for i in range(200)]
@@ -121,7 +121,7 @@ def test_card_uses_bronzes_column_names_and_keeps_unique_measurements(spark, ove
 
 
 def test_a_unique_integer_is_the_key_only_when_nothing_is_id_like(spark):
-    from lakeforge.frame import frame, id_like_name
+    from lakeforge.profiling.frame import frame, id_like_name
 
     assert [id_like_name(n) for n in ("customerID", "order_no", "Account Number", "mileage km", "paid", "idle")] == [
         True, True, True, False, False, False]
@@ -134,7 +134,7 @@ def test_a_unique_integer_is_the_key_only_when_nothing_is_id_like(spark):
 
 
 def test_constant_and_empty_columns_are_excluded(spark):
-    from lakeforge.frame import frame
+    from lakeforge.profiling.frame import frame
 
     rows = [(float(i), 1, None, "x" if i % 3 else None, "ab"[i % 2]) for i in range(50)]
     card = frame(spark.createDataFrame(rows, "v double, const int, empty string, flag string, y string"),
@@ -146,8 +146,8 @@ def test_constant_and_empty_columns_are_excluded(spark):
 
 
 def test_numbers_with_thousands_separators_become_a_numeric_feature(spark, tmp_path):
-    from lakeforge.features import plan_features
-    from lakeforge.frame import frame, to_yaml
+    from lakeforge.features.plan import plan_features
+    from lakeforge.profiling.frame import frame, to_yaml
 
     rows = [(i, f"{1000 + 37 * i:,}" if i % 9 else str(i), f"{i % 5},{i % 3}", "ab"[i % 2]) for i in range(60)]
     df = spark.createDataFrame(rows, "id int, area string, pair string, y string")
@@ -168,8 +168,8 @@ def test_numbers_with_thousands_separators_become_a_numeric_feature(spark, tmp_p
 def test_dates_become_date_parts_free_text_its_length_and_an_end_date_is_a_leak(spark, tmp_path):
     import datetime as dt
 
-    from lakeforge.features import plan_features
-    from lakeforge.frame import frame, to_yaml
+    from lakeforge.features.plan import plan_features
+    from lakeforge.profiling.frame import frame, to_yaml
 
     words = ["slow", "price", "support", "app", "crash", "love", "bill", "fast"]
     rows = []
@@ -203,7 +203,7 @@ def test_dates_become_date_parts_free_text_its_length_and_an_end_date_is_a_leak(
 def test_a_nested_records_fields_become_derived_features(spark, tmp_path):
     from pyspark.sql import functions as F
 
-    from lakeforge.frame import frame, to_yaml
+    from lakeforge.profiling.frame import frame, to_yaml
 
     rows = [(i, (20 + i % 50, "NO" if i % 3 else "SE", [i]), ["x"] * (i % 4), "ab"[i % 2]) for i in range(60)]
     df = spark.createDataFrame(rows, "id int, user struct<age:int, country:string, tags:array<int>>, tags array<string>, y string")
@@ -227,7 +227,7 @@ def test_a_nested_records_fields_become_derived_features(spark, tmp_path):
 
 
 def test_data_without_a_key_gets_row_ids_from_its_content(spark, overlay, settings, tmp_path, capsys):
-    from lakeforge.errors import delimiter_hint
+    from lakeforge.core.errors import delimiter_hint
 
     # a ';'-delimited file (frame finds the delimiter) without any ID-like column
     src = tmp_path / "plants.csv"
@@ -271,7 +271,7 @@ def test_frame_reads_excel_json_lines_and_folders_and_finds_their_keys(spark, ov
 
     import openpyxl
 
-    from lakeforge.frame import source_for
+    from lakeforge.profiling.frame import source_for
 
     rows = [{"id": 10_000 + i, "when": f"2024-03-{1 + i % 28:02d}T{i % 24:02d}:00:00", "plan": "ab"[i % 2],
              "amount": round(i * 1.7, 1), "y": "yn"[i % 3 == 0]} for i in range(400)]

@@ -11,8 +11,8 @@ import pytest
 import requests
 
 from api_server import RECORDS, TOKEN
-from lakeforge.errors import ConfigError, InputDataError, SourceError
-from lakeforge.http_source import MAX_WAIT, Page, fetch_pages, safe_url
+from lakeforge.core.errors import ConfigError, InputDataError, SourceError
+from lakeforge.ingest.http_source import MAX_WAIT, Page, fetch_pages, safe_url
 
 ALL_IDS = list(range(1, 24))
 
@@ -159,7 +159,7 @@ def test_backoff_is_capped(api_server, sleep):
 
 def test_500_forever_fails_after_the_retries_naming_url_status_and_attempts(api_server, sleep, caplog):
     api_server.reset()
-    caplog.set_level(logging.INFO, logger="lakeforge.http_source")
+    caplog.set_level(logging.INFO, logger="lakeforge.ingest.http_source")
     with pytest.raises(SourceError) as err:
         list(fetch_pages(f"{api_server.url}/error500", retries=3, backoff=1, sleep=sleep))
     assert isinstance(err.value, InputDataError) and err.value.exit_code != 0

@@ -13,10 +13,10 @@ import yaml
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from lakeforge.config import PipelineConfig
-from lakeforge.errors import InputDataError, SourceError
-from lakeforge.ingest import ingest
-from lakeforge.quality import DataQualityError
+from lakeforge.core.config import PipelineConfig
+from lakeforge.core.errors import InputDataError, SourceError
+from lakeforge.ingest.job import ingest
+from lakeforge.ingest.quality import DataQualityError
 
 D1, D2 = dt.date(2026, 3, 1), dt.date(2026, 3, 2)
 
@@ -289,8 +289,8 @@ def test_empty_source_and_missing_path_never_replace_data(spark, settings, tmp_p
 def test_pandas_nanosecond_parquet_gets_the_fix_naming_the_column(spark, settings, tmp_path):
     import pandas as pd
 
-    from lakeforge.config import SourceConfig
-    from lakeforge.io import read_source
+    from lakeforge.core.config import SourceConfig
+    from lakeforge.core.io import read_source
 
     f = tmp_path / "events.parquet"
     pd.DataFrame({"id": [1, 2], "seen at": pd.to_datetime(["2026-01-01 10:00", "2026-01-02 11:30"])}).to_parquet(f)

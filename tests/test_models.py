@@ -8,7 +8,8 @@ from pyspark.ml.evaluation import BinaryClassificationEvaluator
 from pyspark.ml.linalg import Vectors, VectorUDT
 from pyspark.sql.types import DoubleType, StructField, StructType
 
-from lakeforge import evaluation, models
+from lakeforge.training import evaluation
+from lakeforge.training import algorithms as models
 
 
 def _schema(*cols):

@@ -12,9 +12,9 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
 
 from conftest import ROOT
-from lakeforge.config import FeaturesConfig, PreprocessingConfig, SelectionConfig, load_pipeline
-from lakeforge.errors import ConfigError, InputDataError, MissingColumnError
-from lakeforge.features import (
+from lakeforge.core.config import FeaturesConfig, PreprocessingConfig, SelectionConfig, load_pipeline
+from lakeforge.core.errors import ConfigError, InputDataError, MissingColumnError
+from lakeforge.features.plan import (
     FeatureRoles,
     deduplicate,
     feature_table,
@@ -23,7 +23,7 @@ from lakeforge.features import (
     profile_features,
     slot_names,
 )
-from lakeforge.train import infer_target
+from lakeforge.training.job import infer_target
 
 SCHEMA = "id string, y double"
 
@@ -451,9 +451,9 @@ def test_training_logs_the_reports_writes_the_ranking_and_the_gold_feature_table
     from mlflow import MlflowClient
 
     from conftest import write_pipeline
-    from lakeforge import tracking
-    from lakeforge.io import write_table
-    from lakeforge.train import train
+    from lakeforge.core import tracking
+    from lakeforge.core.io import write_table
+    from lakeforge.training.job import train
 
     rows = [(str(i), float(i % 10), ["a", "b", "c"][i % 3], " " if i % 17 == 0 else str(i * 3), "k",
              "yes" if (i % 10) + 3 * (i % 3 == 0) > 6 else "no") for i in range(90)]

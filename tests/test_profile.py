@@ -14,12 +14,12 @@ import yaml
 from mlflow import MlflowClient
 
 from conftest import TELCO_CSV, write_pipeline
-from lakeforge import tracking
-from lakeforge.cli import main
-from lakeforge.config import load_pipeline
-from lakeforge.errors import InputDataError, MissingColumnError
-from lakeforge.profile import CORRELATIONS_TABLE, COLUMNS_TABLE, profile, run_profile
-from lakeforge.profile_report import profile_report
+from lakeforge.core import tracking
+from lakeforge.app.cli import main
+from lakeforge.core.config import load_pipeline
+from lakeforge.core.errors import InputDataError, MissingColumnError
+from lakeforge.profiling.job import CORRELATIONS_TABLE, COLUMNS_TABLE, profile, run_profile
+from lakeforge.profiling.page import profile_report
 
 SCHEMA = "id string, x double, s string, c string, y string"
 # x: 1..9 and 100 (an outlier) and one null; s: numbers as text, one blank; c: levels a/b/c and a null

@@ -9,26 +9,31 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from lakeforge import tracking
-from lakeforge.cli import _dates, cli
-from lakeforge.config import load_pipeline
-from lakeforge.runs import JobLockedError, job_lock
+from lakeforge.core import tracking
+from lakeforge.app.cli import cli
+from lakeforge.app.runner import UsageProblem, dates
+from lakeforge.core.config import load_pipeline
+from lakeforge.core.runs import JobLockedError, job_lock
 
 from conftest import ROOT, run_lakeforge, write_pipeline
 
 
 def test_dates_single_range_and_errors():
-    assert _dates(dt.date(2026, 1, 5), None, None) == [dt.date(2026, 1, 5)]
-    assert _dates(None, dt.date(2026, 1, 30), dt.date(2026, 2, 1)) == [
+    assert dates(dt.date(2026, 1, 5), None, None) == [dt.date(2026, 1, 5)]
+    assert dates(None, dt.date(2026, 1, 30), dt.date(2026, 2, 1)) == [
         dt.date(2026, 1, 30), dt.date(2026, 1, 31), dt.date(2026, 2, 1)]
-    assert _dates(None, None, None) == [dt.date.today()]
-    import click
-    with pytest.raises(click.UsageError, match="needs both --from and --to"):
-        _dates(None, dt.date(2026, 1, 1), None)
-    with pytest.raises(click.UsageError, match="before --from"):
-        _dates(None, dt.date(2026, 1, 2), dt.date(2026, 1, 1))
-    with pytest.raises(click.UsageError, match="not both"):
-        _dates(dt.date(2026, 1, 1), dt.date(2026, 1, 1), dt.date(2026, 1, 2))
+    assert dates(None, None, None) == [dt.date.today()]
+    with pytest.raises(UsageProblem, match="needs both --from and --to"):
+        dates(None, dt.date(2026, 1, 1), None)
+    with pytest.raises(UsageProblem, match="before --from"):
+        dates(None, dt.date(2026, 1, 2), dt.date(2026, 1, 1))
+    with pytest.raises(UsageProblem, match="not both"):
+        dates(dt.date(2026, 1, 1), dt.date(2026, 1, 1), dt.date(2026, 1, 2))
+
+
+def test_a_bad_date_range_is_a_usage_error_on_the_command_line():
+    result = CliRunner().invoke(cli, ["score", "x.yaml", "--from", "2026-01-02", "--to", "2026-01-01"])
+    assert result.exit_code == 2 and "--to 2026-01-01 is before --from 2026-01-02" in result.output
 
 
 def test_lock_refuses_a_second_run_of_the_same_job_and_pipeline(settings, overlay, tmp_path):
@@ -48,8 +53,8 @@ def test_lock_refuses_a_second_run_of_the_same_job_and_pipeline(settings, overla
 def test_lock_of_a_killed_process_is_released(settings):
     code = (
         "import sys, time; sys.path.insert(0, %r)\n"
-        "from lakeforge.config import load_settings\n"
-        "from lakeforge.runs import job_lock\n"
+        "from lakeforge.core.config import load_settings\n"
+        "from lakeforge.core.runs import job_lock\n"
         "s = load_settings(overlays=[%r], conf_dir=__import__('pathlib').Path(%r))\n"
         "with job_lock(s, 'train', 'p'):\n    print('locked', flush=True); time.sleep(60)\n"
     ) % (str(ROOT / "lib"), settings.sources[-1], str(ROOT / "conf"))
@@ -83,7 +88,7 @@ def trained(spark, settings, overlay, tmp_path_factory):
 
 
 def _invoke(overlay, *args):
-    from lakeforge.cli import main
+    from lakeforge.app.cli import main
     return main(["--conf", str(overlay), *args])
 
 
@@ -118,8 +123,8 @@ def test_job_runs_records_successes_and_failures(spark, overlay, trained, tmp_pa
 def test_alias_moved_during_a_run_does_not_change_the_version_used(spark, settings, overlay, trained, monkeypatch):
     """The alias is resolved once at the start; moving it mid-run must not mix versions."""
     path, pipeline = trained
-    import lakeforge.score as score_mod
-    from lakeforge.cli import main
+    import lakeforge.scoring.job as score_mod
+    from lakeforge.app.cli import main
 
     tracking.configure(settings)
     # register a second version of the same model so the alias has somewhere to move
@@ -149,8 +154,8 @@ def test_missing_feature_column_fails_before_any_write(spark, settings, overlay,
     before = spark.sql("DESCRIBE HISTORY lakeforge.s_predictions").count()
     bad = write_pipeline(tmp_path, **{"tables.bronze": "s_bronze", "tables.predictions": "s_predictions",
                                       "model.registered_name": "sched_model", "scoring.input_table": "s_no_contract"})
-    from lakeforge.errors import InputDataError
-    from lakeforge.score import score
+    from lakeforge.core.errors import InputDataError
+    from lakeforge.scoring.job import score
     with pytest.raises(InputDataError, match=r"lacks column\(s\) \['tenure', 'Contract'\] that model sched_model version 1 needs"):
         score(spark, settings, load_pipeline(bad), dt.date(2026, 5, 1))
     assert spark.sql("DESCRIBE HISTORY lakeforge.s_predictions").count() == before
@@ -176,7 +181,7 @@ def test_passthrough_columns_are_kept_in_the_predictions(spark, settings, traine
     _, pipeline = trained
     from chispa import assert_df_equality
 
-    from lakeforge.score import score
+    from lakeforge.scoring.job import score
 
     cfg = pipeline.model_copy(update={
         "tables": pipeline.tables.model_copy(update={"predictions": "s_predictions_pass"}),
@@ -194,7 +199,7 @@ def test_passthrough_columns_are_kept_in_the_predictions(spark, settings, traine
 
 
 def test_incremental_scoring_scores_only_new_or_changed_rows(spark, overlay, trained, tmp_path):
-    from lakeforge.cli import main
+    from lakeforge.app.cli import main
 
     spark.table("lakeforge.s_bronze").write.format("delta").saveAsTable("lakeforge.s_inc")
     path = write_pipeline(tmp_path, **{

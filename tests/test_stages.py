@@ -7,10 +7,10 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from lakeforge.config import load_pipeline
-from lakeforge.errors import InputDataError, MissingColumnError
-from lakeforge.ingest import ingest
-from lakeforge.io import latest_version, write_table
+from lakeforge.core.config import load_pipeline
+from lakeforge.core.errors import InputDataError, MissingColumnError
+from lakeforge.ingest.job import ingest
+from lakeforge.core.io import latest_version, write_table
 
 from conftest import write_pipeline
 

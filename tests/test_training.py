@@ -11,12 +11,12 @@ import pytest
 from mlflow import MlflowClient
 
 from conftest import write_pipeline
-from lakeforge import tracking
-from lakeforge.config import load_pipeline
-from lakeforge.errors import InputDataError
-from lakeforge.ingest import ingest
-from lakeforge.score import score
-from lakeforge.train import train
+from lakeforge.core import tracking
+from lakeforge.core.config import load_pipeline
+from lakeforge.core.errors import InputDataError
+from lakeforge.ingest.job import ingest
+from lakeforge.scoring.job import score
+from lakeforge.training.job import train
 
 pytestmark = pytest.mark.slow
 DAY = dt.date(2026, 5, 1)
@@ -84,7 +84,7 @@ def test_refit_keeps_the_searchs_total_penalty(telco):
 
 
 def test_refit_penalty_scales_regparam_by_the_fold_share():
-    from lakeforge.train import refit_penalty
+    from lakeforge.training.job import refit_penalty
 
     assert refit_penalty({"regParam": 0.01, "elasticNetParam": 0.5}, "cross_validation", 3, 0.75) == \
         pytest.approx({"regParam": 0.01 * 2 / 3, "elasticNetParam": 0.5})
@@ -160,14 +160,14 @@ def test_time_budget_skips_the_remaining_candidates(spark, settings, telco, tmp_
 
 
 def test_successive_halving_fits_only_the_best_third_on_the_other_folds(spark, settings, telco, tmp_path, monkeypatch):
-    import lakeforge.train
+    import lakeforge.training.job
 
     grid = {"logistic_regression": {"regParam": [0.001, 0.01, 0.1]},
             "decision_tree": {"maxDepth": [1, 2, 3]}}
     pipe = _pipeline(tmp_path, "halving", **{"tables.bronze": "zoo_bronze", "model.algorithms": grid,
                                              "model.folds": 3, "model.halving": True})
     lines: list[str] = []
-    monkeypatch.setattr(lakeforge.train, "PROGRESS_SECONDS", 0)  # a line per finished fit, as in a long search
+    monkeypatch.setattr(lakeforge.training.job, "PROGRESS_SECONDS", 0)  # a line per finished fit, as in a long search
     res = train(spark, settings, pipe, "h1", DAY, progress=lines.append)
     fits = [x for x in lines if re.match(r"\d+/\d+ fits done \((logistic_regression|decision_tree) \{.*\} on fold \d: "
                                          r"\d+\.\d s\), \d+ s into the search$", x)]
@@ -284,7 +284,7 @@ def test_constant_target_is_refused(spark, settings, tmp_path):
 def test_halving_rule_keeps_the_best_third_and_each_algorithms_best():
     from types import SimpleNamespace
 
-    from lakeforge.train import Candidate, _halve
+    from lakeforge.training.job import Candidate, _halve
 
     cands = [Candidate("linear_regression", {"regParam": r}) for r in (0.01, 0.1, 1.0)] + \
             [Candidate("random_forest", {"maxDepth": d}) for d in (4, 8, 12)] + [Candidate("gbt", {"maxDepth": 3})]

@@ -9,11 +9,12 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from lakeforge.config import FeaturesConfig, ModelConfig, PreprocessingConfig, SourceConfig
-from lakeforge.evaluation import evaluate_binary
-from lakeforge.features import FeatureRoles, preprocessing_pipeline, resolve_roles
-from lakeforge.ingest import normalise_names, typed_with_reason
-from lakeforge.train import FOLD_COL, LABEL_COL, Target, label_column, split_by_key, split_rows
+from lakeforge.core.config import FeaturesConfig, ModelConfig, PreprocessingConfig, SourceConfig
+from lakeforge.training.evaluation import evaluate_binary
+from lakeforge.features.plan import FeatureRoles, preprocessing_pipeline, resolve_roles
+from lakeforge.core.names import normalise_names
+from lakeforge.ingest.job import typed_with_reason
+from lakeforge.training.job import FOLD_COL, LABEL_COL, Target, label_column, split_by_key, split_rows
 
 
 def test_column_names_are_normalised_to_stable_identifiers():
@@ -52,7 +53,7 @@ def test_typed_with_reason_names_the_column_and_value(spark):
 
 
 def test_default_positive_class_is_a_yes_word_else_the_minority():
-    from lakeforge.frame import default_positive
+    from lakeforge.profiling.frame import default_positive
 
     assert default_positive(["nein", "ja"], dict) == "ja"
     assert default_positive(["f", "t"], dict) == "t"

@@ -11,8 +11,8 @@ import base64
 import html
 import math
 
-from lakeforge.profile import ColumnProfile, ProfileResult
-from lakeforge.report import Report, _plt, _png
+from lakeforge.profiling.job import ColumnProfile, ProfileResult
+from lakeforge.core.plotting import Report, png, pyplot
 
 COLUMN_PLOTS_MAX = 100  # per-column figures; beyond that the tables still list every column
 ANNOTATE_MAX = 20       # heatmaps write the value in each cell up to this many columns
@@ -58,7 +58,7 @@ def _anchor(name: str) -> str:
 
 
 def heatmap(m, title: str, vmin: float, vmax: float, cmap: str) -> bytes:
-    plt = _plt()
+    plt = pyplot()
     k = len(m.columns)
     size = max(3.5, min(14.0, 0.55 * k + 2.0))
     fig, ax = plt.subplots(figsize=(size + 1.2, size))
@@ -76,11 +76,11 @@ def heatmap(m, title: str, vmin: float, vmax: float, cmap: str) -> bytes:
                             color="white" if abs(v) > 0.6 * max(abs(vmin), abs(vmax)) else "black")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     ax.set_title(title)
-    return _png(fig)
+    return png(fig)
 
 
 def target_plot(result: ProfileResult) -> bytes | None:
-    plt = _plt()
+    plt = pyplot()
     t = result.target
     if t.task == "regression":
         c = result.column(t.name)
@@ -89,7 +89,7 @@ def target_plot(result: ProfileResult) -> bytes | None:
         fig, ax = plt.subplots(figsize=(6, 3.2))
         _hist(ax, c)
         ax.set_title(f"Distribution of the target {t.name}")
-        return _png(fig)
+        return png(fig)
     classes = t.classes[:20]
     fig, ax = plt.subplots(figsize=(6, 0.35 * len(classes) + 1.3))
     total = sum(n for _, n in t.classes) or 1
@@ -100,7 +100,7 @@ def target_plot(result: ProfileResult) -> bytes | None:
         ax.text(b.get_width(), b.get_y() + b.get_height() / 2, f" {n:,} ({n / total:.1%})", va="center", fontsize=8)
     ax.set_xlim(0, max(counts) * 1.3)
     ax.set(title=f"Class balance of the target {t.name}", xlabel="rows")
-    return _png(fig)
+    return png(fig)
 
 
 def _hist(ax, c: ColumnProfile) -> None:
@@ -110,7 +110,7 @@ def _hist(ax, c: ColumnProfile) -> None:
 
 
 def column_plot(c: ColumnProfile, result: ProfileResult) -> bytes | None:
-    plt = _plt()
+    plt = pyplot()
     t = result.target
     has_rel = bool(c.by_target) and t.task in ("binary", "regression")
     if c.role == "numeric" and c.histogram:
@@ -120,7 +120,7 @@ def column_plot(c: ColumnProfile, result: ProfileResult) -> bytes | None:
         axes[0].set_title(f"{c.name}: histogram ({len(c.histogram)} bins)")
         if has_rel:
             _relation(axes[1], c, result, horizontal=False)
-        return _png(fig)
+        return png(fig)
     if c.role in ("categorical", "text") and c.top:
         items = c.by_target[:15] if c.by_target else [{"label": v, "rows": n} for v, n in c.top[:15]]
         height = 0.3 * len(items) + 1.3
@@ -131,7 +131,7 @@ def column_plot(c: ColumnProfile, result: ProfileResult) -> bytes | None:
         axes[0].set(title=f"{c.name}: rows per level", xlabel="rows")
         if has_rel:
             _relation(axes[1], c, result, horizontal=True)
-        return _png(fig)
+        return png(fig)
     return None
 
 

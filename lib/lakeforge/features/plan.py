@@ -64,30 +64,25 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, IntegralType, NumericType, StringType, TimestampNTZType, TimestampType
 
-from lakeforge.config import FeaturesConfig, PreprocessingConfig, SelectionConfig
-from lakeforge.errors import InputDataError, MissingColumnError
-from lakeforge.ingest import METADATA_COLUMNS
-from lakeforge.ml_stages import (
+from lakeforge.core.config import FeaturesConfig, PreprocessingConfig, SelectionConfig
+from lakeforge.core.errors import InputDataError, MissingColumnError
+from lakeforge.core.columns import FEATURES_COL, LABEL_COL, METADATA_COLUMNS
+from lakeforge.core.sql import dbl, lit, q, select_sql
+from lakeforge.features.stages import (
     FitSQL,
     FlatPipeline,
     SlotNamer,
-    dbl,
     derive_with_reference,
-    lit,
     mode_fill,
-    q,
     quantile_clip,
     rare_grouping,
-    select_sql,
     stacked,
     target_encoding,
 )
 
-FEATURES_COL = "features"
 NUMERIC_RAW_COL = "__numeric_raw"
 NUMERIC_COL = "__numeric_scaled"
 ASSEMBLED_COL = "__assembled"
-LABEL_COL = "label"
 # The gold feature table gets one column per slot up to this many slots, else one array column.
 MAX_NAMED_COLUMNS = 1000
 
@@ -689,7 +684,7 @@ def preprocessing_pipeline(
     select = selection is not None and selection.enabled
     stages.append(VectorAssembler(inputCols=final_inputs, outputCol=ASSEMBLED_COL if select else features_col, handleInvalid="keep"))
     if select:
-        from lakeforge.selection import FeatureSelection
+        from lakeforge.features.feature_selection import FeatureSelection
 
         namer = SlotNamer(final_inputs, NUMERIC_COL if numeric_part != block else None, block)
         stages.append(FeatureSelection(selection, ASSEMBLED_COL, features_col, label_col, task, seed, namer, ranking))

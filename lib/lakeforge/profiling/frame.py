@@ -49,8 +49,8 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from lakeforge.errors import InputDataError, delimiter_hint, wrong_delimiter
-from lakeforge.ingest import normalise_names
+from lakeforge.core.errors import InputDataError, delimiter_hint, wrong_delimiter
+from lakeforge.core.names import normalise_names
 
 MAX_CLASSES = 50
 DATE_PARTS = ["year", "month", "day_of_week"]  # of a date column, as features (timestamps: and hour)

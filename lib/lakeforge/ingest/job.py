@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import threading
-import unicodedata
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,15 +55,16 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from lakeforge import quality, readers
-from lakeforge.config import PipelineConfig, Settings, SourceConfig
-from lakeforge.errors import InputDataError, LakeforgeError, MissingColumnError, delimiter_hint, wrong_delimiter
-from lakeforge.io import WriteResult, table_exists, write_table
-from lakeforge.ml_stages import lit, q
-from lakeforge.readers import CORRUPT, POSITION, SOURCE
+from lakeforge.ingest import quality
+from lakeforge.ingest import readers
+from lakeforge.core.config import PipelineConfig, Settings, SourceConfig
+from lakeforge.core.errors import InputDataError, LakeforgeError, MissingColumnError, delimiter_hint, wrong_delimiter
+from lakeforge.core.columns import METADATA_COLUMNS, OLD_METADATA_COLUMNS
+from lakeforge.core.names import normalise_names
+from lakeforge.core.io import WriteResult, table_exists, write_table
+from lakeforge.core.sql import lit, q
+from lakeforge.ingest.readers import CORRUPT, POSITION, SOURCE
 
-METADATA_COLUMNS = ("_ingested_at", "_source", "_run_id", "_run_date")
-OLD_METADATA_COLUMNS = ("_source_file",)  # written by earlier lakeforge versions (now _source)
 REASON = "_reason"
 RAW = "_raw"
 INGEST_RUNS_TABLE = "ingest_runs"
@@ -107,42 +106,6 @@ class IngestResult:
 # ------------------------------------------------------------------------------------------
 # Column names
 # ------------------------------------------------------------------------------------------
-
-
-_LATIN_LIGATURES = str.maketrans({"ß": "ss", "ẞ": "SS", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ø": "o",
-                                   "Ø": "O", "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "þ": "th", "Þ": "Th", "ð": "d", "Ð": "D"})
-
-
-def _fold_accents(text: str) -> str:
-    """Accented Latin letters without their accents; other characters as they are."""
-    out = []
-    for c in unicodedata.normalize("NFC", text).translate(_LATIN_LIGATURES):  # NFC: e + U+0301 -> é
-        base = unicodedata.normalize("NFKD", c)
-        out.append(base if base.isascii() else base[0] if base[0].isascii() else c)
-    return "".join(out)
-
-
-def normalise_names(names: list[str], style: str = "keep") -> dict[str, str]:
-    """Stable identifiers: accented Latin letters lose their accents (Größe -> Grosse, kündigt ->
-    kundigt), letters of other scripts stay as they are (Возраст), any other character becomes
-    '_', a leading digit gets a '_' in front; ``snake`` also lower-cases with '_' between words.
-    Names that collide (Spark compares names case-insensitively) get a suffix _2, _3..."""
-    out: dict[str, str] = {}
-    seen: set[str] = set()
-    for name in names:
-        new = _fold_accents(name.strip())
-        if style == "snake":
-            new = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", new).lower()
-        new = "".join(c if c == "_" or c.isalnum() or unicodedata.category(c)[0] == "M" else " " for c in new)
-        new = re.sub(r"\s+", "_", new.strip()).strip("_") or "col"
-        if new[0].isdigit():
-            new = "_" + new
-        base, k = new, 2
-        while new.lower() in seen:
-            new, k = f"{base}_{k}", k + 1
-        seen.add(new.lower())
-        out[name] = new
-    return out
 
 
 # ------------------------------------------------------------------------------------------

@@ -19,9 +19,9 @@ from pyspark.errors.exceptions.captured import CapturedException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import ArrayType, DataType, MapType, StructField, StructType
 
-from lakeforge import readers
-from lakeforge.config import Settings, SourceConfig
-from lakeforge.errors import InputDataError, MissingColumnError
+from lakeforge.ingest import readers
+from lakeforge.core.config import Settings, SourceConfig
+from lakeforge.core.errors import InputDataError, MissingColumnError
 
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 

@@ -24,7 +24,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lakeforge.errors import ConfigError
+from lakeforge.core.errors import ConfigError
+from lakeforge.core.tasks import ALL_METRICS, METRICS
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TABLE_NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*$")
@@ -650,10 +651,6 @@ class ThresholdConfig(_Strict):
         return self
 
 
-ALL_METRICS = ("roc_auc", "pr_auc", "f1", "accuracy", "precision", "recall", "log_loss",
-               "f1_macro", "f1_weighted", "rmse", "mae", "r2", "mape")
-
-
 class ModelConfig(_Strict):
     registered_name: str
     # auto: binary for two target values, regression for a numeric target with many values,
@@ -698,7 +695,7 @@ class ModelConfig(_Strict):
     @field_validator("algorithms")
     @classmethod
     def _algorithms(cls, v: dict[str, dict[str, list[Any]] | None] | None) -> dict[str, dict[str, list[Any]]] | None:
-        from lakeforge.models import validate_grid
+        from lakeforge.training.algorithms import validate_grid
 
         if v is None:
             return None
@@ -708,12 +705,10 @@ class ModelConfig(_Strict):
 
     @model_validator(mode="after")
     def _metric_fits_task(self) -> "ModelConfig":
-        from lakeforge.models import METRICS
-
         if self.metric and self.task != "auto" and self.metric not in METRICS[self.task]:
             raise ValueError(f"metric {self.metric!r} does not apply to task {self.task!r}; use one of {', '.join(METRICS[self.task])}")
         if self.algorithms and self.task != "auto":
-            from lakeforge.models import ALGORITHMS
+            from lakeforge.training.algorithms import ALGORITHMS
 
             for name in self.algorithms:
                 if self.task not in ALGORITHMS[name].tasks:
@@ -900,7 +895,7 @@ def default_conf_dir() -> Path:
 
 
 # The project folder lakeforge is installed from (an editable install: lib/lakeforge/ in it).
-INSTALL_HOME = Path(__file__).resolve().parents[2]
+INSTALL_HOME = Path(__file__).resolve().parents[3]
 
 
 def load_settings(env: str | None = None, overlays: list[str | Path] = (), conf_dir: Path | None = None) -> Settings:

@@ -17,13 +17,13 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lakeforge import tracking
-from lakeforge.config import PipelineConfig, Settings
-from lakeforge.errors import InputDataError
-from lakeforge.evaluation import positive_score
-from lakeforge.ingest import METADATA_COLUMNS
-from lakeforge.io import WriteResult, latest_version, read_version, write_table
-from lakeforge.runs import last_scored_version
+from lakeforge.core import tracking
+from lakeforge.core.config import PipelineConfig, Settings
+from lakeforge.core.errors import InputDataError
+from lakeforge.training.evaluation import positive_score
+from lakeforge.core.columns import METADATA_COLUMNS
+from lakeforge.core.io import WriteResult, latest_version, read_version, write_table
+from lakeforge.core.runs import last_scored_version
 
 
 

@@ -8,53 +8,15 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import math
-from dataclasses import dataclass, field
 
-from lakeforge import evaluation
-
-
-@dataclass
-class Report:
-    html: str
-    images: dict[str, bytes] = field(default_factory=dict)
-
-
-# Fonts tried after matplotlib's own for labels in other scripts (column names stay in their
-# script: 城市, Возраст); those installed are used, a glyph none of them has is drawn as a box.
-FALLBACK_FONTS = ("Noto Sans CJK JP", "Noto Sans CJK SC", "WenQuanYi Zen Hei", "Droid Sans Fallback",
-                  "Noto Sans Devanagari", "Noto Sans Arabic", "Noto Sans Hebrew", "Noto Sans Thai")
-
-
-def _png(fig) -> bytes:
-    import warnings
-
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font")
-        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-    from matplotlib import font_manager
-
-    installed = {f.name for f in font_manager.fontManager.ttflist}
-    plt.rcParams["font.family"] = ["DejaVu Sans", *(f for f in FALLBACK_FONTS if f in installed)]
-    return plt
+from lakeforge.core.plotting import Report, png, pyplot
+from lakeforge.training import evaluation
 
 
 def roc_pr_plots(ev: evaluation.Evaluation) -> dict[str, bytes]:
-    plt = _plt()
+    plt = pyplot()
     out = {}
     fpr, tpr, _ = ev.roc_curve()
     fig, ax = plt.subplots(figsize=(4.5, 4))
@@ -62,13 +24,13 @@ def roc_pr_plots(ev: evaluation.Evaluation) -> dict[str, bytes]:
     ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=0.8)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve (test)")
     ax.legend(loc="lower right")
-    out["roc"] = _png(fig)
+    out["roc"] = png(fig)
     rec, prec, _ = ev.pr_curve()
     fig, ax = plt.subplots(figsize=(4.5, 4))
     ax.plot(rec, prec, label=f"PR-AUC {ev.metrics.get('pr_auc', float('nan')):.3f}")
     ax.set(xlabel="recall", ylabel="precision", title="Precision-recall curve (test)", ylim=(0, 1.02))
     ax.legend(loc="upper right")
-    out["pr"] = _png(fig)
+    out["pr"] = png(fig)
     # calibration: observed positive rate per decile of predicted probability
     groups: dict[int, list[float]] = {}
     for edge, p, n in ev.bins:
@@ -87,12 +49,12 @@ def roc_pr_plots(ev: evaluation.Evaluation) -> dict[str, bytes]:
     ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=0.8, label="perfect")
     ax.set(xlabel="mean predicted probability", ylabel="observed positive rate", title="Calibration (test)")
     ax.legend(loc="upper left")
-    out["calibration"] = _png(fig)
+    out["calibration"] = png(fig)
     return out
 
 
 def confusion_plot(ev: evaluation.Evaluation) -> bytes:
-    plt = _plt()
+    plt = pyplot()
     cm = ev.confusion
     k = len(cm)
     fig, ax = plt.subplots(figsize=(1.2 * k + 2.5, 1.2 * k + 2))
@@ -103,33 +65,33 @@ def confusion_plot(ev: evaluation.Evaluation) -> bytes:
     ax.set_xticks(range(k), [str(x)[:14] for x in ev.labels[:k]], rotation=30, ha="right")
     ax.set_yticks(range(k), [str(x)[:14] for x in ev.labels[:k]])
     ax.set(xlabel="predicted", ylabel="actual", title="Confusion matrix (test)")
-    return _png(fig)
+    return png(fig)
 
 
 def residual_plot(ev: evaluation.Evaluation) -> bytes:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.8))
     if ev.bins:
         width = (ev.bins[1][0] - ev.bins[0][0]) if len(ev.bins) > 1 else 1.0
         ax.bar([b[0] for b in ev.bins], [b[1] for b in ev.bins], width=width, align="edge")
     ax.axvline(0, color="grey", linewidth=0.8)
     ax.set(title="Residuals (prediction - actual), test", xlabel="residual", ylabel="rows")
-    return _png(fig)
+    return png(fig)
 
 
 def importance_plot(importances: list[tuple[str, float]], top: int = 20) -> bytes:
-    plt = _plt()
+    plt = pyplot()
     items = importances[:top][::-1]
     fig, ax = plt.subplots(figsize=(6, 0.3 * len(items) + 1.2))
     ax.barh([n for n, _ in items], [v for _, v in items])
     ax.set(title="Feature importance (summed per input column)", xlabel="importance / |coefficient|")
-    return _png(fig)
+    return png(fig)
 
 
 def ranking_plot(ranking: list[dict], top: int = 20) -> bytes:
     """One horizontal bar chart per selection step: the best-ranked features by score and some of
     the dropped ones, kept in colour, dropped in grey."""
-    plt = _plt()
+    plt = pyplot()
     steps = sorted({(r["step"], r["method"]) for r in ranking})
     heights = [min(top, sum(1 for r in ranking if r["step"] == s)) for s, _ in steps]
     fig, axes = plt.subplots(len(steps), 1, figsize=(7, 0.28 * sum(heights) + 1.1 * len(steps)), squeeze=False,
@@ -143,7 +105,7 @@ def ranking_plot(ranking: list[dict], top: int = 20) -> bytes:
                 color=["tab:blue" if r["kept"] else "lightgrey" for r in rows])
         ax.set(title=f"step {step}: {method} (blue: kept, grey: dropped)", xlabel=_SCORE_LABEL.get(method, "score"))
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
 _SCORE_LABEL = {"variance": "variance", "correlation": "max |r| with another feature", "chi2": "chi-squared statistic",
@@ -152,7 +114,7 @@ _SCORE_LABEL = {"variance": "variance", "correlation": "max |r| with another fea
 
 
 def leaderboard_plot(leaderboard: list[dict], metric: str) -> bytes:
-    plt = _plt()
+    plt = pyplot()
     rows = [r for r in leaderboard if r["cv_mean"] is not None][:15][::-1]
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.2))
     labels = [f"{r['algorithm']} {_short(r['params'])}" for r in rows]
@@ -162,7 +124,7 @@ def leaderboard_plot(leaderboard: list[dict], metric: str) -> bytes:
     pad = (hi - lo) * 0.1 or 0.01
     ax.set_xlim(lo - pad, hi + pad)
     ax.set(title=f"Leaderboard: CV {metric} (mean +- std)", xlabel=metric)
-    return _png(fig)
+    return png(fig)
 
 
 def _short(params: str) -> str:

@@ -22,7 +22,7 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lakeforge.models import METRICS, higher_is_better
+from lakeforge.training.algorithms import METRICS, higher_is_better
 
 __all__ = ["BINS", "METRICS", "Evaluation", "evaluate", "evaluate_binary", "evaluate_multiclass",
            "evaluate_regression", "higher_is_better", "merge_binary", "positive_score"]

@@ -28,9 +28,9 @@ from pyspark.ml.stat import ChiSquareTest, Correlation, Summarizer
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lakeforge.config import SelectionConfig
-from lakeforge.errors import InputDataError
-from lakeforge.ml_stages import SlotNamer
+from lakeforge.core.config import SelectionConfig
+from lakeforge.core.errors import InputDataError
+from lakeforge.features.stages import SlotNamer
 
 # Above this many slots the correlation matrix (d x d doubles on the driver) is refused.
 MAX_CORRELATION_SLOTS = 2000

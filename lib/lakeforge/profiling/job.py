@@ -5,7 +5,7 @@ Nothing row-level reaches the driver: every pass is one aggregation whose result
 the number of columns, bins and levels, and the plots are drawn from those aggregates.
 
 Column roles come from the pipeline config (``features.numeric`` / ``features.categorical``, the
-key, the target) and, for every other column, from lakeforge.frame's detector run on the first
+key, the target) and, for every other column, from lakeforge.profiling.frame's detector run on the first
 ``ROLE_SAMPLE_ROWS`` rows (a bounded read, not a pass). Text holding numbers (Telco's
 ``TotalCharges``, blank for new customers) is profiled as numbers; blanks count as missing.
 
@@ -48,11 +48,11 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType, StringType
 
-from lakeforge.errors import InputDataError
-from lakeforge.frame import MAX_CLASSES, default_positive, frame, infer_task
-from lakeforge.ingest import METADATA_COLUMNS
-from lakeforge.io import require_columns
-from lakeforge.ml_stages import q
+from lakeforge.core.errors import InputDataError
+from lakeforge.profiling.frame import MAX_CLASSES, default_positive, frame, infer_task
+from lakeforge.core.columns import METADATA_COLUMNS
+from lakeforge.core.io import require_columns
+from lakeforge.core.sql import q
 
 PASSES = 3
 ROLE_SAMPLE_ROWS = 10_000
@@ -987,9 +987,9 @@ def run_profile(spark, settings, pipeline, run_id: str, *, threshold: float = FL
     """
     import datetime as dt
 
-    from lakeforge import tracking
-    from lakeforge.io import latest_version, read_source, read_version, table_exists
-    from lakeforge.profile_report import profile_report
+    from lakeforge.core import tracking
+    from lakeforge.core.io import latest_version, read_source, read_version, table_exists
+    from lakeforge.profiling.page import profile_report
 
     say = progress or (lambda _msg: None)
     t0 = time.perf_counter()
@@ -1055,7 +1055,7 @@ def run_profile(spark, settings, pipeline, run_id: str, *, threshold: float = FL
 def write_for_pipeline(df: DataFrame, table: str, pipeline_name: str) -> int:
     """Replace this pipeline's rows of ``table`` (partitioned by ``pipeline``) in one Delta commit;
     other pipelines' rows stay. Returns the table version written."""
-    from lakeforge.io import write_table
+    from lakeforge.core.io import write_table
 
     # pipeline names are identifiers (config validation): safe inside the predicate
     return write_table(df, table, partition_col="pipeline", replace_where=f"pipeline = '{pipeline_name}'").version

@@ -13,23 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-TASKS = ("binary", "multiclass", "regression")
-
-# primary metric name -> higher is better
-METRICS = {
-    "binary": {"roc_auc": True, "pr_auc": True, "f1": True, "accuracy": True, "precision": True,
-               "recall": True, "log_loss": False},
-    "multiclass": {"f1_macro": True, "f1_weighted": True, "accuracy": True, "log_loss": False},
-    "regression": {"rmse": False, "mae": False, "r2": True, "mape": False},
-}
-
+from lakeforge.core.tasks import METRICS, TASKS, higher_is_better  # noqa: F401 - re-exported for the zoo's users
 
 # Convergence tolerance of the iterative linear models unless a grid sets ``tol``.
 LINEAR_TOL = 1e-4
-
-
-def higher_is_better(task: str, metric: str) -> bool:
-    return METRICS[task][metric]
 
 
 def _float(v: Any) -> float:

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lakeforge.config import CheckConfig, Settings
-from lakeforge.errors import LakeforgeError, MissingColumnError
+from lakeforge.core.config import CheckConfig, Settings
+from lakeforge.core.errors import LakeforgeError, MissingColumnError
 
 DQ_TABLE = "dq_results"
 DQ_SCHEMA = (

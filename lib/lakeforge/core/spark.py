@@ -21,8 +21,8 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from lakeforge.config import Settings
-from lakeforge.errors import RuntimeSetupError
+from lakeforge.core.config import Settings
+from lakeforge.core.errors import RuntimeSetupError
 
 log = logging.getLogger(__name__)
 

@@ -42,7 +42,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
 
-from lakeforge.errors import ConfigError, SourceError
+from lakeforge.core.errors import ConfigError, SourceError
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from lakeforge.config import Settings
-from lakeforge.errors import ModelNotFoundError
+from lakeforge.core.config import Settings
+from lakeforge.core.errors import ModelNotFoundError
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 

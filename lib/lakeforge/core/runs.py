@@ -14,8 +14,8 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from lakeforge.config import Settings
-from lakeforge.errors import LakeforgeError
+from lakeforge.core.config import Settings
+from lakeforge.core.errors import LakeforgeError
 
 JOB_RUNS_TABLE = "job_runs"
 JOB_RUNS_SCHEMA = (

@@ -57,10 +57,12 @@ from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, DecimalType, NumericType
 
-from lakeforge import evaluation, models, tracking
-from lakeforge.config import PipelineConfig, Settings
-from lakeforge.errors import InputDataError, LakeforgeError
-from lakeforge.features import (
+from lakeforge.training import evaluation
+from lakeforge.training import algorithms as models
+from lakeforge.core import tracking
+from lakeforge.core.config import PipelineConfig, Settings
+from lakeforge.core.errors import InputDataError, LakeforgeError
+from lakeforge.features.plan import (
     FEATURES_COL,
     deduplicate,
     feature_table,
@@ -71,12 +73,10 @@ from lakeforge.features import (
     resolve_roles,
     slot_names,
 )
-from lakeforge.frame import MAX_CLASSES, as_text, default_positive, infer_task
-from lakeforge.io import latest_version, read_version, require_columns, write_table
+from lakeforge.profiling.frame import MAX_CLASSES, as_text, default_positive, infer_task
+from lakeforge.core.columns import FOLD_COL, LABEL_COL, WEIGHT_COL
+from lakeforge.core.io import latest_version, read_version, require_columns, write_table
 
-LABEL_COL = "label"
-WEIGHT_COL = "_weight"
-FOLD_COL = "_fold"
 SPLIT_BUCKETS = 10_000
 LONG_MAX = 2**63 - 1
 QUANTILE_ACCURACY = 10_000  # split cut points: brackets of about 6 n / 10,000 rows, then exact
@@ -812,7 +812,7 @@ def _log_and_register(spark, settings, pipeline, model, feature_frame, candidate
     import pyspark
     from mlflow.models import infer_signature
 
-    from lakeforge import report
+    from lakeforge.training import report
 
     cfg = pipeline.model
     experiment_id = tracking.configure(settings)
@@ -829,7 +829,7 @@ def _log_and_register(spark, settings, pipeline, model, feature_frame, candidate
         "seed": str(cfg.seed),
     }
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{pipeline.name}-{run_date.isoformat()}") as run:
-        mlflow.set_tags({**tags, "lakeforge.selection": best.selected_by[:5000]})
+        mlflow.set_tags({**tags, "lakeforge.features.feature_selection": best.selected_by[:5000]})
         mlflow.log_params({
             "task": target.task,
             "selection": cfg.selection,

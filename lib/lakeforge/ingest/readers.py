@@ -25,8 +25,8 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
-from lakeforge.config import Settings, SourceConfig
-from lakeforge.errors import InputDataError, SourceError
+from lakeforge.core.config import Settings, SourceConfig
+from lakeforge.core.errors import InputDataError, SourceError
 
 CORRUPT = "_corrupt_record"
 SOURCE = "_source"
@@ -345,7 +345,7 @@ def _text(v) -> str | None:
 def read_http(spark: SparkSession, src: SourceConfig, progress=None) -> DataFrame:
     """Every page of a JSON API (lakeforge.http_source: pagination, retries, timeout, token),
     as string columns; the records are held by the driver, so this is for API-sized data."""
-    from lakeforge.http_source import fetch_pages
+    from lakeforge.ingest.http_source import fetch_pages
 
     h = src.http
     assert h is not None

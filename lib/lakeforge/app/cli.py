@@ -1,0 +1,385 @@
+"""The ``lakeforge`` command line: click commands only (``*_cmd``); the work is in app.runner and
+each stage's job.
+
+Errors the user can fix are printed as one ``error: ...`` line (exit code 2); unexpected
+failures print one line too (exit code 1) and the traceback only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import traceback
+import uuid
+from collections.abc import Sequence
+
+import click
+from rich.table import Table
+
+from lakeforge import __version__
+from lakeforge.app import runner
+from lakeforge.app.console import done, err, error, note, out, print_card, print_profile, stage
+from lakeforge.app.runner import Context
+from lakeforge.core.errors import LakeforgeError
+
+
+def _run_date(_ctx, _param, value: str | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"expected a date as YYYY-MM-DD, got {value!r}") from None
+
+
+def _dates(run_date: dt.date | None, date_from: dt.date | None, date_to: dt.date | None) -> list[dt.date]:
+    try:
+        return runner.dates(run_date, date_from, date_to)
+    except runner.UsageProblem as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def run_date_options(f):
+    """--run-date, or a backfill range --from/--to (inclusive, one run per date, in order)."""
+    f = click.option("--to", "date_to", callback=_run_date, metavar="YYYY-MM-DD", help="Last date of a backfill range.")(f)
+    f = click.option("--from", "date_from", callback=_run_date, metavar="YYYY-MM-DD", help="First date of a backfill range.")(f)
+    return click.option(
+        "--run-date", callback=_run_date, metavar="YYYY-MM-DD",
+        help="Logical date of this run (default: today). Rerunning a date replaces its output.",
+    )(f)
+
+
+pipeline_argument = click.argument("pipeline_file", metavar="PIPELINE_YAML", type=click.Path(dir_okay=False))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="lakeforge")
+@click.option("--env", "-e", metavar="NAME", help="Settings overlay conf/NAME.yaml on top of conf/base.yaml (or $LAKEFORGE_ENV).")
+@click.option("--conf", "-c", "overlays", multiple=True, metavar="FILE", help="Extra settings overlay file; repeatable, last wins.")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, env: str | None, overlays: tuple[str, ...], debug: bool) -> None:
+    """lakeforge: ingest -> train -> register -> score, natively on Spark, Delta Lake and MLflow.
+
+    \b
+    Quick start (from the project folder):
+      lakeforge run conf/pipelines/telco_churn.yaml
+      lakeforge sql "SELECT * FROM lakeforge.predictions_telco LIMIT 5"
+    """
+    ctx.obj = Context(env, list(overlays), debug)
+
+
+@cli.command("ingest")
+@pipeline_argument
+@click.option("--source", "only", metavar="NAME", help="Load only this source ('main' or a name under sources:).")
+@run_date_options
+@click.pass_obj
+def ingest_cmd(ctx: Context, pipeline_file: str, only: str | None, run_date, date_from, date_to) -> None:
+    """Load the pipeline's sources into their bronze Delta tables.
+
+    Bad records go to <table>_quarantine with a reason (or fail / are dropped, per
+    on_bad_records); the summary shows read = loaded + quarantined (+ dropped, deduplicated).
+    Rerunning a load for the same run date adds nothing.
+    """
+    runner.run_job(ctx, "ingest", pipeline_file, _dates(run_date, date_from, date_to), [
+        ("ingest", lambda *a: runner.ingest_stage(*a, only=only)),
+    ])
+
+
+@cli.command("train")
+@pipeline_argument
+@run_date_options
+@click.pass_obj
+def train_cmd(ctx: Context, pipeline_file: str, run_date, date_from, date_to) -> None:
+    """Search the model zoo with cross-validation, log to MLflow, register the winner as challenger
+    (champion when it beats the current one)."""
+    runner.run_job(ctx, "train", pipeline_file, _dates(run_date, date_from, date_to), [("train", runner.train_stage)])
+
+
+@cli.command("score")
+@pipeline_argument
+@run_date_options
+@click.option("--model-version", metavar="N", help="Score with this registered version instead of the alias.")
+@click.option("--full", is_flag=True, help="Rescore every input row even with scoring.mode: incremental.")
+@click.pass_obj
+def score_cmd(ctx: Context, pipeline_file: str, run_date, date_from, date_to, model_version: str | None, full: bool) -> None:
+    """Score the input table with the champion into the predictions table.
+
+    The alias is resolved once, before the first date: every date of a backfill range is scored
+    by the same model version.
+    """
+    step = runner.score_with_alias(model_version, full)
+    runner.run_job(ctx, "score", pipeline_file, _dates(run_date, date_from, date_to), [("score", step)])
+
+
+@cli.command("frame")
+@click.option("--input", "input_path", required=True, metavar="PATH|TABLE",
+              help="CSV / JSON lines / Parquet / Excel (.xlsx) file or folder, a Delta folder, or a table name.")
+@click.option("--target", required=True, metavar="COLUMN", help="The column to predict.")
+@click.option("--key", metavar="COLUMN", help="The entity id column (default: the first ID-like column).")
+@click.option("--name", metavar="NAME", help="Pipeline name (default: from the input's file name).")
+@click.option("--output", "-o", metavar="FILE", help="Where to write the YAML (default: conf/pipelines/NAME.yaml).")
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+@click.pass_obj
+def frame_cmd(ctx: Context, input_path: str, target: str, key: str | None, name: str | None, output: str | None,
+              force: bool) -> None:
+    """Inspect a dataset and its target; write the pipeline YAML (the problem card).
+
+    Infers the task (binary / multiclass / regression, with the reason), the positive class, the
+    primary metric, each column's role (numeric, categorical, datetime, text, ID-like -> excluded),
+    class imbalance and leakage suspects, and a default model search. Edit it, then
+    'lakeforge run FILE'.
+    """
+    settings = ctx.settings
+    with runner.session(settings) as spark:
+        card = runner.frame_input(ctx, spark, input_path, target, key, name)
+    path = settings.path(output or f"conf/pipelines/{card.name}.yaml")
+    if path.exists() and not force:
+        raise click.UsageError(f"{path} exists; choose --output or add --force")
+    runner.write_card(card, path)
+    print_card(card)
+    out.print(f"Wrote {path}. Next: lakeforge run {path}")
+
+
+@cli.command("run")
+@click.argument("pipeline_file", metavar="[PIPELINE_YAML]", required=False, type=click.Path(dir_okay=False))
+@run_date_options
+@click.option("--input", "input_path", metavar="PATH|TABLE", help="Zero-config: frame this dataset instead of a YAML.")
+@click.option("--target", metavar="COLUMN", help="Zero-config: the column to predict (with --input).")
+@click.option("--key", metavar="COLUMN", help="Zero-config: the entity id column (default: the first ID-like column).")
+@click.pass_obj
+def run_cmd(ctx: Context, pipeline_file: str | None, run_date, date_from, date_to, input_path: str | None,
+        target: str | None, key: str | None) -> None:
+    """Run the whole pipeline: ingest -> train -> register -> score.
+
+    \b
+    With a YAML:     lakeforge run conf/pipelines/telco_churn.yaml
+    Zero-config:     lakeforge run --input data.csv --target Churn
+    (frames the data with defaults, saves the card to reports/NAME/pipeline.yaml, then runs it)
+    """
+    if input_path or target:
+        if pipeline_file:
+            raise click.UsageError("give either PIPELINE_YAML or --input/--target, not both")
+        if not (input_path and target):
+            raise click.UsageError("zero-config needs both --input and --target")
+        settings = ctx.settings
+        with runner.session(settings) as spark:
+            card = runner.frame_input(ctx, spark, input_path, target, key, None)
+            path = runner.write_card(card, settings.path(settings.reports_dir or "reports") / card.name / "pipeline.yaml")
+            print_card(card)
+            err.print(f"   problem card saved to {path}")
+            return runner.run_pipeline(ctx, str(path), _dates(run_date, date_from, date_to))
+    if not pipeline_file:
+        raise click.UsageError("give a PIPELINE_YAML, or --input and --target for the zero-config run")
+    return runner.run_pipeline(ctx, pipeline_file, _dates(run_date, date_from, date_to))
+
+
+@cli.command("maintain")
+@pipeline_argument
+@click.option("--no-vacuum", is_flag=True, help="Only compact (OPTIMIZE); delete nothing.")
+@click.pass_obj
+def maintain_cmd(ctx: Context, pipeline_file: str, no_vacuum: bool) -> None:
+    """Compact small files (OPTIMIZE) and delete unreferenced old files (VACUUM) in the
+    pipeline's tables (bronze and its quarantine, the named sources' tables and quarantines,
+    predictions, leaderboard, the feature table and ranking) and in ingest_runs, dq_results and
+    job_runs.
+
+    VACUUM keeps every file younger than the table's delta.deletedFileRetentionDuration
+    (Delta's default: 7 days), so running readers and time travel within that window are safe.
+    """
+    from lakeforge.core.runs import job_lock
+
+    settings, pipeline = ctx.load(pipeline_file)
+    with job_lock(settings, "maintain", pipeline.name), runner.session(settings) as spark:
+        report = Table(title="Table maintenance")
+        for col in ("table", "files compacted", "files written", "vacuum retention"):
+            report.add_column(col)
+        for name in runner.maintained_tables(pipeline):
+            table = settings.table(name)
+            if not spark.catalog.tableExists(table):
+                continue
+            t0 = stage(f"maintain {table}")
+            compacted, written, retention = runner.maintain_table(spark, table, vacuum=not no_vacuum)
+            report.add_row(table, str(compacted), str(written), retention)
+            done(t0, table)
+        out.print(report)
+
+
+@cli.command("sql")
+@click.argument("query", required=False)
+@click.option("--limit", default=100, show_default=True, help="Print at most this many rows.")
+@click.pass_obj
+def sql_cmd(ctx: Context, query: str | None, limit: int) -> None:
+    """Run a SQL QUERY against the project's catalog and print the result as a table; without
+    QUERY, open an interactive prompt (statements end with ';', quit with Ctrl-D or 'exit').
+
+    Tables are addressed by name, e.g. lakeforge.predictions_telco.
+    """
+    settings = ctx.settings
+    with runner.session(settings) as spark:
+        spark.catalog.setCurrentDatabase(settings.catalog.database)
+        if query is not None:
+            _run_sql(spark, query, limit)
+            return
+        err.print(f"lakeforge SQL on database {settings.catalog.database}; end statements with ';', Ctrl-D quits")
+        buffer: list[str] = []
+        while True:
+            try:
+                line = input("lakeforge> " if not buffer else "       ...> ")
+            except EOFError:
+                break
+            if not buffer and line.strip().lower() in {"exit", "quit", "exit;", "quit;"}:
+                break
+            buffer.append(line)
+            if line.rstrip().endswith(";"):
+                statement = "\n".join(buffer).rstrip().rstrip(";")
+                buffer = []
+                try:
+                    _run_sql(spark, statement, limit)
+                except LakeforgeError as exc:  # a typo must not end the session
+                    error(str(exc))
+
+
+def _run_sql(spark, query: str, limit: int) -> None:
+    columns, rows = runner.sql_rows(spark, query, limit)
+    table = Table(show_lines=False)
+    for name in columns:
+        table.add_column(name)
+    for row in rows[:limit]:
+        table.add_row(*(_sql_text(v) for v in row))
+    out.print(table)
+    more = " (more rows not shown; raise --limit)" if len(rows) > limit else ""
+    err.print(f"{min(len(rows), limit)} row(s){more}")
+
+
+def _sql_text(value: object) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+@cli.command("sql-server")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback unless you mean otherwise).")
+@click.option("--port", default=10000, show_default=True, type=click.IntRange(1, 65535), help="HiveServer2 (Thrift/JDBC) port.")
+@click.pass_obj
+def sql_server_cmd(ctx: Context, host: str, port: int) -> None:
+    """Serve the project's tables over JDBC/ODBC (Spark Thrift Server, HiveServer2 protocol).
+
+    BI tools and beeline connect with jdbc:hive2://HOST:PORT. Needs a shared metastore
+    (scripts/metastore.sh start, then --env shared) so jobs can keep writing meanwhile.
+    Runs in the foreground until interrupted.
+    """
+    import os
+
+    from lakeforge.core.spark import spark_home
+
+    settings = ctx.settings
+    cmd = runner.sql_server_command(settings, host, port)
+    home = spark_home()
+    err.print(f"Spark Thrift Server on jdbc:hive2://{host}:{port} (database {settings.catalog.database}); Ctrl-C stops it")
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ["SPARK_HOME"] = home
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(cmd[0], cmd)
+
+
+@cli.command("tables")
+@click.pass_obj
+def tables_cmd(ctx: Context) -> None:
+    """List the tables registered in the project's database."""
+    settings = ctx.settings
+    with runner.session(settings) as spark:
+        listing = spark.catalog.listTables(settings.catalog.database)
+        table = Table(title=f"Tables in {settings.catalog.database}")
+        table.add_column("table")
+        table.add_column("type")
+        for t in listing:
+            table.add_row(f"{settings.catalog.database}.{t.name}", t.tableType)
+        out.print(table)
+
+
+@cli.command("profile")
+@click.argument("pipeline_file", metavar="PIPELINE_YAML", type=click.Path(dir_okay=False))
+@click.option("--threshold", default=0.8, show_default=True, type=click.FloatRange(0.0, 1.0),
+              help="Flag pairs of columns whose |correlation| or Cramér's V reaches this.")
+@click.pass_obj
+def profile_cmd(ctx: Context, pipeline_file: str, threshold: float) -> None:
+    """Profile the pipeline's data (its bronze table, else its source): an EDA report.
+
+    \b
+    Per column: type, count, missing, approximate distinct count, mean, std, min, quartiles,
+    max, skew, top values, IQR outliers, a histogram or bar chart. The target: its class
+    balance or distribution, and its rate (binary), mean (numeric) or class shares per level
+    of each categorical and per decile bin of each numeric column. Pearson and Spearman
+    correlation heatmaps, Cramér's V between categoricals, flagged pairs, leakage suspects.
+
+    \b
+    Three passes over the data (Spark aggregations; nothing row-level reaches the driver).
+    Writes <reports_dir>/<pipeline>/profile.html (self-contained, opens offline), the Delta
+    tables profile_columns and profile_correlations (this pipeline's rows replaced), and an
+    MLflow run with the report and the numbers as JSON.
+    """
+    from lakeforge.profiling.job import run_profile
+
+    settings, pipeline = ctx.load(pipeline_file)
+    with runner.session(settings) as spark:
+        t0 = stage(f"profile {pipeline.name}: {settings.table(pipeline.tables.bronze)} (or its source)")
+        res = run_profile(spark, settings, pipeline, uuid.uuid4().hex, threshold=threshold, progress=note)
+        r = res.result
+        done(t0, f"{r.rows:,} rows, {len(r.columns)} columns, {r.passes} passes over the data")
+    print_profile(res, threshold)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script and of jobs/*.py; returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="lakeforge", standalone_mode=False)
+        return 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        err.print("aborted")
+        return 130
+    except LakeforgeError as exc:
+        if debug:
+            traceback.print_exc()
+        error(str(exc))
+        return exc.exit_code
+    except Exception as exc:  # noqa: BLE001 - last resort: one clear line, traceback on request
+        if debug:
+            traceback.print_exc()
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        error(f"unexpected {type(exc).__name__}: {msg} (rerun with --debug for the traceback)")
+        return 1
+
+
+def job_main(command: str, argv: Sequence[str] | None = None) -> int:
+    """Entry point of jobs/<command>.py: ``job.py [--env X] [--conf F] [--debug] ARGS`` runs
+    ``lakeforge [--env X] [--conf F] [--debug] <command> ARGS``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    global_args, rest = [], []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a in ("--env", "-e", "--conf", "-c") and i + 1 < len(args):
+            global_args += [a, args[i + 1]]
+            i += 2
+            continue
+        if a.startswith(("--env=", "--conf=")) or a == "--debug":
+            global_args.append(a)
+        else:
+            rest.append(a)
+        i += 1
+    return main([*global_args, command, *rest])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
