@@ -715,6 +715,17 @@ class ModelConfig(_Strict):
                     raise ValueError(f"algorithm {name!r} does not do {self.task}")
         return self
 
+    @property
+    def n_folds(self) -> int:
+        """Folds the search fits each candidate on: ``folds`` for cross-validation, else 1 (one
+        train/validation split)."""
+        return self.folds if self.search == "cross_validation" else 1
+
+    @property
+    def search_label(self) -> str:
+        """The search in words: "3-fold cross-validation" or "train/validation split"."""
+        return f"{self.folds}-fold cross-validation" if self.search == "cross_validation" else "train/validation split"
+
 
 class ScoringConfig(_Strict):
     # Table to score; default: the bronze table.
@@ -811,6 +822,11 @@ class PipelineConfig(_Strict):
                     raise ValueError(f"{key}: {col!r} is a categorical (text) feature; numeric transforms apply to "
                                      f"numeric features (list it in features.numeric or remove it from {key})")
         return self
+
+    @property
+    def scoring_input(self) -> str:
+        """The table scoring reads (short name): ``scoring.input_table``, else the bronze table."""
+        return self.scoring.input_table or self.tables.bronze
 
     @property
     def feature_ranking_table(self) -> str:
