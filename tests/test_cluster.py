@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -96,6 +97,18 @@ def _executor_pids(env) -> list[int]:
     return pids
 
 
+def _scanning(env, table_dir: str) -> bool:
+    """An executor has started reading a data file of ``table_dir`` (its INFO log, under the
+    worker's work folder, says 'Reading File path: .../<table_dir>/part-...')."""
+    work = Path(env["LAKEFORGE_CLUSTER_DIR"]) / "work"
+    needle = f"/{table_dir}/part-"
+    for log in work.glob("worker-*/app-*/*/stderr"):
+        with open(log, errors="replace") as f:
+            if any("Reading File" in line and needle in line for line in f):
+                return True
+    return False
+
+
 def test_scoring_survives_a_killed_executor(spark, trained_on_cluster):
     """kill -9 one executor while the cluster scores 200k rows: the job completes and the
     predictions table has exactly one row per input key."""
@@ -127,8 +140,7 @@ def test_scoring_survives_a_killed_executor(spark, trained_on_cluster):
     deadline = time.time() + 180
     while time.time() < deadline and killed is None and proc.poll() is None:
         pids = _executor_pids(env)
-        if len(pids) == 2 and any(">> score" in line for line in lines):
-            time.sleep(4)  # the model is loaded within seconds; then the scoring job runs
+        if len(pids) == 2 and _scanning(env, "bronze_big"):  # the scoring job itself is running
             killed = pids[0]
             os.kill(killed, signal.SIGKILL)
         else:

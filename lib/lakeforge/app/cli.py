@@ -208,13 +208,18 @@ def maintain_cmd(ctx: Context, pipeline_file: str, no_vacuum: bool) -> None:
 @cli.command("sql")
 @click.argument("query", required=False)
 @click.option("--limit", default=100, show_default=True, help="Print at most this many rows.")
+@click.option("--write", is_flag=True, help="Allow statements that change tables (INSERT, DELETE, DROP, ALTER...).")
 @click.pass_obj
-def sql_cmd(ctx: Context, query: str | None, limit: int) -> None:
+def sql_cmd(ctx: Context, query: str | None, limit: int, write: bool) -> None:
     """Run a SQL QUERY against the project's catalog and print the result as a table; without
     QUERY, open an interactive prompt (statements end with ';', quit with Ctrl-D or 'exit').
 
-    Tables are addressed by name, e.g. lakeforge.predictions_telco.
+    Tables are addressed by name, e.g. lakeforge.predictions_telco. Statements that may change
+    tables (DROP, DELETE, INSERT, UPDATE, MERGE, ALTER, CREATE TABLE, OPTIMIZE, VACUUM...) are
+    refused unless --write is given; queries, SHOW, DESCRIBE, SET and temporary views always run.
     """
+    if query is not None:
+        runner.refuse_unless_write(query, write)  # before Spark starts
     settings = ctx.settings
     with runner.session(settings) as spark:
         spark.catalog.setCurrentDatabase(settings.catalog.database)
@@ -235,8 +240,9 @@ def sql_cmd(ctx: Context, query: str | None, limit: int) -> None:
                 statement = "\n".join(buffer).rstrip().rstrip(";")
                 buffer = []
                 try:
+                    runner.refuse_unless_write(statement, write)
                     _run_sql(spark, statement, limit)
-                except LakeforgeError as exc:  # a typo must not end the session
+                except LakeforgeError as exc:  # a typo or a refused statement must not end the session
                     error(str(exc))
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -256,6 +257,31 @@ def maintain_table(spark, table: str, vacuum: bool) -> tuple[int, int, str]:
         retention = props.get("delta.deletedFileRetentionDuration", "interval 7 days (default)")
         spark.sql(f"VACUUM {table}")
     return m[0], m[1], retention
+
+
+# Statements that read or only change the session (an allowlist: anything else may change tables).
+READ_ONLY_SQL = ("select", "with", "show", "describe", "desc", "explain", "values", "table", "from", "set", "reset",
+                 "use", "cache", "uncache", "clear", "list", "refresh")
+_TEMP_VIEW = re.compile(r"^create\s+(or\s+replace\s+)?(global\s+)?temp(orary)?\s+view\b")
+_LEADING = re.compile(r"^(\s+|--[^\n]*(\n|$)|/\*.*?\*/|\()+", re.S)
+
+
+def changes_tables(statement: str) -> str | None:
+    """The first word of ``statement`` when it may change tables (DROP, DELETE, INSERT, MERGE,
+    ALTER, CREATE TABLE, OPTIMIZE, VACUUM...), else None (queries, SHOW, DESCRIBE, SET, temp views)."""
+    text = _LEADING.sub("", statement).lower()
+    word = re.match(r"[a-z]*", text).group(0)
+    if not word or word in READ_ONLY_SQL or _TEMP_VIEW.match(text):
+        return None
+    return word.upper()
+
+
+def refuse_unless_write(statement: str, write: bool) -> None:
+    """A statement that may change tables needs ``--write``: one LakeforgeError line otherwise."""
+    word = changes_tables(statement)
+    if word and not write:
+        raise LakeforgeError(f"{word} statements can change lakeforge's tables; rerun with --write to allow them "
+                             "(lakeforge sql --write ...)")
 
 
 def sql_rows(spark, query: str, limit: int):
