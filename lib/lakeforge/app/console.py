@@ -67,7 +67,7 @@ def print_ingest(results) -> None:
 def print_leaderboard(res, pipeline) -> None:
     metric = res.metric
     m = pipeline.model
-    how = f"{m.folds}-fold cross-validated" if m.search == "cross_validation" else "validation-split"
+    how = f"{m.n_folds}-fold cross-validated" if m.n_folds > 1 else "validation-split"
     table = Table(title=f"Leaderboard: {how} {metric} ({res.task})")
     for col in ("#", "algorithm", "params", "mean", "std", "fit s", "status"):
         table.add_column(col, no_wrap=col not in ("params", "status"))

@@ -124,9 +124,7 @@ def ingest_stage(spark, settings, pipeline, record, timings, only: str | None = 
 def train_stage(spark, settings, pipeline, record, timings):
     from lakeforge.training.job import train
 
-    m = pipeline.model
-    search = f"{m.folds}-fold cross-validation" if m.search == "cross_validation" else "train/validation split"
-    t0 = stage(f"train: model search ({search}) on {settings.table(pipeline.tables.bronze)}")
+    t0 = stage(f"train: model search ({pipeline.model.search_label}) on {settings.table(pipeline.tables.bronze)}")
     res = train(spark, settings, pipeline, record.run_id, record.run_date,
                 progress=note)
     record.rows_in = res.rows_train + res.rows_test
@@ -146,7 +144,7 @@ def score_stage(spark, settings, pipeline, record, timings, model_version=None, 
 
     which = model.version if model else model_version
     t0 = stage(
-        f"score {settings.table(pipeline.scoring.input_table or pipeline.tables.bronze)} with "
+        f"score {settings.table(pipeline.scoring_input)} with "
         f"{pipeline.model.registered_name}@{pipeline.scoring.model_alias if which is None else 'v' + str(which)} "
         f"(run date {record.run_date})"
     )
