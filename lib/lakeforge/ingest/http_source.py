@@ -1,9 +1,10 @@
 """Fetch JSON records from an HTTP/REST API, page by page (pure Python, no Spark).
 
-``fetch_pages`` follows one of five pagination styles, retries transient failures (429, 5xx,
-connection errors, timeouts) with exponential backoff, and reads an optional bearer token from
-an environment variable. Secrets (the token, secret-looking query parameters and headers, a
-password in the URL) never appear in log lines, in ``Page.url`` or in error messages.
+``fetch_pages`` (given an ``ApiSpec``) follows one of five pagination styles, retries transient
+failures (429, 5xx, connection errors, timeouts) with exponential backoff, and reads an optional
+bearer token from an environment variable. Secrets (the token, secret-looking query parameters and headers, a
+password in the URL) never appear in log lines, in ``Page.url`` or in error messages
+(lakeforge.ingest.http_client: the requests and the scrubbing).
 
 Pagination styles:
 
@@ -30,7 +31,6 @@ earlier pages. Records are the JSON objects as parsed: nested values are kept as
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import os
 import re
@@ -38,20 +38,18 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import requests
 
+from lakeforge.core.config_source import HttpConfig
 from lakeforge.core.errors import ConfigError, SourceError
+from lakeforge.ingest.http_client import SECRET_NAME, HttpClient, host_port, safe_url
 
 log = logging.getLogger(__name__)
 
 PAGINATIONS = ("none", "page", "offset", "cursor", "next_link")
-MAX_WAIT = 60.0  # seconds: the longest pause between two attempts, whatever Retry-After says
 USER_AGENT = "lakeforge-http-source"
-# Query parameters and headers whose values are treated as secrets.
-SECRET_NAME = re.compile(r"(?i)token|secret|passw|pwd|api[-_.]?key|apikey|access[-_.]?key|signature|^sig$|auth|credential|session")
-_REDACTED = "***"
 
 
 @dataclass(frozen=True)
@@ -61,59 +59,77 @@ class Page:
     records: list[dict]  # the records of this page
 
 
-def fetch_pages(
-    url: str,
-    *,
-    records_path: str | None = None,
-    pagination: str = "none",
-    page_param: str = "page",
-    size_param: str = "per_page",
-    page_size: int = 100,
-    first_page: int = 1,
-    offset_param: str = "offset",
-    limit_param: str = "limit",
-    cursor_param: str = "cursor",
-    cursor_path: str = "next_cursor",
-    next_path: str | None = None,
-    params: dict | None = None,
-    headers: dict | None = None,
-    token_env: str | None = None,
-    timeout: float = 30.0,
-    retries: int = 3,
-    backoff: float = 1.0,
-    max_pages: int | None = None,
-    session: requests.Session | None = None,
-    sleep: Callable[[float], Any] = time.sleep,
-) -> Iterator[Page]:
-    """Yield the pages of records of the JSON API at ``url``.
+@dataclass(frozen=True)
+class ApiSpec:
+    """What fetch_pages fetches, and how.
 
     ``records_path`` is the dotted path of the list of records in each body (``"data.items"``;
     list indexes are numbers), None when the body itself is the list. ``token_env`` names an
     environment variable holding a bearer token. A failed request is tried again ``retries``
     times (so at most ``retries + 1`` attempts) after waiting ``backoff * 2**attempt`` seconds, or
-    the server's Retry-After, at most ``MAX_WAIT``. ``max_pages`` stops after that many pages.
+    the server's Retry-After, at most ``http_client.MAX_WAIT``; ``timeout`` is per request, in seconds.
+    ``max_pages`` stops after that many pages. The other fields are the pagination's (see the
+    module docstring)."""
 
-    The arguments and the token variable are checked when this function is called; the requests
-    are made as the returned iterator is consumed. Raises ``ConfigError`` for invalid arguments
+    url: str
+    records_path: str | None = None
+    pagination: str = "none"
+    page_param: str = "page"
+    size_param: str = "per_page"
+    page_size: int = 100
+    first_page: int = 1
+    offset_param: str = "offset"
+    limit_param: str = "limit"
+    cursor_param: str = "cursor"
+    cursor_path: str = "next_cursor"
+    next_path: str | None = None
+    params: dict | None = None
+    headers: dict | None = None
+    token_env: str | None = None
+    timeout: float = 30.0
+    retries: int = 3
+    backoff: float = 1.0
+    max_pages: int | None = None
+
+    @classmethod
+    def from_config(cls, h: HttpConfig) -> ApiSpec:
+        """The spec of a source's ``http`` config."""
+        return cls(
+            h.url, records_path=h.records_path, pagination=h.pagination, page_param=h.page_param,
+            size_param=h.size_param, page_size=h.page_size, first_page=h.first_page,
+            offset_param=h.offset_param, limit_param=h.limit_param, cursor_param=h.cursor_param,
+            cursor_path=h.cursor_path, next_path=h.next_path, params=dict(h.params), headers=dict(h.headers),
+            token_env=h.token_env, timeout=h.timeout_s, retries=h.retries, backoff=h.backoff_s, max_pages=h.max_pages,
+        )
+
+
+def fetch_pages(spec: ApiSpec, *, session: requests.Session | None = None,
+                sleep: Callable[[float], Any] = time.sleep) -> Iterator[Page]:
+    """Yield the pages of records of the JSON API at ``spec.url`` (``session``: the requests
+    session to use, else one of its own; ``sleep``: how to wait between attempts).
+
+    The spec and the token variable are checked when this function is called; the requests
+    are made as the returned iterator is consumed. Raises ``ConfigError`` for an invalid spec
     and ``SourceError`` when the API is unreachable, refuses the request or answers with
     something other than the configured JSON.
     """
-    _check_arguments(url, pagination, page_size, retries, backoff, timeout, max_pages)
+    _check_arguments(spec)
+    url = spec.url
     secrets: list[str] = []
-    all_headers = {"Accept": "application/json", "User-Agent": USER_AGENT, **(headers or {})}
+    all_headers = {"Accept": "application/json", "User-Agent": USER_AGENT, **(spec.headers or {})}
     for name, value in all_headers.items():
         if SECRET_NAME.search(name) and value:
             secrets.append(str(value))
-    if token_env is not None:
-        token = os.environ.get(token_env, "").strip()
+    if spec.token_env is not None:
+        token = os.environ.get(spec.token_env, "").strip()
         if not token:
             raise SourceError(
-                f"HTTP source {safe_url(url)}: environment variable {token_env} (token_env, the bearer "
+                f"HTTP source {safe_url(url)}: environment variable {spec.token_env} (token_env, the bearer "
                 "token) is not set or empty; export it before running"
             )
         secrets.append(token)
         all_headers["Authorization"] = f"Bearer {token}"
-    for name, value in (params or {}).items():
+    for name, value in (spec.params or {}).items():
         if SECRET_NAME.search(str(name)) and value not in (None, ""):
             secrets.append(str(value))
     for name, value in parse_qsl(urlsplit(url).query):
@@ -122,166 +138,25 @@ def fetch_pages(
     password = urlsplit(url).password
     if password:
         secrets.append(password)
-    client = _Client(session, all_headers, secrets, token_env, timeout, retries, backoff, sleep)
-    pages = _paginate(
-        client, url, dict(params or {}), records_path, pagination, page_param, size_param, page_size,
-        first_page, offset_param, limit_param, cursor_param, cursor_path, next_path, max_pages,
-        has_token=token_env is not None,
-    )
-    return pages
+    client = HttpClient(all_headers, secrets, spec.token_env, spec.timeout, spec.retries, spec.backoff, sleep)
+    return _paginate(client, spec, session)
 
 
-def _check_arguments(url, pagination, page_size, retries, backoff, timeout, max_pages) -> None:
-    parts = urlsplit(url)
+def _check_arguments(spec: ApiSpec) -> None:
+    parts = urlsplit(spec.url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"HTTP source URL {safe_url(url)!r} is not an http:// or https:// URL with a host")
-    if pagination not in PAGINATIONS:
-        raise ConfigError(f"HTTP source pagination {pagination!r} is not one of {', '.join(PAGINATIONS)}")
-    if page_size < 1:
-        raise ConfigError(f"HTTP source page_size must be at least 1, not {page_size}")
+        raise ConfigError(f"HTTP source URL {safe_url(spec.url)!r} is not an http:// or https:// URL with a host")
+    if spec.pagination not in PAGINATIONS:
+        raise ConfigError(f"HTTP source pagination {spec.pagination!r} is not one of {', '.join(PAGINATIONS)}")
+    if spec.page_size < 1:
+        raise ConfigError(f"HTTP source page_size must be at least 1, not {spec.page_size}")
+    retries, backoff, timeout = spec.retries, spec.backoff, spec.timeout
     if retries < 0 or backoff < 0 or timeout <= 0:
         raise ConfigError(
             f"HTTP source: retries ({retries}) and backoff ({backoff}) must be >= 0 and timeout ({timeout}) > 0"
         )
-    if max_pages is not None and max_pages < 1:
-        raise ConfigError(f"HTTP source max_pages must be at least 1 (or unset), not {max_pages}")
-
-
-def safe_url(url: str, params: dict | None = None) -> str:
-    """``url`` with ``params`` added to its query, and secrets removed: the password in the
-    user-info part and the values of secret-looking query parameters become ``***``."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True) + [
-        (str(k), "" if v is None else str(v)) for k, v in (params or {}).items()
-    ]
-    query = [(k, _REDACTED if SECRET_NAME.search(k) and v else v) for k, v in query]
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:{_REDACTED}@{host}" if ":" in userinfo else f"{user}@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="*"), ""))
-
-
-def host_port(url: str) -> str:
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{parts.hostname}:{port}"
-
-
-class _Client:
-    """One GET with retries; every message it produces is scrubbed of the secrets."""
-
-    def __init__(self, session, headers, secrets, token_env, timeout, retries, backoff, sleep):
-        self.session = session
-        self.headers = headers
-        self.secrets = sorted({s for s in secrets if len(s) >= 3}, key=len, reverse=True)
-        self.token_env = token_env
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
-        self.sleep = sleep
-
-    def scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, _REDACTED)
-        return text
-
-    def get(self, url: str, params: dict) -> requests.Response:
-        shown = safe_url(url, params)
-        attempts = self.retries + 1
-        last = ""
-        for attempt in range(attempts):
-            retry_after = None
-            try:
-                response = self.session.get(url, params=params or None, headers=self.headers, timeout=self.timeout)
-            except (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-                last = self._describe(exc)
-            except requests.RequestException as exc:  # an invalid URL, too many redirects...
-                raise SourceError(f"HTTP source: GET {shown} failed: {self._describe(exc)}") from None
-            else:
-                status = response.status_code
-                if status < 400:
-                    return response
-                if status != 429 and status < 500:
-                    raise SourceError(self._refused(shown, response)) from None
-                last = f"HTTP {status} {response.reason or ''}".rstrip()
-                retry_after = _retry_after(response.headers.get("Retry-After"))
-                response.close()
-            if attempt == attempts - 1:
-                break
-            wait = min(retry_after if retry_after is not None else self.backoff * 2**attempt, MAX_WAIT)
-            log.warning("GET %s: %s; retry %d of %d in %.1f s", shown, last, attempt + 1, self.retries, wait)
-            self.sleep(wait)
-        raise SourceError(
-            f"HTTP source: GET {shown} failed after {attempts} attempt(s) (host {host_port(url)}): "
-            f"last error: {last}"
-        )
-
-    def _describe(self, exc: Exception) -> str:
-        if isinstance(exc, requests.Timeout):
-            return f"no answer within {self.timeout:g} s (timeout, {type(exc).__name__})"
-        text = str(exc)
-        if isinstance(exc, requests.ConnectionError):
-            errno = re.search(r"\[Errno -?\d+\] [^'\")\]]+", text)
-            if errno:  # refused, reset, name not known...
-                return "connection failed: " + errno.group(0).strip()
-            cause = _root_cause(exc)
-            detail = re.sub(r"<[^>]*>:?\s*", "", str(cause))  # object reprs say nothing useful
-            detail = self.scrub(_strip_queries(detail))[:200]
-            return f"connection failed: {type(cause).__name__}" + (f": {detail}" if detail else "")
-        # Not a connection problem: the text is short and useful, but may quote the URL.
-        return f"{type(exc).__name__}: {self.scrub(_strip_queries(text))[:300]}"
-
-    def _refused(self, shown: str, response: requests.Response) -> str:
-        status = response.status_code
-        body = " ".join(response.text[:300].split())
-        message = f"HTTP source: GET {shown} answered HTTP {status} {response.reason or ''}".rstrip()
-        if body:
-            message += f": {self.scrub(body)[:200]}"
-        if status in (401, 403):
-            if self.token_env:
-                message += f". Check the bearer token in environment variable {self.token_env} (token_env)"
-            else:
-                message += ". The API wants credentials: set token_env to an environment variable holding a bearer token"
-        return message
-
-
-def _root_cause(exc: BaseException) -> BaseException:
-    """The innermost exception wrapped by requests/urllib3 (``reason``, an exception argument,
-    ``__cause__``)."""
-    seen = {id(exc)}
-    while True:
-        inner = getattr(exc, "reason", None)
-        if not isinstance(inner, BaseException):
-            inner = next((a for a in exc.args if isinstance(a, BaseException)), None)
-        if inner is None:
-            inner = exc.__cause__
-        if inner is None or id(inner) in seen:
-            return exc
-        seen.add(id(inner))
-        exc = inner
-
-
-def _strip_queries(text: str) -> str:
-    """Drop query strings from any URL-ish text (``/path?a=1`` -> ``/path?...``)."""
-    return re.sub(r"\?[^\s'\")]*", "?...", text)
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (seconds or an HTTP date), None if absent/invalid."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    if spec.max_pages is not None and spec.max_pages < 1:
+        raise ConfigError(f"HTTP source max_pages must be at least 1 (or unset), not {spec.max_pages}")
 
 
 def _dig(body: Any, path: str) -> Any:
@@ -297,7 +172,7 @@ def _dig(body: Any, path: str) -> Any:
     return node
 
 
-def _read_body(client: _Client, response: requests.Response, shown: str) -> Any:
+def _read_body(client: HttpClient, response: requests.Response, shown: str) -> Any:
     if response.status_code == 204 or not response.content:
         return None
     try:
@@ -345,94 +220,98 @@ def _origin(url: str) -> tuple:
     return parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
 
 
-def _paginate(client: _Client, url, params, records_path, pagination, page_param, size_param, page_size,
-              first_page, offset_param, limit_param, cursor_param, cursor_path, next_path, max_pages,
-              has_token) -> Iterator[Page]:
-    own_session = client.session is None
-    if own_session:
-        client.session = requests.Session()
-    # urllib3 logs each request line, query string included, at DEBUG level.
-    scrubber = _ScrubFilter(client)
-    urllib3_log = logging.getLogger("urllib3.connectionpool")
-    urllib3_log.addFilter(scrubber)
-    try:
-        number = 0
-        page_no, offset, cursor = first_page, 0, None
-        next_url: str | None = url
-        seen: set = set()
-        while True:
-            number += 1
-            request_url, request_params = url, dict(params)
-            if pagination == "page":
-                request_params.update({page_param: page_no, size_param: page_size})
-            elif pagination == "offset":
-                request_params.update({offset_param: offset, limit_param: page_size})
-            elif pagination == "cursor" and cursor is not None:
-                request_params[cursor_param] = cursor
-            elif pagination == "next_link" and number > 1:
-                request_url, request_params = next_url, {}
-            shown = safe_url(request_url, request_params)
-            response = client.get(request_url, request_params)
-            with response:
-                body = _read_body(client, response, shown)
-                records = _records(body, records_path, shown, number)
-                # What comes next, and whether this page is the last.
-                if pagination == "none":
-                    last = True
-                elif pagination in ("page", "offset"):
-                    last = len(records) < page_size
-                    page_no, offset = page_no + 1, offset + len(records)
-                elif pagination == "cursor":
-                    try:
-                        cursor = _dig(body, cursor_path) if body is not None else None
-                    except KeyError:
-                        cursor = None
-                    last = cursor is None or cursor == ""
-                    if not last:
-                        cursor = str(cursor)
-                        if cursor in seen:
-                            raise SourceError(f"HTTP source: {shown} returned cursor {client.scrub(cursor)!r} twice; stopping a pagination loop")
-                        seen.add(cursor)
-                else:
-                    next_url = _next_link(body, response, next_path)
-                    last = not next_url
-                    if not last:
-                        next_url = urljoin(response.url or request_url, next_url)
-                        if next_url in seen or next_url == request_url:
-                            raise SourceError(f"HTTP source: {shown} links to a page already read ({safe_url(next_url)}); stopping a pagination loop")
-                        seen.add(request_url)
-                        if has_token and _origin(next_url) != _origin(url):
-                            raise SourceError(
-                                f"HTTP source: the next link of {shown} points to another host "
-                                f"({host_port(next_url)}); refusing to send the bearer token there"
-                            )
-            if records or number == 1 or not last:
-                log.info("GET %s: page %d, %d record(s)", shown, number, len(records))
-                yield Page(number=number, url=shown, records=records)
-            if last:
-                return
-            if max_pages is not None and number >= max_pages:
-                log.info("HTTP source %s: stopped after max_pages=%d pages", safe_url(url), max_pages)
-                return
-    finally:
-        urllib3_log.removeFilter(scrubber)
-        if own_session:
-            client.session.close()
+def _paginate(client: HttpClient, spec: ApiSpec, session: requests.Session | None) -> Iterator[Page]:
+    with client.connected(session):
+        yield from _pages(client, spec)
 
 
-class _ScrubFilter(logging.Filter):
-    """Replaces the secrets in another library's log records with ``***``."""
+def _pages(client: HttpClient, spec: ApiSpec) -> Iterator[Page]:
+    pager = _Pager(client, spec)
+    number = 0
+    while True:
+        number += 1
+        request_url, request_params = pager.request(number)
+        shown = safe_url(request_url, request_params)
+        response = client.get(request_url, request_params)
+        with response:
+            body = _read_body(client, response, shown)
+            records = _records(body, spec.records_path, shown, number)
+            last = pager.advance(body, response, len(records), request_url, shown)
+        if records or number == 1 or not last:
+            log.info("GET %s: page %d, %d record(s)", shown, number, len(records))
+            yield Page(number=number, url=shown, records=records)
+        if last:
+            return
+        if spec.max_pages is not None and number >= spec.max_pages:
+            log.info("HTTP source %s: stopped after max_pages=%d pages", safe_url(spec.url), spec.max_pages)
+            return
 
-    def __init__(self, client: _Client):
-        super().__init__()
-        self.client = client
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        scrubbed = self.client.scrub(message)
-        if scrubbed != message:
-            record.msg, record.args = scrubbed, None
-        return True
+class _Pager:
+    """Where a pagination is: the next request, and whether the page just read is the last."""
+
+    def __init__(self, client: HttpClient, spec: ApiSpec):
+        self.client, self.spec = client, spec
+        self.params = dict(spec.params or {})
+        self.page_no, self.offset, self.cursor = spec.first_page, 0, None
+        self.next_url: str | None = spec.url
+        self.seen: set = set()
+
+    def request(self, number: int) -> tuple[str, dict]:
+        """The URL and query parameters of page ``number``."""
+        spec = self.spec
+        request_url, request_params = spec.url, dict(self.params)
+        if spec.pagination == "page":
+            request_params.update({spec.page_param: self.page_no, spec.size_param: spec.page_size})
+        elif spec.pagination == "offset":
+            request_params.update({spec.offset_param: self.offset, spec.limit_param: spec.page_size})
+        elif spec.pagination == "cursor" and self.cursor is not None:
+            request_params[spec.cursor_param] = self.cursor
+        elif spec.pagination == "next_link" and number > 1:
+            request_url, request_params = self.next_url, {}
+        return request_url, request_params
+
+    def advance(self, body: Any, response: requests.Response, count: int, request_url: str, shown: str) -> bool:
+        """Take in the page just read (``count`` records): what comes next, and whether it was the last."""
+        spec = self.spec
+        if spec.pagination == "none":
+            return True
+        if spec.pagination in ("page", "offset"):
+            self.page_no, self.offset = self.page_no + 1, self.offset + count
+            return count < spec.page_size
+        if spec.pagination == "cursor":
+            return self._next_cursor(body, shown)
+        return self._next_link(body, response, request_url, shown)
+
+    def _next_cursor(self, body: Any, shown: str) -> bool:
+        try:
+            cursor = _dig(body, self.spec.cursor_path) if body is not None else None
+        except KeyError:
+            cursor = None
+        self.cursor = cursor
+        if cursor is None or cursor == "":
+            return True
+        self.cursor = cursor = str(cursor)
+        if cursor in self.seen:
+            raise SourceError(f"HTTP source: {shown} returned cursor {self.client.scrub(cursor)!r} twice; stopping a pagination loop")
+        self.seen.add(cursor)
+        return False
+
+    def _next_link(self, body: Any, response: requests.Response, request_url: str, shown: str) -> bool:
+        next_url = _next_link(body, response, self.spec.next_path)
+        self.next_url = next_url
+        if not next_url:
+            return True
+        self.next_url = next_url = urljoin(response.url or request_url, next_url)
+        if next_url in self.seen or next_url == request_url:
+            raise SourceError(f"HTTP source: {shown} links to a page already read ({safe_url(next_url)}); stopping a pagination loop")
+        self.seen.add(request_url)
+        if self.spec.token_env is not None and _origin(next_url) != _origin(self.spec.url):
+            raise SourceError(
+                f"HTTP source: the next link of {shown} points to another host "
+                f"({host_port(next_url)}); refusing to send the bearer token there"
+            )
+        return False
 
 
 def _next_link(body: Any, response: requests.Response, next_path: str | None) -> str | None:

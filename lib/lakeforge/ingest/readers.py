@@ -1,12 +1,12 @@
 """Raw reads of every source kind, before typing: files (CSV, JSON lines, Parquet, Excel), Delta,
 JDBC databases and HTTP/JSON APIs.
 
-Each reader returns a :class:`RawRead`: a DataFrame with the source's own column names plus
-``_source`` (file path / table / URL), ``_position`` (Excel row, API page; null where Spark
-cannot tell) and ``_corrupt_record`` (the raw text of a record that could not be parsed at all).
-Text formats (CSV, JSON, Excel, HTTP) deliver every column as a string, so that lakeforge.ingest
-casts them itself and can say which value of which column failed; typed formats (Parquet,
-Delta, JDBC) deliver their own types.
+Each reader returns a DataFrame with the source's own column names plus ``_source`` (file path /
+table / URL), ``_position`` (Excel row, API page; null where Spark cannot tell) and
+``_corrupt_record`` (the raw text of a record that could not be parsed at all); the load's raw
+read (lakeforge.ingest.raw) picks the reader. Text formats (CSV, JSON, Excel, HTTP) deliver every
+column as a string, so that lakeforge.ingest casts them itself and can say which value of which
+column failed; typed formats (Parquet, Delta, JDBC) deliver their own types.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 from pyspark.errors import AnalysisException
@@ -25,7 +24,8 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
-from lakeforge.core.config import Settings, SourceConfig
+from lakeforge.core.config_source import SourceConfig
+from lakeforge.core.settings import Settings
 from lakeforge.core.errors import InputDataError, SourceError
 
 CORRUPT = "_corrupt_record"
@@ -34,14 +34,6 @@ POSITION = "_position"
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 # Reader options lakeforge sets itself (typing and bad-record handling are its job).
 _OWNED_OPTIONS = {"inferschema", "mode", "columnnameofcorruptrecord", "enforceschema", "samplingratio"}
-
-
-@dataclass
-class RawRead:
-    df: DataFrame
-    text: bool                      # every data column is a string (lakeforge casts)
-    files: list[str] = field(default_factory=list)   # input files (normalised paths), file sources
-    label: str = ""
 
 
 def norm_path(p: str) -> str:
@@ -61,7 +53,9 @@ def source_file() -> Column:
     return F.input_file_name()
 
 
-def _resolve(settings: Settings, src: SourceConfig, where: str) -> str:
+def resolve_path(settings: Settings, src: SourceConfig, where: str) -> str:
+    """The source's path: a URI as it is, else resolved against the project root; InputDataError
+    when nothing is there."""
     path = str(src.path)
     if _URI.match(path):
         return path
@@ -74,7 +68,8 @@ def _resolve(settings: Settings, src: SourceConfig, where: str) -> str:
     return resolved
 
 
-def _reader_options(src: SourceConfig) -> dict[str, str]:
+def reader_options(src: SourceConfig) -> dict[str, str]:
+    """The source's Spark reader options as text, without those lakeforge sets itself."""
     return {k: (str(v).lower() if isinstance(v, bool) else str(v))
             for k, v in src.options.items() if k.lower() not in _OWNED_OPTIONS}
 
@@ -146,7 +141,7 @@ def repeated_header_names(spark: SparkSession, opts: dict[str, str], files: list
 def infer_schema(spark: SparkSession, src: SourceConfig, files: list[str], sample_lines: int | None = None) -> StructType:
     """Spark's type inference for CSV / JSON: over all files (one extra pass), or over the first
     ``sample_lines`` lines only (cheap; used to spot retyped columns on later loads)."""
-    opts = _reader_options(src)
+    opts = reader_options(src)
     if src.format == "csv":
         opts = {**opts, "inferSchema": "true"}
     if sample_lines is None:
@@ -161,7 +156,7 @@ def read_text_files(spark: SparkSession, src: SourceConfig, files: list[str], co
                     check_header: bool = True) -> DataFrame:
     """CSV / JSON lines as strings, with a corrupt-record column and the file of every row.
     ``check_header=False``: CSV columns by position (a header that repeats a name)."""
-    opts = _reader_options(src)
+    opts = reader_options(src)
     schema = StructType([StructField(c, StringType()) for c in columns] + [StructField(CORRUPT, StringType())])
     reader = spark.read.schema(schema).options(**opts).option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
     if src.format == "csv":
@@ -343,21 +338,15 @@ def _text(v) -> str | None:
 
 
 def read_http(spark: SparkSession, src: SourceConfig, progress=None) -> DataFrame:
-    """Every page of a JSON API (lakeforge.http_source: pagination, retries, timeout, token),
+    """Every page of a JSON API (lakeforge.ingest.http_source: pagination, retries, timeout, token),
     as string columns; the records are held by the driver, so this is for API-sized data."""
-    from lakeforge.ingest.http_source import fetch_pages
+    from lakeforge.ingest.http_source import ApiSpec, fetch_pages
 
     h = src.http
     assert h is not None
     columns: dict[str, None] = {}
     rows: list[tuple] = []
-    pages = fetch_pages(
-        h.url, records_path=h.records_path, pagination=h.pagination, page_param=h.page_param,
-        size_param=h.size_param, page_size=h.page_size, first_page=h.first_page,
-        offset_param=h.offset_param, limit_param=h.limit_param, cursor_param=h.cursor_param,
-        cursor_path=h.cursor_path, next_path=h.next_path, params=dict(h.params), headers=dict(h.headers),
-        token_env=h.token_env, timeout=h.timeout_s, retries=h.retries, backoff=h.backoff_s, max_pages=h.max_pages,
-    )
+    pages = fetch_pages(ApiSpec.from_config(h))
     records: list[tuple[str, int, dict]] = []
     for page in pages:
         for rec in page.records:

@@ -1,0 +1,270 @@
+"""Step 4 of a load, the records: cast to the target schema with a reason for each bad one,
+the good ones deduplicated and given their provenance columns (and a row id), the bad ones
+explained for the quarantine.
+
+CSV and JSON lines are typed by Spark's own parser (as fast as a plain ``spark.read``); a bad
+record keeps its text and gets its reason afterwards (explain_bad: which column, which value).
+Other formats are cast by typed_with_reason, which gives the reason at once.
+
+Pure steps: DataFrames in, DataFrames or values out (no table reads or writes).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import MapType, StringType, StructField, StructType
+from pyspark.sql.window import Window
+
+from lakeforge.core.config_source import SourceConfig
+from lakeforge.core.errors import InputDataError
+from lakeforge.ingest import readers
+from lakeforge.ingest.context import LoadContext
+from lakeforge.ingest.raw import RawRead
+from lakeforge.ingest.readers import CORRUPT, POSITION, SOURCE
+from lakeforge.ingest.types import RAW, REASON, typed_with_reason
+
+FAIL_TAG = "lakeforge-bad-record"  # in the error raised for a bad record with on_bad_records: fail
+RAW_MAX = 10_000  # characters of a bad record kept in the quarantine
+PENDING = "bad record"  # a reason not known yet: replaced by explain_bad()
+QUARANTINE_ROW = f"{RAW} string, {REASON} string, {SOURCE} string, {POSITION} long"
+
+
+# ------------------------------------------------------------------------------------------
+# Casting
+# ------------------------------------------------------------------------------------------
+
+
+def parsed_typed(spark: SparkSession, src: SourceConfig, files: list[str], columns: list[str], mapping: dict[str, str],
+                 target: StructType, check_header: bool = True) -> tuple[DataFrame, Callable[[DataFrame], DataFrame]]:
+    """CSV / JSON lines typed by Spark's own parser (as fast as a plain ``spark.read``): a record
+    with a value that does not parse, or the wrong number of fields, keeps its text in the
+    corrupt-record column; explain_bad() later says which column and value.
+
+    Returns the scan with ``_source`` (an Observation placed there costs least: its rows are
+    already materialised once) and the projection to the target columns + ``_source``, ``_position``,
+    ``_reason``, ``_raw``."""
+    types = {f.name: f.dataType for f in target.fields}
+    schema = StructType([StructField(c, types.get(mapping[c], StringType())) for c in columns]
+                        + [StructField(CORRUPT, StringType())])
+    reader = (spark.read.schema(schema).options(**readers.reader_options(src)).option("mode", "PERMISSIVE")
+              .option("columnNameOfCorruptRecord", CORRUPT))
+    scan = (reader.option("enforceSchema", str(not check_header).lower()).csv(files) if src.format == "csv"
+            else reader.json(files))
+    # the file as a column before the Observation (observed metrics may not call input_file_name())
+    scan = scan.select("*", readers.source_file().alias(SOURCE))
+    present = {mapping[c] for c in columns}
+    out = [F.col(f"`{c}`").alias(mapping[c]) for c in columns if mapping[c] in types]
+    out += [F.lit(None).cast(f.dataType).alias(f.name) for f in target.fields if f.name not in present]
+    bad = F.col(CORRUPT).isNotNull()
+
+    def project(df: DataFrame) -> DataFrame:
+        return df.select(*out, SOURCE, F.lit(None).cast("long").alias(POSITION),
+                         F.when(bad, F.lit(PENDING)).alias(REASON), F.col(CORRUPT).alias(RAW))
+    return scan, project
+
+
+def explain_bad(bad: DataFrame, src: SourceConfig, columns: list[str], mapping: dict[str, str],
+                target: StructType) -> DataFrame:
+    """The reason of each bad record (``_raw``, ``_source``, ``_position``): the record parsed
+    again with every column as text, then cast column by column (typed_with_reason)."""
+    strings = StructType([StructField(c, StringType()) for c in columns] + [StructField(CORRUPT, StringType())])
+    opts = {**{k: v for k, v in readers.reader_options(src).items() if k.lower() not in ("header", "multiline")},
+            "mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}
+    parse = F.from_csv if src.format == "csv" else F.from_json
+    parsed = bad.select(parse(F.col(RAW), strings.simpleString() if src.format == "csv" else strings, opts).alias("p"),
+                        F.col(RAW).alias("__line"), SOURCE, POSITION)
+    raw = parsed.select(*[F.col(f"p.`{c}`").alias(mapping[c]) for c in columns], F.col(f"p.{CORRUPT}").alias(CORRUPT),
+                        SOURCE, POSITION, "__line")
+    return typed_with_reason(raw, target, src, text=True, keep=("__line",)).select(
+        F.col("__line").alias(RAW), F.coalesce(F.col(REASON), F.lit("malformed record")).alias(REASON), SOURCE, POSITION)
+
+
+@dataclass
+class TypedRecords:
+    """The records of one load cast to ``target``. ``scan`` is where the load's Observation goes;
+    ``project`` turns it into the target columns + ``_source``, ``_position``, ``_reason``, ``_raw``;
+    ``bad`` (a bad record) and ``bad_row`` (its quarantine row) are columns of the scan."""
+
+    scan: DataFrame
+    project: Callable[[DataFrame], DataFrame]
+    bad: Column
+    bad_row: Column
+    fast: bool  # typed by Spark's parser (CSV, JSON): the reasons come from explain()
+    src: SourceConfig
+    columns: list[str]  # the source's column names
+    mapping: dict[str, str]  # source name -> column name
+    target: StructType
+
+    @property
+    def typed(self) -> DataFrame:
+        return self.project(self.scan)
+
+    def finish(self, df: DataFrame) -> DataFrame:
+        """``df`` (the scan, observed) projected; with ``on_bad_records: fail``, a bad record
+        raises an error (tagged FAIL_TAG) that names it."""
+        df = self.project(df)
+        if self.src.on_bad_records == "fail":
+            df = df.withColumn(REASON, F.when(F.col(REASON).isNotNull(), F.raise_error(F.format_string(
+                f"{FAIL_TAG}: %s (in %s)", F.substring(F.coalesce(F.col(RAW), F.col(REASON)), 1, 500), F.col(SOURCE)))))
+        return df
+
+    def explain(self, bad: DataFrame) -> DataFrame:
+        return explain_bad(bad, self.src, self.columns, self.mapping, self.target)
+
+
+def cast_records(spark: SparkSession, raw: RawRead, mapping: dict[str, str], target: StructType,
+                 src: SourceConfig) -> TypedRecords:
+    """The records cast to ``target``: CSV / JSON read again by Spark's parser with the target
+    types, other formats cast from the raw read."""
+    if src.format in ("csv", "json"):  # Spark's own parser types the values; bad records are explained afterwards
+        scan, project = parsed_typed(spark, src, raw.files, raw.columns, mapping, target, raw.check_header)
+        bad_row = F.struct(F.substring(F.col(CORRUPT), 1, RAW_MAX).alias(RAW), F.lit(PENDING).alias(REASON),
+                           F.col(SOURCE), F.lit(None).cast("long").alias(POSITION))
+        return TypedRecords(scan, project, F.col(CORRUPT).isNotNull(), bad_row, True, src, raw.columns, mapping, target)
+    scan = typed_with_reason(raw.df, target, src, raw.text)
+    bad_row = F.struct(F.substring(F.col(RAW), 1, RAW_MAX).alias(RAW), F.col(REASON), F.col(SOURCE), F.col(POSITION))
+    return TypedRecords(scan, lambda d: d, F.col(REASON).isNotNull(), bad_row, False, src, raw.columns, mapping, target)
+
+
+def load_metrics(t: TypedRecords, collect_bad: bool) -> list[Column]:
+    """The Observation's metrics: rows read ``n``; with ``collect_bad`` the bad rows themselves
+    (``bad_rows``), else their count ``q`` and files ``bad_sources``."""
+    metrics = [F.count(F.lit(1)).alias("n")]
+    if collect_bad:  # (the count and the files of the bad rows follow from the rows themselves)
+        metrics.append(F.collect_list(F.when(t.bad, t.bad_row)).alias("bad_rows"))
+    else:
+        metrics += [F.count(F.when(t.bad, F.lit(1))).alias("q"),
+                    F.array_sort(F.collect_set(F.when(t.bad, F.col(SOURCE)))).alias("bad_sources")]
+    return metrics
+
+
+def observed_counts(observed: dict, collect_bad: bool) -> dict:
+    """The observed metrics with ``q`` and ``bad_sources`` also when the bad rows were collected."""
+    if collect_bad:
+        rows = observed["bad_rows"] or []
+        observed["q"] = len(rows)
+        observed["bad_sources"] = sorted({r[SOURCE] for r in rows if r[SOURCE] is not None})
+    return observed
+
+
+# ------------------------------------------------------------------------------------------
+# Good rows
+# ------------------------------------------------------------------------------------------
+
+
+def provenance(run_id: str, run_date: dt.date) -> list[Column]:
+    """The load metadata columns of every bronze row."""
+    return [F.current_timestamp().alias("_ingested_at"), F.col(SOURCE).alias("_source"),
+            F.lit(run_id).alias("_run_id"), F.lit(run_date).cast("date").alias("_run_date")]
+
+
+def check_dedupe(src: SourceConfig, target: StructType, where: str) -> None:
+    if src.dedupe:
+        missing_cols = [c for c in [*src.dedupe.key, src.dedupe.order_by] if c not in target.fieldNames()]
+        if missing_cols:
+            raise InputDataError(f"{where}.dedupe: column(s) {missing_cols} not in the data; available: {', '.join(target.fieldNames())}")
+
+
+def good_rows(checked: DataFrame, target: StructType, src: SourceConfig, run_id: str, run_date: dt.date) -> DataFrame:
+    """The good records (no ``_reason``) with their provenance; with ``dedupe``, the latest of
+    each key; with ``row_id``, an id column."""
+    bad = F.col(REASON).isNotNull()
+    good = checked.where(~bad).select(*[F.col(f"`{f.name}`") for f in target.fields], *provenance(run_id, run_date))
+    if src.dedupe:
+        w = Window.partitionBy(*[F.col(f"`{k}`") for k in src.dedupe.key]).orderBy(F.col(f"`{src.dedupe.order_by}`").desc_nulls_last())
+        good = good.withColumn("__rn", F.row_number().over(w)).where("__rn = 1").drop("__rn")
+    if src.row_id:
+        good = good.transform(with_row_id(src.row_id, target))
+    return good
+
+
+def with_row_id(name: str, data: StructType) -> Callable[[DataFrame], DataFrame]:
+    """Add ``name``: 32 hex digits of two 64-bit hashes of the row's data columns (and of which
+    of them are null: xxhash64 skips nulls, so (1, null) and (null, 1) would collide), the same for
+    the same values on every load and in any session time zone. Identical rows are numbered
+    (``<hash>-2``, ``-3``...) so the id is unique within a load: a grouping by the hash (one
+    shuffle), which copy gets which number does not matter, they are identical."""
+
+    def hashable(f: StructField) -> Column:
+        c = F.col(f"`{f.name}`")
+        return F.to_json(c) if isinstance(f.dataType, MapType) else c  # (Spark does not hash maps)
+
+    def add(df: DataFrame) -> DataFrame:
+        cols = [hashable(f) for f in data.fields]
+        nulls = F.concat(*[F.when(F.col(f"`{f.name}`").isNull(), F.lit("0")).otherwise(F.lit("1")) for f in data.fields])
+        h = F.concat(*[F.lpad(F.lower(F.hex(F.xxhash64(F.lit(salt), nulls, *cols))), 16, "0") for salt in ("lakeforge-a", "lakeforge-b")])
+        n = F.row_number().over(Window.partitionBy("__row_hash").orderBy("__row_hash"))
+        return (df.withColumn("__row_hash", h)
+                .withColumn(name, F.when(n == 1, F.col("__row_hash")).otherwise(F.concat(F.col("__row_hash"), F.lit("-"), n.cast("string"))))
+                .drop("__row_hash"))
+    return add
+
+
+def stats_columns(ctx: LoadContext, target: StructType) -> list[str]:
+    """The columns Delta keeps per-file statistics for (data skipping): only the key and the load
+    metadata; on all columns they cost a large share of the write (measured on the predictions
+    table: ~40 %). (_source: for the file-scoped replace of incremental loads; _run_date is a
+    partition column in append mode.)"""
+    return ([c for c in ([ctx.key] if ctx.key is not None else []) if c in target.fieldNames() or c == ctx.src.row_id]
+            + (["_source"] if ctx.mode == "incremental" else []) + ["_run_id"])
+
+
+def in_list(column: str, values: list[str]) -> str:
+    """SQL: ``column IN ('a', 'b')``."""
+    return f"{column} IN (" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + ")"
+
+
+# ------------------------------------------------------------------------------------------
+# Bad rows
+# ------------------------------------------------------------------------------------------
+
+
+def quarantine_rows(spark: SparkSession, t: TypedRecords, metrics: dict, count: int, files: list[str]) -> DataFrame:
+    """The ``count`` bad records with their reasons (``_raw``, ``_reason``, ``_source``,
+    ``_position``): the ones the load collected, else a second pass over the files that had bad
+    records (``metrics``: the load's observed metrics)."""
+    collected = metrics.get("bad_rows")
+    if collected is not None and len(collected) == count:  # from the one pass
+        qdf = spark.createDataFrame([tuple(r) for r in collected], QUARANTINE_ROW)
+    else:  # a second pass, over the files that had bad records
+        bad_sources = metrics.get("bad_sources") or []
+        qsrc = t.typed
+        if t.src.format in ("csv", "json", "excel", "parquet") and 0 < len(bad_sources) <= 1000 and len(bad_sources) < len(files):
+            qsrc = qsrc.where(F.col(SOURCE).isin(bad_sources))
+        qdf = qsrc.where(F.col(REASON).isNotNull()).select(
+            F.substring(F.col(RAW), 1, RAW_MAX).alias(RAW), F.col(REASON), F.col(SOURCE), F.col(POSITION))
+    if t.fast:
+        qdf = t.explain(qdf)
+    return qdf.select(RAW, REASON, F.col(SOURCE).alias("_source"), POSITION)
+
+
+def quarantine_columns(qdf: DataFrame, run_id: str, run_date: dt.date) -> DataFrame:
+    """The quarantine rows with the load's run id, run date and time."""
+    return qdf.select("*", F.lit(run_id).alias("_run_id"), F.lit(run_date).cast("date").alias("_run_date"),
+                      F.current_timestamp().alias("_ingested_at"))
+
+
+def load_error(spark: SparkSession, t: TypedRecords, message: str, data_cols: list[str], ctx: LoadContext,
+               files: list[str]) -> InputDataError | None:
+    """The InputDataError for a failed load's error ``message``, when it is a known cause: a bad
+    record with ``on_bad_records: fail`` (naming the column and value) or a CSV file whose header
+    differs from the first file's. None otherwise."""
+    table = ctx.table
+    if FAIL_TAG in message:
+        detail = message[message.index(FAIL_TAG) + len(FAIL_TAG) + 2:].splitlines()[0].split(" SQLSTATE")[0].rstrip(". ")
+        if t.fast and " (in " in detail:  # name the column and value, not just the line
+            line, _, origin = detail.rpartition(" (in ")
+            why = t.explain(spark.createDataFrame([(line, origin.rstrip(")"), None)], f"{RAW} string, {SOURCE} string, {POSITION} long")
+                            ).first()[REASON]
+            detail = f"{why}: {line!r} (in {origin.rstrip(')')})"
+        return InputDataError(f"{ctx.where}: bad record with on_bad_records: fail — {detail}. Nothing was "
+                              f"committed to {table}; fix the source or use on_bad_records: quarantine")
+    if "CSV header does not conform" in message or "does not conform to the schema" in message:
+        return InputDataError(f"{ctx.where}: a file's CSV header does not match the columns {data_cols} "
+                              f"(of {files[0]}); every file of one source needs the same header")
+    return None
