@@ -18,7 +18,7 @@ def start(prefix: str, driver_memory: str):
     os.environ.setdefault("LAKEFORGE_HOME", str(ROOT))
     from conftest import write_overlay
 
-    from lakeforge.core.config import load_settings
+    from lakeforge.core.settings import load_settings
     from lakeforge.core.spark import get_spark
 
     work = Path(tempfile.mkdtemp(prefix=prefix))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lakeforge.core.config import load_settings
+from lakeforge.core.settings import load_settings
 
 pytest_plugins = ["fixtures_servers"]  # the api_server and postgres fixtures (tests/fixtures_servers.py)
 ROOT = Path(__file__).resolve().parents[1]

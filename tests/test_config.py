@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lakeforge.core.config import load_pipeline, load_settings
+from lakeforge.core.config import load_pipeline
+from lakeforge.core.settings import load_settings
 from lakeforge.core.errors import ConfigError
 
 from conftest import ROOT, TELCO_PIPELINE
@@ -61,6 +62,17 @@ def test_unknown_key_names_its_path_and_the_allowed_keys(tmp_path):
     msg = str(exc.value)
     assert f"{path}: model.foldz: unknown key" in msg
     assert "folds" in msg  # the allowed keys are listed
+
+
+def test_feature_selection_and_model_selection_errors_name_their_own_keys(tmp_path):
+    # selection (feature selection) and model.selection (which model wins) are different keys
+    path = _pipeline_with(tmp_path, lambda d: d.update(selection={"model": {"method": "lasso", "topp": 3}}))
+    with pytest.raises(ConfigError) as exc:
+        load_pipeline(path)
+    assert f"{path}: selection.model.topp: unknown key" in str(exc.value)
+    path = _pipeline_with(tmp_path, lambda d: d["model"].update(selection="best"))
+    with pytest.raises(ConfigError, match=r"model\.selection: Input should be 'best_mean' or 'one_standard_error' \(got 'best'\)"):
+        load_pipeline(path)
 
 
 def test_wrong_type_names_key_expected_and_value(tmp_path):

@@ -289,7 +289,7 @@ def test_empty_source_and_missing_path_never_replace_data(spark, settings, tmp_p
 def test_pandas_nanosecond_parquet_gets_the_fix_naming_the_column(spark, settings, tmp_path):
     import pandas as pd
 
-    from lakeforge.core.config import SourceConfig
+    from lakeforge.core.config_source import SourceConfig
     from lakeforge.core.io import read_source
 
     f = tmp_path / "events.parquet"

@@ -12,25 +12,22 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
 
 from conftest import ROOT
-from lakeforge.core.config import FeaturesConfig, PreprocessingConfig, SelectionConfig, load_pipeline
+from lakeforge.core.config import load_pipeline
+from lakeforge.core.config_features import FeatureSelectionConfig, FeaturesConfig, PreprocessingConfig
 from lakeforge.core.errors import ConfigError, InputDataError, MissingColumnError
-from lakeforge.features.plan import (
-    FeatureRoles,
-    deduplicate,
-    feature_table,
-    plan_features,
-    preprocessing_pipeline,
-    profile_features,
-    slot_names,
-)
-from lakeforge.training.job import infer_target
+from lakeforge.features.dedupe import deduplicate
+from lakeforge.features.pipeline import preprocessing_pipeline
+from lakeforge.features.plan import FeatureRoles, plan_features
+from lakeforge.features.slots import feature_table, slot_names
+from lakeforge.features.statistics import feature_statistics
+from lakeforge.training.target import infer_target
 
 SCHEMA = "id string, y double"
 
 
 def _fit(df, features, prep=None, selection=None, task="binary"):
     plan = plan_features(df, features, prep or PreprocessingConfig(scale=False), "id", "y", "t")
-    plan = profile_features(plan, df, "t")
+    plan = feature_statistics(plan, df, "t")
     model = preprocessing_pipeline(plan, selection=selection, label_col="y", task=task, ranking=plan.report.ranking).fit(df)
     return plan, model
 
@@ -273,7 +270,7 @@ def _selection_frame(spark):
 
 def test_variance_and_correlation_filters_are_ranked_and_fitted_as_slicers(spark):
     df = _selection_frame(spark)
-    selection = SelectionConfig(variance_threshold=0.0, correlation_threshold=0.95)
+    selection = FeatureSelectionConfig(variance_threshold=0.0, correlation_threshold=0.95)
     plan, model = _fit(df, FeaturesConfig(numeric=["a", "b", "z", "n"]), selection=selection)
     ranking = [(r["step"], r["method"], r["feature"], r["kept"], r["selected"]) for r in plan.report.ranking]
     assert ranking == [
@@ -288,7 +285,7 @@ def test_variance_and_correlation_filters_are_ranked_and_fitted_as_slicers(spark
 
 def test_univariate_and_model_based_selection_keep_the_informative_feature(spark):
     df = _selection_frame(spark)
-    selection = SelectionConfig(univariate={"test": "anova", "mode": "top", "threshold": 2}, model={"method": "lasso", "top": 1})
+    selection = FeatureSelectionConfig(univariate={"test": "anova", "mode": "top", "threshold": 2}, model={"method": "lasso", "top": 1})
     plan, model = _fit(df, FeaturesConfig(numeric=["a", "n"], categorical=[]), selection=selection)
     uni = [r for r in plan.report.ranking if r["method"] == "anova"]
     assert [(r["feature"], r["rank"], r["kept"]) for r in uni] == [("a", 1, True), ("n", 2, True)]
@@ -301,7 +298,7 @@ def test_univariate_and_model_based_selection_keep_the_informative_feature(spark
 
 def test_pca_projects_onto_the_requested_components(spark):
     df = _selection_frame(spark)
-    plan, model = _fit(df, FeaturesConfig(numeric=["a", "b"]), selection=SelectionConfig(pca=1))
+    plan, model = _fit(df, FeaturesConfig(numeric=["a", "b"]), selection=FeatureSelectionConfig(pca=1))
     assert [(r["feature"], r["method"]) for r in plan.report.ranking] == [("pc1", "pca")]
     assert plan.report.ranking[0]["score"] == pytest.approx(1.0)  # b = 2a: one component explains everything
     assert slot_names(model, df) == [("pc1", "pca")]
@@ -323,7 +320,7 @@ def _everything(spark):
     prep = PreprocessingConfig(scale="robust", types={"partner": "boolean"}, missing_indicators=["total"], log=["total"],
                                clip={"columns": ["per_month"], "lower": 0.1, "upper": 0.9}, rare_levels={"min_count": 2},
                                target_encoding={"columns": ["note"], "smoothing": 1}, categorical_impute="mode")
-    selection = SelectionConfig(variance_threshold=0.0, correlation_threshold=0.99)
+    selection = FeatureSelectionConfig(variance_threshold=0.0, correlation_threshold=0.99)
     return df, features, prep, selection
 
 
@@ -399,16 +396,16 @@ def test_a_numeric_transform_on_a_text_column_is_refused(spark):
     plan = plan_features(df, FeaturesConfig(numeric=["gender", "x"]), PreprocessingConfig(), "id", "y", "t")
     with pytest.raises(InputDataError, match=r"column 'gender' is used as a numeric feature but none of its 2 values is a number "
                                              r"\(e\.g\. '(Female|Male)'\); list it under features\.categorical"):
-        profile_features(plan, df, "t")
+        feature_statistics(plan, df, "t")
 
 
 def test_an_all_null_column_is_refused_unless_a_drop_rule_removes_it(spark):
     df = spark.createDataFrame([("1", None, 1.0, 0.0), ("2", None, 2.0, 1.0)], "id string, empty string, x double, y double")
     plan = plan_features(df, FeaturesConfig(), PreprocessingConfig(), "id", "y", "t")
     with pytest.raises(InputDataError, match=r"feature 'empty' is null in all 2 training rows; .*preprocessing\.drop\.columns"):
-        profile_features(plan, df, "t")
+        feature_statistics(plan, df, "t")
     prep = PreprocessingConfig(drop={"max_missing_fraction": 0.9})
-    plan = profile_features(plan_features(df, FeaturesConfig(), prep, "id", "y", "t"), df, "t")
+    plan = feature_statistics(plan_features(df, FeaturesConfig(), prep, "id", "y", "t"), df, "t")
     assert [(d["column"], d["reason"]) for d in plan.report.dropped_columns] == [("empty", "too_many_missing")]
 
 

@@ -20,7 +20,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import ArrayType, DataType, MapType, StructField, StructType
 
 from lakeforge.ingest import readers
-from lakeforge.core.config import Settings, SourceConfig
+from lakeforge.core.config_source import SourceConfig
+from lakeforge.core.settings import Settings
 from lakeforge.core.errors import InputDataError, MissingColumnError
 
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")

@@ -14,7 +14,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from lakeforge.core.config import Settings
+from lakeforge.core.settings import Settings
 from lakeforge.core.errors import LakeforgeError
 
 JOB_RUNS_TABLE = "job_runs"

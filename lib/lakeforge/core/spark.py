@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from lakeforge.core.config import Settings
+from lakeforge.core.settings import Settings
 from lakeforge.core.errors import RuntimeSetupError
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from lakeforge.core.config import Settings
+from lakeforge.core.settings import Settings
 from lakeforge.core.errors import ModelNotFoundError
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

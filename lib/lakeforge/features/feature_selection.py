@@ -1,6 +1,8 @@
-"""Feature selection on the assembled feature vector, fitted as built-in Spark ML stages.
+"""Feature selection on the assembled feature vector (which features the model sees; choosing
+the winning model is lakeforge.training's), fitted as built-in Spark ML stages.
 
-Steps, in this order, each configured under ``selection`` (lakeforge.config.SelectionConfig):
+Steps, in this order, each configured under the top-level ``selection`` key
+(lakeforge.core.config_features.FeatureSelectionConfig):
 
 1. variance threshold: VarianceThresholdSelector (scores: Summarizer variances);
 2. correlation filter: of each pair with |Pearson r| above the threshold, the feature with the
@@ -13,13 +15,15 @@ Steps, in this order, each configured under ``selection`` (lakeforge.config.Sele
 5. PCA.
 
 Every step adds rows to a ranking (feature, source column, method, score, rank, kept); the slot
-names come from the vector's ML attributes (lakeforge.ml_stages.SlotNamer). The fitted result is a
-PipelineModel of built-in stages (spliced into the preprocessing model by FlatPipeline).
+names come from the vector's ML attributes (lakeforge.features.stages.SlotNamer). The fitted
+result is a PipelineModel of built-in stages (spliced into the preprocessing model by
+FlatPipeline).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from pyspark.ml import Estimator, PipelineModel
@@ -28,7 +32,7 @@ from pyspark.ml.stat import ChiSquareTest, Correlation, Summarizer
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lakeforge.core.config import SelectionConfig
+from lakeforge.core.config_features import FeatureSelectionConfig
 from lakeforge.core.errors import InputDataError
 from lakeforge.features.stages import SlotNamer
 
@@ -39,15 +43,26 @@ _TYPES = {"chi2": ("categorical", "categorical"), "anova": ("continuous", "categ
           "f_regression": ("continuous", "continuous")}
 
 
+@dataclass(frozen=True)
+class SelectionTarget:
+    """What the supervised steps are fitted against: the label column and the task (binary,
+    multiclass or regression); ``seed``: the model-based step's random forest."""
+
+    label_col: str
+    task: str
+    seed: int
+
+
 class FeatureSelection(Estimator):
     """Fits the configured selection steps on (features, label); ``ranking`` (a list, if given)
     receives one row per slot and step."""
 
-    def __init__(self, cfg: SelectionConfig, input_col: str, output_col: str, label_col: str, task: str, seed: int,
+    def __init__(self, cfg: FeatureSelectionConfig, input_col: str, output_col: str, target: SelectionTarget,
                  namer: SlotNamer, ranking: list | None = None):
         super().__init__()
-        self.cfg, self.input_col, self.output_col, self.label_col = cfg, input_col, output_col, label_col
-        self.task, self.seed, self.namer, self.ranking = task, seed, namer, ranking
+        self.cfg, self.input_col, self.output_col = cfg, input_col, output_col
+        self.label_col, self.task, self.seed = target.label_col, target.task, target.seed
+        self.namer, self.ranking = namer, ranking
 
     def _steps(self) -> list[str]:
         c = self.cfg

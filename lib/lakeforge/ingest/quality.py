@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lakeforge.core.config import CheckConfig, Settings
+from lakeforge.core.config_source import CheckConfig
+from lakeforge.core.settings import Settings
 from lakeforge.core.errors import LakeforgeError, MissingColumnError
 
 DQ_TABLE = "dq_results"
