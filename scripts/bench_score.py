@@ -7,7 +7,7 @@ keys, all 21 columns), trains the champion once (small grid), then alternates, `
 
 - plain:     PipelineModel.load(...) + model.transform(df).select(<the same 7 output columns>)
              .write.parquet(...)
-- lakeforge: lakeforge.score.score(...) — alias resolution, signature check, model load from
+- lakeforge: lakeforge.scoring.job.score(...) — alias resolution, signature check, model load from
              MLflow, transform, replaceWhere of the run date's partition in the Delta table.
 
 It reports medians (wall seconds, rows/s), the ratio lakeforge/plain, and the driver JVM's

@@ -130,7 +130,10 @@ def main() -> int:
 
     from lakeforge.core.config import load_pipeline
     from lakeforge.ingest.job import ingest
-    from lakeforge.training.job import FOLD_COL, infer_target, label_column, split_rows, train
+    from lakeforge.core.columns import FOLD_COL
+    from lakeforge.training.job import train
+    from lakeforge.training.split import split_rows
+    from lakeforge.training.target import infer_target, label_column
 
     work, settings, spark, jvm_pid = start("lakeforge-bench-train-", args.driver_memory)
     cores = os.cpu_count() or 2

@@ -53,7 +53,7 @@ def test_lock_refuses_a_second_run_of_the_same_job_and_pipeline(settings, overla
 def test_lock_of_a_killed_process_is_released(settings):
     code = (
         "import sys, time; sys.path.insert(0, %r)\n"
-        "from lakeforge.core.config import load_settings\n"
+        "from lakeforge.core.settings import load_settings\n"
         "from lakeforge.core.runs import job_lock\n"
         "s = load_settings(overlays=[%r], conf_dir=__import__('pathlib').Path(%r))\n"
         "with job_lock(s, 'train', 'p'):\n    print('locked', flush=True); time.sleep(60)\n"
@@ -115,7 +115,7 @@ def test_job_runs_records_successes_and_failures(spark, overlay, trained, tmp_pa
         "SELECT * FROM lakeforge.job_runs WHERE job = 'score' AND run_date >= DATE'2026-03-01'").collect()}
     ok, failed = rows["2026-03-01"], rows["2026-03-02"]
     assert (ok.status, ok.rows_in, ok.rows_out, ok.model_name, ok.model_version) == ("succeeded", 7043, 7043, "sched_model", "1")
-    assert ok.duration_s > 0 and ok.message is None
+    assert ok.duration_s == (ok.finished_at - ok.started_at).total_seconds() and ok.message is None
     assert failed.status == "failed"
     assert "lakeforge.no_such_table does not exist" in failed.message
 

@@ -9,12 +9,17 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from lakeforge.core.config import FeaturesConfig, ModelConfig, PreprocessingConfig, SourceConfig
+from lakeforge.core.config_features import FeaturesConfig, PreprocessingConfig
+from lakeforge.core.config_model import ModelConfig
+from lakeforge.core.config_source import SourceConfig
 from lakeforge.training.evaluation import evaluate_binary
-from lakeforge.features.plan import FeatureRoles, preprocessing_pipeline, resolve_roles
+from lakeforge.features.pipeline import preprocessing_pipeline
+from lakeforge.features.plan import FeatureRoles, resolve_roles
 from lakeforge.core.names import normalise_names
-from lakeforge.ingest.job import typed_with_reason
-from lakeforge.training.job import FOLD_COL, LABEL_COL, Target, label_column, split_by_key, split_rows
+from lakeforge.ingest.types import typed_with_reason
+from lakeforge.core.columns import FOLD_COL, LABEL_COL
+from lakeforge.training.split import split_by_key, split_rows
+from lakeforge.training.target import Target, label_column
 
 
 def test_column_names_are_normalised_to_stable_identifiers():

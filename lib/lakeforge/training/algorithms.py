@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lakeforge.core.tasks import METRICS, TASKS, higher_is_better  # noqa: F401 - re-exported for the zoo's users
+from lakeforge.core.columns import FEATURES_COL, LABEL_COL
+from lakeforge.core.tasks import TASKS
 
 # Convergence tolerance of the iterative linear models unless a grid sets ``tol``.
 LINEAR_TOL = 1e-4
@@ -170,54 +171,72 @@ def validate_grid(algorithm: str, grid: dict[str, Any], where: str = "") -> dict
     return out
 
 
-def build(algorithm: str, task: str, *, features: str, label: str, weight: str | None, seed: int,
-          num_features: int, num_classes: int, max_iter: int | None = None):
-    """The unfitted estimator (OneVsRest-wrapped where needed) for ``task``."""
-    from pyspark.ml import classification as C
-    from pyspark.ml import regression as R
+@dataclass(frozen=True)
+class Estimators:
+    """How a candidate's MLlib estimator is built for one training: the same for every fit of the
+    search and for the final refit."""
 
-    algo = ALGORITHMS[algorithm]
-    if task not in algo.tasks:
-        raise ValueError(f"{algorithm} does not do {task}; it does {', '.join(algo.tasks)}")
-    common: dict[str, Any] = {"featuresCol": features, "labelCol": label}
-    if weight and algo.weights:
-        common["weightCol"] = weight
-    if algo.seeded:
-        common["seed"] = seed
-    regression = task == "regression"
-    # lakeforge's preprocessing already scales the numeric columns; MLlib's internal
-    # standardization would also rescale the one-hot columns (as scikit-learn does not).
-    # tol: scikit-learn's default (MLlib's is 1e-6); on 2M rows it saves 25-50 % of the L-BFGS
-    # iterations with the same loss to 6 digits and the same validation AUC (docs/benchmarks.md).
-    linear = {"standardization": False, "tol": LINEAR_TOL}
-    if algorithm == "logistic_regression":
-        est = C.LogisticRegression(**common, **linear, maxIter=max_iter or 100)
-    elif algorithm == "decision_tree":
-        est = (R.DecisionTreeRegressor if regression else C.DecisionTreeClassifier)(**common)
-    elif algorithm == "random_forest":
-        est = (R.RandomForestRegressor if regression else C.RandomForestClassifier)(**common)
-    elif algorithm == "gbt":
-        est = (R.GBTRegressor if regression else C.GBTClassifier)(**common)
-    elif algorithm == "linear_svc":
-        est = C.LinearSVC(**common, **linear, maxIter=max_iter or 100)
-    elif algorithm == "naive_bayes":
-        est = C.NaiveBayes(**common, modelType="gaussian")
-    elif algorithm == "multilayer_perceptron":
-        est = C.MultilayerPerceptronClassifier(**common, layers=[num_features, 16, num_classes])
-    elif algorithm == "factorization_machines":
-        est = (R.FMRegressor if regression else C.FMClassifier)(**common)
-    elif algorithm == "linear_regression":
-        est = R.LinearRegression(**common, **linear, maxIter=max_iter or 100)
-    elif algorithm == "generalized_linear":
-        est = R.GeneralizedLinearRegression(**common, maxIter=max_iter or 25)
-    else:  # pragma: no cover - ALGORITHMS and this function are kept in step
-        raise ValueError(algorithm)
-    if task == "multiclass" and algo.binary_only:
-        ovr_args = {"featuresCol": features, "labelCol": label, "parallelism": 1}
+    task: str
+    weight: str | None  # the weight column (algorithms that take one), or none
+    seed: int
+    max_iter: int | None
+    num_classes: int  # 0 for regression
+    features: str = FEATURES_COL
+    label: str = LABEL_COL
+
+    def build(self, algorithm: str, num_features: int):
+        """The unfitted estimator (OneVsRest-wrapped where needed) for feature vectors of
+        ``num_features`` slots."""
+        from pyspark.ml import classification as C
+        from pyspark.ml import regression as R
+
+        task, weight = self.task, self.weight
+        algo = ALGORITHMS[algorithm]
+        if task not in algo.tasks:
+            raise ValueError(f"{algorithm} does not do {task}; it does {', '.join(algo.tasks)}")
+        common: dict[str, Any] = {"featuresCol": self.features, "labelCol": self.label}
         if weight and algo.weights:
-            ovr_args["weightCol"] = weight
-        est = C.OneVsRest(classifier=est, **ovr_args)
-    return est
+            common["weightCol"] = weight
+        if algo.seeded:
+            common["seed"] = self.seed
+        regression = task == "regression"
+        # lakeforge's preprocessing already scales the numeric columns; MLlib's internal
+        # standardization would also rescale the one-hot columns (as scikit-learn does not).
+        # tol: scikit-learn's default (MLlib's is 1e-6); on 2M rows it saves 25-50 % of the L-BFGS
+        # iterations with the same loss to 6 digits and the same validation AUC (docs/benchmarks.md).
+        linear = {"standardization": False, "tol": LINEAR_TOL}
+        if algorithm == "logistic_regression":
+            est = C.LogisticRegression(**common, **linear, maxIter=self.max_iter or 100)
+        elif algorithm == "decision_tree":
+            est = (R.DecisionTreeRegressor if regression else C.DecisionTreeClassifier)(**common)
+        elif algorithm == "random_forest":
+            est = (R.RandomForestRegressor if regression else C.RandomForestClassifier)(**common)
+        elif algorithm == "gbt":
+            est = (R.GBTRegressor if regression else C.GBTClassifier)(**common)
+        elif algorithm == "linear_svc":
+            est = C.LinearSVC(**common, **linear, maxIter=self.max_iter or 100)
+        elif algorithm == "naive_bayes":
+            est = C.NaiveBayes(**common, modelType="gaussian")
+        elif algorithm == "multilayer_perceptron":
+            est = C.MultilayerPerceptronClassifier(**common, layers=[num_features, 16, self.num_classes])
+        elif algorithm == "factorization_machines":
+            est = (R.FMRegressor if regression else C.FMClassifier)(**common)
+        elif algorithm == "linear_regression":
+            est = R.LinearRegression(**common, **linear, maxIter=self.max_iter or 100)
+        elif algorithm == "generalized_linear":
+            est = R.GeneralizedLinearRegression(**common, maxIter=self.max_iter or 25)
+        else:  # pragma: no cover - ALGORITHMS and this function are kept in step
+            raise ValueError(algorithm)
+        if task == "multiclass" and algo.binary_only:
+            ovr_args = {"featuresCol": self.features, "labelCol": self.label, "parallelism": 1}
+            if weight and algo.weights:
+                ovr_args["weightCol"] = weight
+            est = C.OneVsRest(classifier=est, **ovr_args)
+        return est
+
+    def param_map(self, estimator, params: dict, num_features: int) -> dict:
+        """A grid point as the estimator's MLlib param map (see param_map)."""
+        return param_map(estimator, params, num_features, self.num_classes)
 
 
 def inner(estimator):

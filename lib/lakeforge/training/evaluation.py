@@ -22,10 +22,8 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lakeforge.training.algorithms import METRICS, higher_is_better
-
-__all__ = ["BINS", "METRICS", "Evaluation", "evaluate", "evaluate_binary", "evaluate_multiclass",
-           "evaluate_regression", "higher_is_better", "merge_binary", "positive_score"]
+__all__ = ["BINS", "Evaluation", "evaluate", "evaluate_binary", "evaluate_multiclass", "evaluate_regression",
+           "merge_binary", "positive_score"]
 
 BINS = 10_000
 EPS = 1e-15

@@ -10,9 +10,17 @@ import base64
 import html
 import json
 import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lakeforge.core.plotting import Report, png, pyplot
+from lakeforge.core.tasks import METRICS
 from lakeforge.training import evaluation
+
+if TYPE_CHECKING:
+    from lakeforge.core.config import PipelineConfig
+    from lakeforge.features.report import PreprocessingReport
+    from lakeforge.training.search import Candidate
 
 
 def roc_pr_plots(ev: evaluation.Evaluation) -> dict[str, bytes]:
@@ -132,25 +140,86 @@ def _short(params: str) -> str:
     return ", ".join(f"{k}={v}" for k, v in d.items())[:60]
 
 
-def training_report(pipeline, task, metric, leaderboard, best, test_eval, importances, split_info, threshold,
-                    decision, version, timings, prep=None) -> Report:
+@dataclass
+class ReportInput:
+    """What the training report shows: the search, the winner and its test evaluation."""
+
+    pipeline: PipelineConfig
+    task: str
+    metric: str
+    leaderboard: list[dict]
+    best: Candidate
+    test_eval: evaluation.Evaluation
+    importances: list[tuple[str, float]]
+    split_info: dict
+    threshold: float | None
+    decision: str  # the champion / challenger decision
+    version: str  # the registered model version
+    timings: dict[str, float]
+    prep: PreprocessingReport | None = None
+
+
+def training_report(r: ReportInput) -> Report:
+    """The page (plots inlined as base64 PNG) and the plots themselves."""
+    images = _plots(r)
+    esc = html.escape
+    test_rows = "".join(
+        f"<tr><td>{esc(k)}</td><td>{v:.4f}</td></tr>" for k, v in r.test_eval.metrics.items() if not math.isnan(v)
+    )
+    imgs = "".join(
+        f'<figure><img alt="{esc(n)}" src="data:image/png;base64,{base64.b64encode(b).decode()}"></figure>'
+        for n, b in images.items()
+    )
+    timing = ", ".join(f"{k} {v:.1f} s" for k, v in r.timings.items())
+    prep_html = _preprocessing_html(r.prep) if r.prep is not None else ""
+    pipeline, threshold = r.pipeline, r.threshold
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>lakeforge training report: {esc(pipeline.name)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; }} td, th {{ border: 1px solid #ccc; padding: 3px 8px; font-size: 90%; }}
+tr.best {{ background: #e8f4e8; font-weight: 600; }} figure {{ display: inline-block; margin: 0.5em; }}
+</style></head><body>
+<h1>Training report: {esc(pipeline.name)}</h1>
+<p>Task <b>{esc(r.task)}</b>, target <code>{esc(pipeline.target)}</code>, primary metric <b>{esc(r.metric)}</b>.
+Split: {esc(json.dumps(r.split_info))}.</p>
+<p>Winner: <b>{esc(r.best.label)}</b> ({esc(r.best.selected_by)}), registered as version {esc(str(r.version))}.
+{'Decision threshold on P(positive): %.4f (%s).' % (threshold, esc(pipeline.model.threshold.strategy)) if threshold is not None else ''}</p>
+<p>Champion decision: {esc(r.decision)}</p>
+<h2>Held-out test metrics of the winner</h2><table>{test_rows}</table>
+<h2>Leaderboard (cross-validation on the same folds)</h2>
+{_leaderboard_html(r.leaderboard, r.task)}
+{prep_html}
+<h2>Plots</h2>{imgs}
+<p><small>Stage times: {esc(timing)}</small></p>
+</body></html>"""
+    return Report(page, images)
+
+
+def _plots(r: ReportInput) -> dict[str, bytes]:
+    """The report's PNG plots by name; none when matplotlib is missing (the tables stay)."""
     images: dict[str, bytes] = {}
     try:
-        images["leaderboard"] = leaderboard_plot(leaderboard, metric)
-        if task == "binary":
-            images.update(roc_pr_plots(test_eval))
-        if task in ("binary", "multiclass"):
-            images["confusion"] = confusion_plot(test_eval)
-        if task == "regression":
-            images["residuals"] = residual_plot(test_eval)
-        if importances:
-            images["importance"] = importance_plot(importances)
-        if prep is not None and prep.ranking:
-            images["feature_ranking"] = ranking_plot(prep.ranking)
+        images["leaderboard"] = leaderboard_plot(r.leaderboard, r.metric)
+        if r.task == "binary":
+            images.update(roc_pr_plots(r.test_eval))
+        if r.task in ("binary", "multiclass"):
+            images["confusion"] = confusion_plot(r.test_eval)
+        if r.task == "regression":
+            images["residuals"] = residual_plot(r.test_eval)
+        if r.importances:
+            images["importance"] = importance_plot(r.importances)
+        if r.prep is not None and r.prep.ranking:
+            images["feature_ranking"] = ranking_plot(r.prep.ranking)
     except ImportError:  # matplotlib missing: the report keeps its tables
         pass
+    return images
+
+
+def _leaderboard_html(leaderboard: list[dict], task: str) -> str:
+    """The leaderboard as an HTML table: CV mean +- std of every metric of the task."""
     esc = html.escape
-    metric_names = list(evaluation.METRICS[task])
+    metric_names = list(METRICS[task])
     head = "".join(f"<th>{esc(h)}</th>" for h in ["rank", "algorithm", "params", *[f"CV {m}" for m in metric_names], "fit s", "status"])
     body = []
     for r in leaderboard:
@@ -161,36 +230,7 @@ def training_report(pipeline, task, metric, leaderboard, best, test_eval, import
         cells += [f"{r['fit_seconds']:.1f}", r["status"]]
         cls = ' class="best"' if r["is_best"] else ""
         body.append(f"<tr{cls}>" + "".join(f"<td>{c if '&plusmn;' in c else esc(c)}</td>" for c in cells) + "</tr>")
-    test_rows = "".join(
-        f"<tr><td>{esc(k)}</td><td>{v:.4f}</td></tr>" for k, v in test_eval.metrics.items() if not math.isnan(v)
-    )
-    imgs = "".join(
-        f'<figure><img alt="{esc(n)}" src="data:image/png;base64,{base64.b64encode(b).decode()}"></figure>'
-        for n, b in images.items()
-    )
-    timing = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
-    prep_html = _preprocessing_html(prep) if prep is not None else ""
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>lakeforge training report: {esc(pipeline.name)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
-table {{ border-collapse: collapse; margin: 1em 0; }} td, th {{ border: 1px solid #ccc; padding: 3px 8px; font-size: 90%; }}
-tr.best {{ background: #e8f4e8; font-weight: 600; }} figure {{ display: inline-block; margin: 0.5em; }}
-</style></head><body>
-<h1>Training report: {esc(pipeline.name)}</h1>
-<p>Task <b>{esc(task)}</b>, target <code>{esc(pipeline.target)}</code>, primary metric <b>{esc(metric)}</b>.
-Split: {esc(json.dumps(split_info))}.</p>
-<p>Winner: <b>{esc(best.label)}</b> ({esc(best.selected_by)}), registered as version {esc(str(version))}.
-{'Decision threshold on P(positive): %.4f (%s).' % (threshold, esc(pipeline.model.threshold.strategy)) if threshold is not None else ''}</p>
-<p>Champion decision: {esc(decision)}</p>
-<h2>Held-out test metrics of the winner</h2><table>{test_rows}</table>
-<h2>Leaderboard (cross-validation on the same folds)</h2>
-<table><tr>{head}</tr>{''.join(body)}</table>
-{prep_html}
-<h2>Plots</h2>{imgs}
-<p><small>Stage times: {esc(timing)}</small></p>
-</body></html>"""
-    return Report(page, images)
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
 def _preprocessing_html(prep) -> str:
