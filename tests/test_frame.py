@@ -121,7 +121,8 @@ def test_card_uses_bronzes_column_names_and_keeps_unique_measurements(spark, ove
 
 
 def test_a_unique_integer_is_the_key_only_when_nothing_is_id_like(spark):
-    from lakeforge.profiling.frame import frame, id_like_name
+    from lakeforge.profiling.frame import frame
+    from lakeforge.profiling.frame_columns import id_like_name
 
     assert [id_like_name(n) for n in ("customerID", "order_no", "Account Number", "mileage km", "paid", "idle")] == [
         True, True, True, False, False, False]
@@ -147,7 +148,8 @@ def test_constant_and_empty_columns_are_excluded(spark):
 
 def test_numbers_with_thousands_separators_become_a_numeric_feature(spark, tmp_path):
     from lakeforge.features.plan import plan_features
-    from lakeforge.profiling.frame import frame, to_yaml
+    from lakeforge.profiling.card import to_yaml
+    from lakeforge.profiling.frame import frame
 
     rows = [(i, f"{1000 + 37 * i:,}" if i % 9 else str(i), f"{i % 5},{i % 3}", "ab"[i % 2]) for i in range(60)]
     df = spark.createDataFrame(rows, "id int, area string, pair string, y string")
@@ -169,7 +171,8 @@ def test_dates_become_date_parts_free_text_its_length_and_an_end_date_is_a_leak(
     import datetime as dt
 
     from lakeforge.features.plan import plan_features
-    from lakeforge.profiling.frame import frame, to_yaml
+    from lakeforge.profiling.card import to_yaml
+    from lakeforge.profiling.frame import frame
 
     words = ["slow", "price", "support", "app", "crash", "love", "bill", "fast"]
     rows = []
@@ -203,7 +206,8 @@ def test_dates_become_date_parts_free_text_its_length_and_an_end_date_is_a_leak(
 def test_a_nested_records_fields_become_derived_features(spark, tmp_path):
     from pyspark.sql import functions as F
 
-    from lakeforge.profiling.frame import frame, to_yaml
+    from lakeforge.profiling.card import to_yaml
+    from lakeforge.profiling.frame import frame
 
     rows = [(i, (20 + i % 50, "NO" if i % 3 else "SE", [i]), ["x"] * (i % 4), "ab"[i % 2]) for i in range(60)]
     df = spark.createDataFrame(rows, "id int, user struct<age:int, country:string, tags:array<int>>, tags array<string>, y string")
@@ -271,7 +275,7 @@ def test_frame_reads_excel_json_lines_and_folders_and_finds_their_keys(spark, ov
 
     import openpyxl
 
-    from lakeforge.profiling.frame import source_for
+    from lakeforge.profiling.sources import source_for
 
     rows = [{"id": 10_000 + i, "when": f"2024-03-{1 + i % 28:02d}T{i % 24:02d}:00:00", "plan": "ab"[i % 2],
              "amount": round(i * 1.7, 1), "y": "yn"[i % 3 == 0]} for i in range(400)]

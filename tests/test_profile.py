@@ -18,7 +18,8 @@ from lakeforge.core import tracking
 from lakeforge.app.cli import main
 from lakeforge.core.config import load_pipeline
 from lakeforge.core.errors import InputDataError, MissingColumnError
-from lakeforge.profiling.job import CORRELATIONS_TABLE, COLUMNS_TABLE, profile, run_profile
+from lakeforge.profiling.eda import ProfileSpec, eda_profile
+from lakeforge.profiling.job import CORRELATIONS_TABLE, COLUMNS_TABLE, run_profile
 from lakeforge.profiling.page import profile_report
 
 SCHEMA = "id string, x double, s string, c string, y string"
@@ -41,7 +42,7 @@ ROWS = [
 @pytest.fixture(scope="module")
 def small(spark):
     """The inline rows profiled with no role given: lakeforge frame's detector decides them."""
-    return profile(spark.createDataFrame(ROWS, SCHEMA), "y", "id")
+    return eda_profile(spark.createDataFrame(ROWS, SCHEMA), ProfileSpec("y", "id"))
 
 
 def _pandas():
@@ -108,7 +109,7 @@ def test_leakage_suspects(spark):
         rows.append((f"id{i}", float(i % 7), ["n", "s", "e"][(i // 2) % 3], status, i * 10.0 + (1000 if label == "yes" else 0),
                      label, label))
     df = spark.createDataFrame(rows, "id string, a double, region string, status string, score double, label_copy string, label string")
-    res = profile(df, "label", "id", numeric=["a", "score"], categorical=["region", "status", "label_copy"])
+    res = eda_profile(df, ProfileSpec("label", "id", numeric=["a", "score"], categorical=["region", "status", "label_copy"]))
     suspects = {x["column"]: x["reason"] for x in res.leakage}
     assert set(suspects) == {"status", "score", "label_copy"}, suspects
     assert "lambda 1.000" in suspects["status"]
@@ -119,8 +120,8 @@ def test_leakage_suspects(spark):
 
 def test_numeric_target_mean_per_bin(spark):
     rows = [(f"r{i}", float(i), "lo" if i < 50 else "hi", 2.0 * i + (i % 3)) for i in range(100)]
-    res = profile(spark.createDataFrame(rows, "id string, x double, g string, price double"), "price", "id",
-                  numeric=["x"], categorical=["g"])
+    res = eda_profile(spark.createDataFrame(rows, "id string, x double, g string, price double"),
+                      ProfileSpec("price", "id", numeric=["x"], categorical=["g"]))
     assert res.target.task == "regression" and res.target.rate_name == "mean price"
     means = {r["label"]: r["mean"] for r in res.column("g").by_target}
     assert means["lo"] == pytest.approx(sum(2.0 * i + i % 3 for i in range(50)) / 50)
@@ -132,24 +133,24 @@ def test_numeric_target_mean_per_bin(spark):
 def test_missing_target_column_is_named(spark):
     df = spark.createDataFrame(ROWS, SCHEMA)
     with pytest.raises(MissingColumnError, match="'Churn'"):
-        profile(df, "Churn", "id", numeric=["x"])
+        eda_profile(df, ProfileSpec("Churn", "id", numeric=["x"]))
 
 
 def test_empty_target_is_named(spark):
     df = spark.createDataFrame([(r[0], r[1], None) for r in ROWS], "id string, x double, y string")
     with pytest.raises(InputDataError, match=r"target column 'y' is empty: all 11 rows are null"):
-        profile(df, "y", "id", numeric=["x"])
+        eda_profile(df, ProfileSpec("y", "id", numeric=["x"]))
 
 
 def test_one_class_target_is_named(spark):
     df = spark.createDataFrame([(r[0], r[1], "no") for r in ROWS], "id string, x double, y string")
     with pytest.raises(InputDataError, match=r"target column 'y' has one value only \('no' in all 11"):
-        profile(df, "y", "id", numeric=["x"])
+        eda_profile(df, ProfileSpec("y", "id", numeric=["x"]))
 
 
 def test_all_null_feature_is_a_warning_naming_it(spark):
     df = spark.createDataFrame([(r[0], r[1], None, r[4]) for r in ROWS], "id string, x double, z double, y string")
-    res = profile(df, "y", "id", numeric=["x", "z"])
+    res = eda_profile(df, ProfileSpec("y", "id", numeric=["x", "z"]))
     assert "z: all values are missing" in res.warnings
     assert (res.column("z").count, res.column("z").missing) == (0, 11)
     assert "z: all values are missing" in profile_report(res, "t", "inline rows", "now").html

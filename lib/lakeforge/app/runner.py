@@ -166,7 +166,8 @@ def score_stage(spark, settings, pipeline, record, timings, model_version=None, 
 def frame_input(ctx: Context, spark, input_path: str, target: str, key: str | None, name: str | None):
     """Frame ``input_path`` (a file, folder or table name): (card, source config)."""
     from lakeforge.core.config import SourceConfig
-    from lakeforge.profiling.frame import default_name, frame, source_for
+    from lakeforge.profiling.frame import frame
+    from lakeforge.profiling.sources import default_name, source_for
     from lakeforge.core.io import read_source
 
     if Path(input_path).exists():  # a local path is taken relative to the current folder
@@ -226,7 +227,7 @@ def score_with_alias(model_version: str | None, full: bool):
 
 def write_card(card, path: Path) -> Path:
     """Write the problem card's YAML to ``path`` (folders made)."""
-    from lakeforge.profiling.frame import to_yaml
+    from lakeforge.profiling.card import to_yaml
 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(to_yaml(card))

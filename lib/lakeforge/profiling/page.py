@@ -2,7 +2,7 @@
 no external files): key findings, the target, its relation to each feature, correlation
 heatmaps, flagged pairs, leakage suspects, a table of every column and a section per column.
 
-Every plot is drawn from the aggregates in a lakeforge.profile.ProfileResult.
+Every plot is drawn from the aggregates in a lakeforge.profiling.result.ProfileResult.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import base64
 import html
 import math
 
-from lakeforge.profiling.job import ColumnProfile, ProfileResult
-from lakeforge.core.plotting import Report, png, pyplot
+from lakeforge.core.plotting import Report
+from lakeforge.profiling.plots import cap, column_plot, heatmap, overall_rate, target_plot
+from lakeforge.profiling.result import ColumnProfile, ProfileResult
 
 COLUMN_PLOTS_MAX = 100  # per-column figures; beyond that the tables still list every column
-ANNOTATE_MAX = 20       # heatmaps write the value in each cell up to this many columns
 
 esc = html.escape
 
@@ -53,127 +53,6 @@ def _anchor(name: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Plots
-# ---------------------------------------------------------------------------------------------
-
-
-def heatmap(m, title: str, vmin: float, vmax: float, cmap: str) -> bytes:
-    plt = pyplot()
-    k = len(m.columns)
-    size = max(3.5, min(14.0, 0.55 * k + 2.0))
-    fig, ax = plt.subplots(figsize=(size + 1.2, size))
-    im = ax.imshow(m.to_numpy(dtype=float), vmin=vmin, vmax=vmax, cmap=cmap)
-    labels = [str(c)[:22] for c in m.columns]
-    ax.set_xticks(range(k), labels, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(k), labels, fontsize=8)
-    if k <= ANNOTATE_MAX:
-        values = m.to_numpy(dtype=float)
-        for i in range(k):
-            for j in range(k):
-                v = values[i][j]
-                if not math.isnan(v):
-                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=max(5, 10 - k // 3),
-                            color="white" if abs(v) > 0.6 * max(abs(vmin), abs(vmax)) else "black")
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    ax.set_title(title)
-    return png(fig)
-
-
-def target_plot(result: ProfileResult) -> bytes | None:
-    plt = pyplot()
-    t = result.target
-    if t.task == "regression":
-        c = result.column(t.name)
-        if not c.histogram:
-            return None
-        fig, ax = plt.subplots(figsize=(6, 3.2))
-        _hist(ax, c)
-        ax.set_title(f"Distribution of the target {t.name}")
-        return png(fig)
-    classes = t.classes[:20]
-    fig, ax = plt.subplots(figsize=(6, 0.35 * len(classes) + 1.3))
-    total = sum(n for _, n in t.classes) or 1
-    names = [n[:30] for n, _ in classes][::-1]
-    counts = [n for _, n in classes][::-1]
-    bars = ax.barh(names, counts, color=["#d62728" if n == t.positive_class else "#4c72b0" for n, _ in classes][::-1])
-    for b, n in zip(bars, counts):
-        ax.text(b.get_width(), b.get_y() + b.get_height() / 2, f" {n:,} ({n / total:.1%})", va="center", fontsize=8)
-    ax.set_xlim(0, max(counts) * 1.3)
-    ax.set(title=f"Class balance of the target {t.name}", xlabel="rows")
-    return png(fig)
-
-
-def _hist(ax, c: ColumnProfile) -> None:
-    ax.bar([h[0] for h in c.histogram], [h[2] for h in c.histogram],
-           width=[h[1] - h[0] for h in c.histogram], align="edge", color="#4c72b0", edgecolor="white")
-    ax.set(xlabel=c.name, ylabel="rows")
-
-
-def column_plot(c: ColumnProfile, result: ProfileResult) -> bytes | None:
-    plt = pyplot()
-    t = result.target
-    has_rel = bool(c.by_target) and t.task in ("binary", "regression")
-    if c.role == "numeric" and c.histogram:
-        fig, axes = plt.subplots(1, 2 if has_rel else 1, figsize=(10 if has_rel else 5.2, 3))
-        axes = list(axes) if has_rel else [axes]
-        _hist(axes[0], c)
-        axes[0].set_title(f"{c.name}: histogram ({len(c.histogram)} bins)")
-        if has_rel:
-            _relation(axes[1], c, result, horizontal=False)
-        return png(fig)
-    if c.role in ("categorical", "text") and c.top:
-        items = c.by_target[:15] if c.by_target else [{"label": v, "rows": n} for v, n in c.top[:15]]
-        height = 0.3 * len(items) + 1.3
-        fig, axes = plt.subplots(1, 2 if has_rel else 1, figsize=(10 if has_rel else 5.2, height))
-        axes = list(axes) if has_rel else [axes]
-        labels = [str(x["label"])[:28] for x in items][::-1]
-        axes[0].barh(labels, [x["rows"] for x in items][::-1], color="#4c72b0")
-        axes[0].set(title=f"{c.name}: rows per level", xlabel="rows")
-        if has_rel:
-            _relation(axes[1], c, result, horizontal=True)
-        return png(fig)
-    return None
-
-
-def _relation(ax, c: ColumnProfile, result: ProfileResult, horizontal: bool) -> None:
-    t = result.target
-    key = "rate" if t.task == "binary" else "mean"
-    items = c.by_target[:15] if horizontal else c.by_target
-    labels = [str(x["label"])[:28] for x in items]
-    values = [x.get(key) if x.get(key) is not None else float("nan") for x in items]
-    overall = _overall(result)
-    if horizontal:
-        ax.barh(labels[::-1], values[::-1], color="#dd8452")
-        if overall is not None:
-            ax.axvline(overall, color="grey", linestyle="--", linewidth=1, label=f"overall {overall:.3g}")
-        ax.set(xlabel=t.rate_name)
-    else:
-        ax.plot(range(len(values)), values, "o-", color="#dd8452")
-        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=7)
-        if overall is not None:
-            ax.axhline(overall, color="grey", linestyle="--", linewidth=1, label=f"overall {overall:.3g}")
-        ax.set(ylabel=t.rate_name, xlabel=f"{c.name} (decile bins)")
-    if overall is not None:
-        ax.legend(loc="best", fontsize=8)
-    ax.set_title(f"{_cap(t.rate_name)} by {c.name}")
-
-
-def _overall(result: ProfileResult) -> float | None:
-    t = result.target
-    if t.task == "binary":
-        total = sum(n for _, n in t.classes)
-        pos = dict(t.classes).get(t.positive_class, 0)
-        return pos / total if total else None
-    if t.task == "regression":
-        return result.column(t.name).mean
-    return None
-
-
-def _cap(s: str) -> str:
-    return s[:1].upper() + s[1:]
-
-
-# ---------------------------------------------------------------------------------------------
 # The page
 # ---------------------------------------------------------------------------------------------
 
@@ -193,6 +72,20 @@ figure { display: inline-block; margin: 0.4em; vertical-align: top; } img { max-
 
 def profile_report(result: ProfileResult, name: str, source: str, generated: str) -> Report:
     """The profile of pipeline ``name`` (``source`` says what was read) as one HTML page."""
+    images = _images(result)
+    ranked = _ranked(result)
+    parts = [_header(result, name, source, generated), _findings(result, ranked)]
+    parts += _target_section(result, images)
+    parts += _relations_section(result, ranked)
+    parts += _correlations_section(result, images)
+    parts.append(_columns_table(result))
+    parts += _details_section(result, images)
+    parts.append("</body></html>")
+    return Report("\n".join(parts), images)
+
+
+def _images(result: ProfileResult) -> dict[str, bytes]:
+    """The plots: target, heatmaps, one per column (up to COLUMN_PLOTS_MAX); none without matplotlib."""
     images: dict[str, bytes] = {}
     try:
         tp = target_plot(result)
@@ -210,39 +103,49 @@ def profile_report(result: ProfileResult, name: str, source: str, generated: str
                 images[f"column_{c.name}"] = png
     except ImportError:  # matplotlib missing: the report keeps its tables
         pass
+    return images
+
+
+def _ranked(result: ProfileResult) -> list[ColumnProfile]:
+    """The features with an association to the target, strongest first."""
+    features = [c for c in result.columns if c.role not in ("target",)]
+    return sorted((c for c in features if c.association is not None), key=lambda c: -abs(c.association))
+
+
+def _header(result: ProfileResult, name: str, source: str, generated: str) -> str:
     t = result.target
-    cols = result.columns
-    features = [c for c in cols if c.role not in ("target",)]
-    parts = [f"""<!doctype html>
+    return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>lakeforge data profile: {esc(name)}</title>
 <style>{CSS}</style></head><body>
 <h1>Data profile: {esc(name)}</h1>
-<p class="meta">{esc(source)} &middot; {result.rows:,} rows &middot; {len(cols)} columns &middot;
+<p class="meta">{esc(source)} &middot; {result.rows:,} rows &middot; {len(result.columns)} columns &middot;
 target <code>{esc(t.name)}</code> ({esc(t.task)}{', positive class ' + esc(repr(t.positive_class)) if t.positive_class is not None else ''})
 &middot; {result.passes} passes over the data, {result.seconds.get('total', 0):.1f} s &middot; {esc(generated)}</p>
 <nav><a href="#findings">Key findings</a><a href="#target">Target</a><a href="#relations">Relation to the target</a>
 <a href="#correlations">Correlations</a><a href="#flagged">Flagged pairs</a><a href="#leakage">Leakage</a>
-<a href="#columns">Columns</a><a href="#details">Column details</a></nav>"""]
+<a href="#columns">Columns</a><a href="#details">Column details</a></nav>"""
 
-    # ---- key findings
+
+def _findings(result: ProfileResult, ranked: list[ColumnProfile]) -> str:
+    """Key findings: the target, the strongest relations, flagged pairs, leakage; data warnings."""
+    t = result.target
     findings = []
-    overall = _overall(result)
+    overall = overall_rate(result)
     if t.task == "binary":
         pos = dict(t.classes).get(t.positive_class, 0)
-        findings.append(f"{_cap(t.rate_name)}: {_rate(overall)} ({pos:,} of {sum(n for _, n in t.classes):,} rows have "
+        findings.append(f"{cap(t.rate_name)}: {_rate(overall)} ({pos:,} of {sum(n for _, n in t.classes):,} rows have "
                         f"{t.name} = {t.positive_class}).")
     elif t.task == "multiclass":
         findings.append(f"{len(t.classes)} classes; the largest is {t.classes[0][0]!r} ({t.classes[0][1]:,} rows).")
     else:
         findings.append(f"Target {t.name}: mean {_f(overall)}, median {_f(result.column(t.name).median)}.")
-    ranked = sorted((c for c in features if c.association is not None), key=lambda c: -abs(c.association))
     if ranked:
         findings.append("Strongest relations to the target: " + "; ".join(
             f"{c.name} ({c.association_measure} {c.association:.3f})" for c in ranked[:5]) + ".")
     top_cat = next((c for c in ranked if c.role == "categorical" and c.by_target and t.task == "binary"), None)
     if top_cat:
         levels = ", ".join(f"{x['label']} {x['rate']:.3f}" for x in top_cat.by_target[:6] if x.get("rate") is not None)
-        findings.append(f"{_cap(t.rate_name)} by {top_cat.name}: {levels}.")
+        findings.append(f"{cap(t.rate_name)} by {top_cat.name}: {levels}.")
     if result.flagged:
         pairs = _flagged_pairs(result)
         findings.append(f"{len(pairs)} pair(s) of columns at or above |{result.threshold}|: " + "; ".join(
@@ -256,11 +159,13 @@ target <code>{esc(t.name)}</code> ({esc(t.task)}{', positive class ' + esc(repr(
         findings.append('<span class="ok">No leakage suspect (no feature determines the target on its own).</span>')
     items = "".join(f"<li>{x if x.startswith('<span') else esc(x)}</li>" for x in findings)
     warn = "".join(f"<li>{esc(w)}</li>" for w in result.warnings)
-    parts.append(f'<h2 id="findings">Key findings</h2><div class="findings"><ul>{items}</ul>'
-                 + (f"<p><b>Data warnings</b></p><ul>{warn}</ul>" if warn else "") + "</div>")
+    return (f'<h2 id="findings">Key findings</h2><div class="findings"><ul>{items}</ul>'
+            + (f"<p><b>Data warnings</b></p><ul>{warn}</ul>" if warn else "") + "</div>")
 
-    # ---- target
-    parts.append('<h2 id="target">Target</h2>')
+
+def _target_section(result: ProfileResult, images: dict[str, bytes]) -> list[str]:
+    t = result.target
+    parts = ['<h2 id="target">Target</h2>']
     if t.task != "regression":
         total = sum(n for _, n in t.classes) or 1
         parts.append(_table(["class", "rows", "share"], [[n, _f(k), f"{k / total:.1%}"] for n, k in t.classes[:50]]))
@@ -273,15 +178,18 @@ target <code>{esc(t.name)}</code> ({esc(t.task)}{', positive class ' + esc(repr(
         parts.append(f'<p class="warn">{t.missing:,} rows have no target value.</p>')
     if "target" in images:
         parts.append(_img(images["target"], "target"))
+    return parts
 
-    # ---- relation to the target
-    parts.append(f'<h2 id="relations">Relation to the target</h2><p>Per feature, sorted by strength. '
-                 f"Categorical levels and numeric decile bins against the target: Cramér's V (class targets) or the "
-                 f"correlation ratio (numeric target); numeric columns also Pearson and Spearman with "
-                 f"{'the indicator ' + esc(t.name) + ' = ' + esc(str(t.positive_class)) if t.task == 'binary' else 'the target'}. "
-                 f"Predictive power: Goodman-Kruskal lambda (the share of the errors of always guessing the majority class "
-                 f"that the levels remove), or for numeric columns and a binary target the ROC-AUC of the decile bins "
-                 f"(0.5: none, 1: perfect, in either direction).</p>")
+
+def _relations_section(result: ProfileResult, ranked: list[ColumnProfile]) -> list[str]:
+    t = result.target
+    parts = [f'<h2 id="relations">Relation to the target</h2><p>Per feature, sorted by strength. '
+             f"Categorical levels and numeric decile bins against the target: Cramér's V (class targets) or the "
+             f"correlation ratio (numeric target); numeric columns also Pearson and Spearman with "
+             f"{'the indicator ' + esc(t.name) + ' = ' + esc(str(t.positive_class)) if t.task == 'binary' else 'the target'}. "
+             f"Predictive power: Goodman-Kruskal lambda (the share of the errors of always guessing the majority class "
+             f"that the levels remove), or for numeric columns and a binary target the ROC-AUC of the decile bins "
+             f"(0.5: none, 1: perfect, in either direction).</p>"]
     short = {"ROC-AUC of the decile bins": "AUC", "Goodman-Kruskal lambda": "lambda", "Goodman-Kruskal lambda (decile bins)": "lambda"}
     rel_rows = [[c.name, c.role, c.association_measure or "", _f(c.association, 3), _f(c.target_pearson, 3),
                  _f(c.target_spearman, 3),
@@ -290,13 +198,16 @@ target <code>{esc(t.name)}</code> ({esc(t.task)}{', positive class ' + esc(repr(
     parts.append(_table(["feature", "role", "measure", "association", "Pearson", "Spearman", "predictive power", "leakage"], rel_rows))
     if t.task == "binary":
         for c in [c for c in ranked if c.role == "categorical" and c.by_target][:3]:
-            parts.append(f"<h3>{esc(_cap(t.rate_name))} by {esc(c.name)}</h3>" + _rate_table(c, result))
+            parts.append(f"<h3>{esc(cap(t.rate_name))} by {esc(c.name)}</h3>" + _rate_table(c, result))
+    return parts
 
-    # ---- correlations and flagged pairs
-    parts.append('<h2 id="correlations">Correlations</h2><p>Numeric columns (text numbers parsed), each pair over the rows '
-                 "where both are present: Pearson, and Spearman as the Pearson correlation of approximate ranks (the middle "
-                 "of each value's percentile bucket, 100 buckets). Categorical columns with at most 50 levels: Cramér's V. "
-                 "The target's row uses its indicator (binary) or its values (numeric).</p>")
+
+def _correlations_section(result: ProfileResult, images: dict[str, bytes]) -> list[str]:
+    """The heatmaps, the flagged pairs and the leakage suspects."""
+    parts = ['<h2 id="correlations">Correlations</h2><p>Numeric columns (text numbers parsed), each pair over the rows '
+             "where both are present: Pearson, and Spearman as the Pearson correlation of approximate ranks (the middle "
+             "of each value's percentile bucket, 100 buckets). Categorical columns with at most 50 levels: Cramér's V. "
+             "The target's row uses its indicator (binary) or its values (numeric).</p>"]
     parts += [_img(images[k], k) for k in ("pearson", "spearman", "cramers_v") if k in images]
     parts.append(f'<h2 id="flagged">Flagged pairs (|value| &ge; {result.threshold})</h2>')
     if result.flagged:
@@ -310,48 +221,34 @@ target <code>{esc(t.name)}</code> ({esc(t.task)}{', positive class ' + esc(repr(
     else:
         parts.append("<p>None found: no feature determines the target on its own (lambda or Cramér's V &ge; 0.95, binned "
                      "ROC-AUC &ge; 0.99, |r| &ge; 0.98 for a numeric target) and none is named after it.</p>")
+    return parts
 
-    # ---- every column
-    parts.append('<h2 id="columns">Columns</h2><p>Quartiles are approximate percentiles (a value of the data, rank error '
-                 'at most 1/10,000); distinct counts are approximate (about 1 % relative error; exact below 11 values); skew is the adjusted '
-                 'Fisher-Pearson coefficient; outliers by the IQR rule (below Q1 - 1.5 IQR or above Q3 + 1.5 IQR).</p>')
+
+def _columns_table(result: ProfileResult) -> str:
+    """Every column in one table."""
     head = ["column", "role", "type", "count", "missing", "distinct", "mean", "std", "min", "Q1", "median", "Q3", "max",
             "skew", "outliers", "top values"]
     rows = []
-    for c in cols:
+    for c in result.columns:
         top = ", ".join(f"{v} ({n:,})" for v, n in c.top[:3])
         rows.append([c.name, c.role, c.dtype, _f(c.count), f"{_f(c.missing)} ({c.missing / max(1, result.rows):.1%})",
                      _f(c.distinct), _f(c.mean), _f(c.std), _f(c.min) or (c.min_text or ""), _f(c.q1), _f(c.median),
                      _f(c.q3), _f(c.max) or (c.max_text or ""), _f(c.skew, 3),
                      f"{c.outliers:,} ({c.outliers / max(1, c.count):.1%})" if c.role == "numeric" else "", top])
-    parts.append(_table(head, rows, "wide"))
+    return ('<h2 id="columns">Columns</h2><p>Quartiles are approximate percentiles (a value of the data, rank error '
+            'at most 1/10,000); distinct counts are approximate (about 1 % relative error; exact below 11 values); skew is the adjusted '
+            'Fisher-Pearson coefficient; outliers by the IQR rule (below Q1 - 1.5 IQR or above Q3 + 1.5 IQR).</p>'
+            "\n" + _table(head, rows, "wide"))
 
-    # ---- per column
-    parts.append('<h2 id="details">Column details</h2>')
-    for c in cols:
+
+def _details_section(result: ProfileResult, images: dict[str, bytes]) -> list[str]:
+    """A section per column: its statistics, plot, top values and the target per level or bin."""
+    t = result.target
+    parts = ['<h2 id="details">Column details</h2>']
+    for c in result.columns:
         parts.append(f'<h3 id="{_anchor(c.name)}">{esc(c.name)} <small class="meta">{esc(c.role)}, {esc(c.dtype)}: '
                      f"{esc(c.reason)}</small></h3>")
-        stats = [["count", _f(c.count)], ["missing", f"{_f(c.missing)} ({c.missing / max(1, result.rows):.1%})"],
-                 ["distinct (approx.)", _f(c.distinct)]]
-        if c.role in ("numeric",) or (c.role == "target" and c.mean is not None):
-            stats += [["mean", _f(c.mean)], ["std", _f(c.std)], ["min", _f(c.min)], ["Q1", _f(c.q1)], ["median", _f(c.median)],
-                      ["Q3", _f(c.q3)], ["max", _f(c.max)], ["skew", _f(c.skew, 3)]]
-        if c.role == "numeric":
-            stats += [["IQR outliers", f"{c.outliers:,} ({c.outliers / max(1, c.count):.2%}): {c.outliers_low:,} below "
-                       f"{_f(c.iqr_low)}, {c.outliers_high:,} above {_f(c.iqr_high)}"]]
-            if c.unparsed:
-                stats.append(["not numbers", _f(c.unparsed)])
-        if c.min_text:
-            stats += [["min", c.min_text], ["max", c.max_text or ""]]
-        if c.mean_length is not None:
-            stats.append(["mean length", _f(c.mean_length, 3)])
-        if c.association is not None:
-            stats.append([f"with the target ({c.association_measure})", _f(c.association, 3)])
-        if c.leakage:
-            stats.append(["possible leakage", c.leakage])
-        for w in c.warnings:
-            stats.append(["warning", w])
-        parts.append(_table(["statistic", "value"], stats))
+        parts.append(_table(["statistic", "value"], _column_statistics(c, result.rows)))
         key = f"column_{c.name}"
         if key in images:
             parts.append(_img(images[key], c.name))
@@ -360,9 +257,32 @@ target <code>{esc(t.name)}</code> ({esc(t.task)}{', positive class ' + esc(repr(
                                 [[v, _f(n), f"{n / max(1, result.rows):.1%}"] for v, n in c.top]))
         if c.by_target:
             what = "level" if c.role != "numeric" else "decile bin"
-            parts.append(f"<p><b>{esc(_cap(t.rate_name))} by {esc(c.name)}</b> (per {what})</p>" + _rate_table(c, result))
-    parts.append("</body></html>")
-    return Report("\n".join(parts), images)
+            parts.append(f"<p><b>{esc(cap(t.rate_name))} by {esc(c.name)}</b> (per {what})</p>" + _rate_table(c, result))
+    return parts
+
+
+def _column_statistics(c: ColumnProfile, rows: int) -> list[list[str]]:
+    stats = [["count", _f(c.count)], ["missing", f"{_f(c.missing)} ({c.missing / max(1, rows):.1%})"],
+             ["distinct (approx.)", _f(c.distinct)]]
+    if c.role in ("numeric",) or (c.role == "target" and c.mean is not None):
+        stats += [["mean", _f(c.mean)], ["std", _f(c.std)], ["min", _f(c.min)], ["Q1", _f(c.q1)], ["median", _f(c.median)],
+                  ["Q3", _f(c.q3)], ["max", _f(c.max)], ["skew", _f(c.skew, 3)]]
+    if c.role == "numeric":
+        stats += [["IQR outliers", f"{c.outliers:,} ({c.outliers / max(1, c.count):.2%}): {c.outliers_low:,} below "
+                   f"{_f(c.iqr_low)}, {c.outliers_high:,} above {_f(c.iqr_high)}"]]
+        if c.unparsed:
+            stats.append(["not numbers", _f(c.unparsed)])
+    if c.min_text:
+        stats += [["min", c.min_text], ["max", c.max_text or ""]]
+    if c.mean_length is not None:
+        stats.append(["mean length", _f(c.mean_length, 3)])
+    if c.association is not None:
+        stats.append([f"with the target ({c.association_measure})", _f(c.association, 3)])
+    if c.leakage:
+        stats.append(["possible leakage", c.leakage])
+    for w in c.warnings:
+        stats.append(["warning", w])
+    return stats
 
 
 def _rate_table(c: ColumnProfile, result: ProfileResult) -> str:
