@@ -9,7 +9,7 @@ so the quarantine path is exercised), written by Spark as several part files, th
 ``--runs`` times, on the same files:
 
 - plain:     spark.read.schema(S).option("header", True).csv(path).write.parquet(out)
-- lakeforge: lakeforge.ingest.ingest(...) with the same schema in the pipeline config: typed
+- lakeforge: lakeforge.ingest.job.ingest(...) with the same schema in the pipeline config: typed
              casting with a reason per bad value, quarantine table, ingestion metadata
              (_ingested_at, _source, _run_id, _run_date), the N = M + Q counts, the ingest_runs
              record, atomic Delta commit (overwrite of the bronze table).

@@ -4,7 +4,7 @@
 
 The same generated CSV as scripts/bench_ingest.py (20 columns, one bad record in 100,000). Each
 variant adds ONE thing to the one before it, up to lakeforge's own load job, then the whole
-``lakeforge.ingest.ingest``:
+``lakeforge.ingest.job.ingest``:
 
   1 plain Parquet                 spark.read.schema(S).csv(...).write.parquet(...)  (the comparator)
   2 plain Delta, no statistics    the same rows to a new Delta table with data skipping off

@@ -5,7 +5,7 @@
 Generates the data with Spark into a Delta table of a temporary warehouse (an id key, a binary
 target that depends on some features, and a mix of normal, skewed, integer, correlated and
 text-number columns, categoricals of 2 to 5,000 levels and a flag; about 3 % nulls in a third of
-the columns and blanks in the text numbers), then times lakeforge.profile.run_profile on it with
+the columns and blanks in the text numbers), then times lakeforge.profiling.job.run_profile on it with
 no column roles given (lakeforge frame's detector decides them). It reports the wall time (the
 whole job and the profile's own steps), the passes over the data, the driver JVM's peak resident
 memory during the profile (VmHWM, reset before it; in local mode the JVM also runs the tasks), the

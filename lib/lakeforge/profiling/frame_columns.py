@@ -147,11 +147,11 @@ def _role_by_type(col: Column, t: DataType, stats: dict, parses: str | None, sou
             col.role, col.reason = "categorical", f"numeric with {distinct} values (a flag)"
     elif isinstance(t, StringType):
         _text_role(col, stats, parses, fields)
-    elif isinstance(t, StructType) and (nested := _struct_fields(c, t, source["format"], set(fields))):
+    elif isinstance(t, StructType) and (nested := _struct_fields(c, t, source.get("format"), set(fields))):
         col.role, col.reason, col.derived = "excluded", f"nested record: its fields are features {', '.join(nested)}", nested
     elif isinstance(t, ArrayType) and (count := next((n for n in (f"{c}_count", f"{c}_size") if n not in fields), None)):
         # a JSON source's bronze keeps the list as JSON text
-        length = f"json_array_length(`{c}`)" if source["format"] in ("json", "http") else f"size(`{c}`)"
+        length = f"json_array_length(`{c}`)" if source.get("format") in ("json", "http") else f"size(`{c}`)"
         col.role, col.reason = "excluded", f"list: its length is the feature {count}"
         col.derived = {count: {"expr": length, "role": "numeric"}}
     else:
