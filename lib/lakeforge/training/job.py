@@ -64,7 +64,7 @@ from lakeforge.training import evaluation
 from lakeforge.training.algorithms import Estimators
 from lakeforge.training.choose import choose_threshold, leaderboard, rank, refit_penalty, select, set_threshold
 from lakeforge.training.importances import feature_importances
-from lakeforge.training.register import Lineage, Trained, log_and_register
+from lakeforge.training.register import Lineage, Registration, Trained, log_and_register
 from lakeforge.training.search import Candidate, SearchSpec, candidates, fold_frames, search
 from lakeforge.training.split import check_counts, record_counts, split_counts, split_rows, with_class_weights
 from lakeforge.training.target import Target, infer_target, label_column, metric_and_algorithms
@@ -175,9 +175,7 @@ def train(
     timings["mlflow_log_register"] = time.perf_counter() - t
     feats.train_features.unpersist()
     d.labelled.unpersist()  # the cache under data, train_df and test_df
-    for row in board:
-        row["model_version"] = reg.model.version if row["is_best"] else None
-    seconds = _write_sinks(spark, settings, pipeline, d, feats, board, lineage, reg.mlflow_run_id)
+    seconds = _write_sinks(spark, settings, pipeline, d, feats, board, lineage, reg)
     if seconds is not None:
         timings["feature_table"] = seconds
     return TrainResult(reg.model, reg.mlflow_run_id, d.table, d.version, d.rows_train, d.rows_test, task, metric,
@@ -307,9 +305,13 @@ def _cached(df: DataFrame) -> DataFrame:
 
 
 def _write_sinks(spark: SparkSession, settings: Settings, pipeline: PipelineConfig, d: _Data, feats: _Features,
-                 board: list[dict], lineage: Lineage, mlflow_run_id: str) -> float | None:
-    """The leaderboard, the feature ranking and the gold feature table; returns the seconds the
-    feature table took (none when there is no ``tables.features``)."""
+                 board: list[dict], lineage: Lineage, reg: Registration) -> float | None:
+    """The leaderboard (its rows get ``model_version``: the registered version on the winner's
+    row), the feature ranking and the gold feature table; returns the seconds the feature table
+    took (none when there is no ``tables.features``)."""
+    mlflow_run_id = reg.mlflow_run_id
+    for row in board:
+        row["model_version"] = reg.model.version if row["is_best"] else None
     if pipeline.tables.leaderboard:
         _write_leaderboard(spark, settings.table(pipeline.tables.leaderboard), board, lineage.run_id, lineage.run_date,
                            mlflow_run_id, d.metric)
