@@ -155,6 +155,7 @@ def test_rank_puts_the_best_mean_first_and_candidates_without_a_mean_last():
     nan, failed = _scored("gbt", [float("nan")]), _scored("decision_tree", [], status="failed: boom")
     assert rank([lr, failed, rf], "binary", "roc_auc") == [rf, lr]
     assert rank([nan, lr], "binary", "roc_auc") == [lr, nan]
+    assert rank([lr, nan, rf], "binary", "roc_auc") == [rf, lr, nan]  # a NaN mean does not disturb the others' order
     low, high = _scored("linear_regression", [2.0], "rmse"), _scored("random_forest", [1.5], "rmse")
     assert rank([low, high], "regression", "rmse") == [high, low]  # lower is better
     with pytest.raises(InputDataError, match=r"^no candidate finished \(decision_tree \{\}: failed: boom\); "

@@ -18,11 +18,12 @@ from lakeforge.training.search import Candidate
 def rank(candidates: list[Candidate], task: str, metric: str) -> list[Candidate]:
     """The candidates that finished, best CV mean first (those without a mean last). Raises when
     none finished."""
+    finished = [c for c in candidates if c.status == "ok"]
+    # NaN means are set apart before sorting: a NaN key would leave the others' order undefined
     ranked = sorted(
-        (c for c in candidates if c.status == "ok"),
+        (c for c in finished if not math.isnan(c.mean(metric))),
         key=lambda c: (-c.mean(metric) if higher_is_better(task, metric) else c.mean(metric)),
-    )
-    ranked = [c for c in ranked if not math.isnan(c.mean(metric))] + [c for c in ranked if math.isnan(c.mean(metric))]
+    ) + [c for c in finished if math.isnan(c.mean(metric))]
     if not ranked:
         reasons = "; ".join(f"{c.label}: {c.status}" for c in candidates[:5])
         raise InputDataError(f"no candidate finished ({reasons}); nothing was registered")

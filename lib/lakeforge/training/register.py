@@ -98,7 +98,7 @@ def log_and_register(settings: Settings, pipeline: PipelineConfig, lineage: Line
     client = mlflow.MlflowClient()
     tags = _run_tags(settings, pipeline, lineage, t.target)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{pipeline.name}-{lineage.run_date.isoformat()}") as run:
-        mlflow.set_tags({**tags, "lakeforge.features.feature_selection": t.best.selected_by[:5000]})
+        mlflow.set_tags({**tags, "lakeforge.selection": t.best.selected_by[:5000]})
         _log_training(settings, pipeline, lineage, t)
         for c in t.candidates:  # one child run per candidate
             _log_candidate(experiment_id, tags, c, t.target.task)
