@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lakeforge.app.console import done, err, note, out, print_ingest, print_leaderboard, stage
-from lakeforge.core.config import PipelineConfig, Settings, load_pipeline, load_settings
+from lakeforge.core.config import PipelineConfig, load_pipeline
+from lakeforge.core.settings import Settings, load_settings
 from lakeforge.core.errors import ConfigError, LakeforgeError
 
 
@@ -165,7 +166,7 @@ def score_stage(spark, settings, pipeline, record, timings, model_version=None, 
 
 def frame_input(ctx: Context, spark, input_path: str, target: str, key: str | None, name: str | None):
     """Frame ``input_path`` (a file, folder or table name): (card, source config)."""
-    from lakeforge.core.config import SourceConfig
+    from lakeforge.core.config_source import SourceConfig
     from lakeforge.profiling.frame import frame
     from lakeforge.profiling.sources import default_name, source_for
     from lakeforge.core.io import read_source
