@@ -1,1 +1,1 @@
-"""ingest"""
+"""Sources -> bronze Delta tables: raw reads, naming and typing, quarantine, data-quality checks, the load job."""

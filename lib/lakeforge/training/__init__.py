@@ -1,1 +1,1 @@
-"""training"""
+"""Model training: target, split, search, choice, registration with a promotion gate, report; job.py runs them."""
