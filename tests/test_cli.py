@@ -155,3 +155,23 @@ def test_a_second_process_on_the_embedded_metastore_is_told_why_at_once(spark, o
     assert "unexpected" not in proc.stderr and "RetryingHMSHandler" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0, proc.stderr  # one line, before any Spark start-up
     assert seconds < 10, f"took {seconds:.1f} s (Hive's retries take about 25 s)"
+
+
+@pytest.mark.slow
+def test_a_bad_record_with_on_bad_records_fail_is_one_short_line(tmp_path):
+    tail = "THE-END-OF-A-LONG-RECORD"
+    data = tmp_path / "bad.csv"
+    data.write_text("id,name,amount,label\n1,a,1.5,Yes\n2," + "x" * 250 + tail + ",not-a-number,No\n3,c,2.5,Yes\n")
+    source = {"format": "csv", "path": str(data), "options": {"header": True},
+              "schema": "id INT, name STRING, amount DOUBLE, label STRING", "on_bad_records": "fail"}
+    bad = write_pipeline(tmp_path, name="badfail", source=source, key="id", target="label",
+                         features={"numeric": ["amount"], "categorical": ["name"]},
+                         tables={"bronze": "bronze_badfail", "predictions": "pred_badfail"})
+    proc = run_lakeforge("--conf", str(write_overlay(tmp_path)), "ingest", str(bad))
+    _assert_one_clear_error(proc, "bad record with on_bad_records: fail", "line 3 of file:///", "bad.csv",
+                            "column amount: 'not-a-number' is not a valid double", "'2,xxxx", "... (",
+                            "Nothing was committed to lakeforge.bronze_badfail")
+    assert tail not in proc.stderr + proc.stdout  # the record is cut after its first characters
+    lines = proc.stderr.splitlines()
+    spark_lines = [line for line in lines if not line.startswith((">> ", "  ", "error: "))]
+    assert len(spark_lines) < 5 and len(lines) < 12, proc.stderr  # was 156 lines of Spark and Delta stack traces

@@ -431,3 +431,34 @@ def test_http_api_pages_into_bronze(spark, settings, tmp_path, api_server):
     with pytest.raises(SourceError, match=r"error500.*2 attempt"):
         ingest(spark, settings, down, "h3", D1)
     assert not spark.catalog.tableExists("lakeforge.bronze_ing_api_down")
+
+
+def test_unique_counts_repeated_whole_keys_only_nulls_are_not_nulls_business(spark):
+    from lakeforge.core.config_source import CheckConfig
+    from lakeforge.ingest.quality import evaluate
+
+    unique = CheckConfig(type="unique", columns=["k"])
+    [res] = evaluate(spark.createDataFrame([(1,), (2,), (2,), (None,), (None,)], "k int"), [unique], ["k"], "t")
+    assert (res.passed, res.failing_rows, res.detail) == (False, 1, "1 rows repeat a key already seen")
+    [res] = evaluate(spark.createDataFrame([(1,), (2,), (None,), (None,)], "k int"), [unique], ["k"], "t")
+    assert (res.passed, res.failing_rows) == (True, 0)
+    # a key of two columns: a row with either of them null has no key to repeat
+    pair = CheckConfig(type="unique", columns=["a", "b"])
+    rows = [(1, "x"), (1, "x"), (1, None), (1, None), (None, None), (None, None), (2, "x")]
+    [res] = evaluate(spark.createDataFrame(rows, "a int, b string"), [pair], ["a", "b"], "t")
+    assert (res.passed, res.failing_rows) == (False, 1)
+
+
+def test_jdbc_source_on_a_closed_port_says_connection_refused(spark, settings, tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    jdbc = {"url": f"jdbc:postgresql://127.0.0.1:{port}/db", "table": "orders", "retries": 0}
+    p = pipeline(tmp_path, {"format": "jdbc", "jdbc": jdbc}, name="ing_pgclosed")
+    with pytest.raises(SourceError) as exc:
+        ingest(spark, settings, p, "c1", D1)
+    msg = str(exc.value)
+    assert f"127.0.0.1:{port}" in msg and "connection refused" in msg, msg
+    assert "An error occurred while calling" not in msg and "\n" not in msg

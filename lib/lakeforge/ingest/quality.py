@@ -1,10 +1,10 @@
 """Data-quality expectations, evaluated in Spark on the rows a load committed.
 
 All checks of a table are computed in ONE aggregation (one pass over the loaded rows): not
-null, unique key (rows minus distinct keys), allowed values, numeric range, regex, row count
-bounds, freshness of a timestamp column and duplicate rows (rows minus distinct rows). Each
-result says how many rows fail; ``warn`` results are recorded, ``error`` results fail the
-stage. Results are appended to the Delta table ``dq_results``.
+null, unique key (rows minus distinct keys, of the rows without a null in the key), allowed
+values, numeric range, regex, row count bounds, freshness of a timestamp column and duplicate
+rows (rows minus distinct rows). Each result says how many rows fail; ``warn`` results are
+recorded, ``error`` results fail the stage. Results are appended to the Delta table ``dq_results``.
 
 Plain Spark rather than a library: PyDeequ's deequ jar has builds for Spark 3.x only (none for
 Spark 4.1 on Maven Central); Great Expectations and Soda Core add large dependency trees and
@@ -14,6 +14,7 @@ evaluate one Spark job per expectation, where a single aggregation does them all
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -69,8 +70,10 @@ def evaluate(df: DataFrame, checks: list[CheckConfig], data_columns: list[str], 
             aggs.append(_count_if(F.greatest(*[_q(c).isNull().cast("int") for c in cols]) == 1
                                   if len(cols) > 1 else _q(cols[0]).isNull()).alias(f"c{i}"))
         elif t == "unique":
+            # rows with a whole key (no column null: a null is not_null's business) minus such keys
+            whole = functools.reduce(lambda a, b: a & b, [_q(c).isNotNull() for c in cols])
             key = F.struct(*[_q(c) for c in cols]) if len(cols) > 1 else _q(cols[0])
-            aggs.append((F.count(F.lit(1)) - F.count_distinct(key)).alias(f"c{i}"))
+            aggs.append((F.count(F.when(whole, 1)) - F.count_distinct(F.when(whole, key))).alias(f"c{i}"))
         elif t == "allowed_values":
             aggs.append(_count_if(_q(cols[0]).isNotNull() & ~_q(cols[0]).cast("string").isin([str(v) for v in chk.values])).alias(f"c{i}"))
         elif t == "range":

@@ -305,21 +305,47 @@ def read_jdbc(spark: SparkSession, src: SourceConfig, where: str, after: object 
     if j.partition_column:
         opts.update(partitionColumn=j.partition_column, lowerBound=str(j.lower_bound),
                     upperBound=str(j.upper_bound), numPartitions=str(j.num_partitions))
-    last = ""
+    last, connecting = "", False
     for attempt in range(j.retries + 1):
         try:
             df = spark.read.format("jdbc").options(**opts).load()  # connects to read the schema
             return df.select("*", F.lit(f"{j.url}/{j.table or 'query'}").alias(SOURCE),
                              F.lit(None).cast("long").alias(POSITION), F.lit(None).cast("string").alias(CORRUPT))
         except Exception as exc:  # noqa: BLE001 - py4j / analysis errors alike
-            last = scrub((str(exc).splitlines() or [""])[0][:300], password)
+            last, connecting = jdbc_failure(exc, j.timeout_s)
+            last = scrub(last, password)
             if attempt < j.retries:
                 time.sleep(min(2 ** attempt, 10))
-    raise SourceError(
-        f"{where}: cannot read {j.table or 'the query'} from the database at {jdbc_host(j.url)} "
-        f"after {j.retries + 1} attempt(s): {last}. Check that the server is up and reachable, and the "
-        f"credentials in ${j.user_env or '?'} / ${j.password_env or '?'}."
-    )
+    fix = ("Check that the server is up and that jdbc.url names its host and port" if connecting else
+           f"Check that the server is up and reachable, and the credentials in ${j.user_env or '?'} / ${j.password_env or '?'}")
+    raise SourceError(f"{where}: cannot read {j.table or 'the query'} from the database at {jdbc_host(j.url)} "
+                      f"after {j.retries + 1} attempt(s): {last}. {fix}.")
+
+
+def jdbc_failure(exc: Exception, timeout_s: float) -> tuple[str, bool]:
+    """What went wrong in a JDBC read, in a few words, and whether it was the connection itself:
+    from the Java exception and its causes (py4j's own first line, "An error occurred while
+    calling o108.load.", says nothing). Worded as the HTTP source does ("connection refused")."""
+    causes: list[tuple[str, str]] = []  # (Java class, message), outermost first
+    java = getattr(exc, "java_exception", None) or getattr(exc, "_origin", None)
+    try:
+        while java is not None and len(causes) < 20:
+            causes.append((java.getClass().getName(), java.getMessage() or ""))
+            java = java.getCause()
+    except Exception:  # noqa: BLE001 - the JVM's answer is a bonus
+        pass
+    names = {c for c, _ in causes}
+    if "java.net.ConnectException" in names or "Connection refused" in str(exc):
+        return "connection refused (nothing accepts connections at that host and port)", True
+    if "java.net.UnknownHostException" in names:
+        host = next(m for c, m in causes if c == "java.net.UnknownHostException")
+        return f"connection failed: unknown host {host}", True
+    if "java.net.SocketTimeoutException" in names:
+        return f"no answer within {timeout_s:g} s (timeout)", True
+    if causes:
+        cls, message = causes[0]
+        return f"{cls.rsplit('.', 1)[-1]}: {(message.splitlines() or [''])[0][:300]}", False
+    return (str(exc).splitlines() or [""])[0][:300], False
 
 
 # ------------------------------------------------------------------------------------------

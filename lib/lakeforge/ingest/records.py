@@ -4,7 +4,9 @@ explained for the quarantine.
 
 CSV and JSON lines are typed by Spark's own parser (as fast as a plain ``spark.read``); a bad
 record keeps its text and gets its reason afterwards (explain_bad: which column, which value).
-Other formats are cast by typed_with_reason, which gives the reason at once.
+Other formats are cast by typed_with_reason, which gives the reason at once. With
+``on_bad_records: fail`` the first bad record stops the load; the error names its file, line
+(row, page) and reason, and quotes only its first characters.
 
 Pure steps: DataFrames in, DataFrames or values out (no table reads or writes).
 """
@@ -12,6 +14,7 @@ Pure steps: DataFrames in, DataFrames or values out (no table reads or writes).
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,6 +33,7 @@ from lakeforge.ingest.types import RAW, REASON, typed_with_reason
 
 FAIL_TAG = "lakeforge-bad-record"  # in the error raised for a bad record with on_bad_records: fail
 RAW_MAX = 10_000  # characters of a bad record kept in the quarantine
+SHOWN = 60  # characters of a bad record an error quotes (Spark logs it too; it may hold personal data)
 PENDING = "bad record"  # a reason not known yet: replaced by explain_bad()
 QUARANTINE_ROW = f"{RAW} string, {REASON} string, {SOURCE} string, {POSITION} long"
 
@@ -106,11 +110,11 @@ class TypedRecords:
 
     def finish(self, df: DataFrame) -> DataFrame:
         """``df`` (the scan, observed) projected; with ``on_bad_records: fail``, a bad record
-        raises an error (tagged FAIL_TAG) that names it."""
+        raises an error: FAIL_TAG and fail_info() as JSON (load_error() reads it back)."""
         df = self.project(df)
         if self.src.on_bad_records == "fail":
-            df = df.withColumn(REASON, F.when(F.col(REASON).isNotNull(), F.raise_error(F.format_string(
-                f"{FAIL_TAG}: %s (in %s)", F.substring(F.coalesce(F.col(RAW), F.col(REASON)), 1, 500), F.col(SOURCE)))))
+            df = df.withColumn(REASON, F.when(F.col(REASON).isNotNull(), F.raise_error(
+                F.concat(F.lit(f"{FAIL_TAG}: "), F.to_json(fail_info())))))
         return df
 
     def explain(self, bad: DataFrame) -> DataFrame:
@@ -252,19 +256,78 @@ def quarantine_columns(qdf: DataFrame, run_id: str, run_date: dt.date) -> DataFr
 def load_error(spark: SparkSession, t: TypedRecords, message: str, data_cols: list[str], ctx: LoadContext,
                files: list[str]) -> InputDataError | None:
     """The InputDataError for a failed load's error ``message``, when it is a known cause: a bad
-    record with ``on_bad_records: fail`` (naming the column and value) or a CSV file whose header
-    differs from the first file's. None otherwise."""
-    table = ctx.table
+    record with ``on_bad_records: fail`` (bad_record_text: where, why and its first characters)
+    or a CSV file whose header differs from the first file's. None otherwise."""
     if FAIL_TAG in message:
-        detail = message[message.index(FAIL_TAG) + len(FAIL_TAG) + 2:].splitlines()[0].split(" SQLSTATE")[0].rstrip(". ")
-        if t.fast and " (in " in detail:  # name the column and value, not just the line
-            line, _, origin = detail.rpartition(" (in ")
-            why = t.explain(spark.createDataFrame([(line, origin.rstrip(")"), None)], f"{RAW} string, {SOURCE} string, {POSITION} long")
-                            ).first()[REASON]
-            detail = f"{why}: {line!r} (in {origin.rstrip(')')})"
-        return InputDataError(f"{ctx.where}: bad record with on_bad_records: fail — {detail}. Nothing was "
-                              f"committed to {table}; fix the source or use on_bad_records: quarantine")
+        return InputDataError(f"{ctx.where}: bad record with on_bad_records: fail — {bad_record_text(spark, t, message, files)}. "
+                              f"Nothing was committed to {ctx.table}; fix the source or use on_bad_records: quarantine")
     if "CSV header does not conform" in message or "does not conform to the schema" in message:
         return InputDataError(f"{ctx.where}: a file's CSV header does not match the columns {data_cols} "
                               f"(of {files[0]}); every file of one source needs the same header")
+    return None
+
+
+# ------------------------------------------------------------------------------------------
+# A bad record with on_bad_records: fail
+# ------------------------------------------------------------------------------------------
+
+
+def fail_info() -> Column:
+    """What the error of a bad record with ``on_bad_records: fail`` carries (as JSON): its file,
+    position, reason (CSV / JSON: not known yet), length, a hash of it, and its first SHOWN
+    characters only: Spark logs the error, and the record may hold personal data."""
+    return F.struct(F.col(SOURCE).alias("source"), F.col(POSITION).alias("position"), F.col(REASON).alias("reason"),
+                    F.length(F.col(RAW)).alias("length"), F.xxhash64(F.col(RAW)).alias("hash"),
+                    F.substring(F.col(RAW), 1, SHOWN).alias("shown"))
+
+
+def bad_record_text(spark: SparkSession, t: TypedRecords, message: str, files: list[str]) -> str:
+    """``line 3 of file:///x.csv: column amount: 'x' is not a valid double; the record: '2,ab'...
+    (273 characters)`` from the error ``message`` of a bad record with ``on_bad_records: fail``.
+    CSV / JSON lines: the record (in its file, by its hash) read again for its reason and line."""
+    try:
+        info = json.JSONDecoder().raw_decode(message[message.index(FAIL_TAG) + len(FAIL_TAG) + 2:])[0]
+    except ValueError:
+        return "a record that is not valid (load it with on_bad_records: quarantine to see which)"
+    source, position, reason = info.get("source"), info.get("position"), info.get("reason")
+    if t.fast and source in files:
+        try:
+            reason, position = _reason_and_line(spark, t, source, info.get("hash"))
+        except Exception:  # noqa: BLE001 - the error without them is still right
+            pass
+    shown = info.get("shown") or ""
+    record = f"{shown!r}" + (f"... ({info['length']} characters)" if (info.get("length") or 0) > len(shown) else "")
+    unit = "line" if t.fast else {"excel": "row", "http": "page"}.get(t.src.format)
+    where = f"{unit} {position} of {source}" if unit and position is not None else f"in {source or 'the source'}"
+    why = reason if reason and reason != PENDING else "not valid"
+    return f"{where}: {why}; the record: {record}"
+
+
+def _reason_and_line(spark: SparkSession, t: TypedRecords, file: str, raw_hash: int | None) -> tuple[str | None, int | None]:
+    """The reason and line of the bad CSV / JSON record of ``file`` with this hash (None, None: not found)."""
+    scan, _ = parsed_typed(spark, t.src, [file], t.columns, t.mapping, t.target, check_header=False)
+    # (every column: Spark's CSV parser checks only the columns a query reads)
+    hit = (scan.where(F.col(CORRUPT).isNotNull() & (F.xxhash64(F.col(CORRUPT)) == F.lit(raw_hash)))
+           .select(F.col(CORRUPT).alias(RAW), SOURCE, F.lit(None).cast("long").alias(POSITION), *[F.col(f"`{c}`") for c in t.columns])
+           .limit(1).collect())
+    if not hit:
+        return None, None
+    row = t.explain(spark.createDataFrame([tuple(hit[0])[:3]], f"{RAW} string, {SOURCE} string, {POSITION} long")).first()
+    return row[REASON], line_number(spark, file, hit[0][RAW])
+
+
+def line_number(spark: SparkSession, file: str, record: str) -> int | None:
+    """The line of ``file`` (1 = the first) where ``record`` begins: one pass over the file (only
+    when a load failed). Its lines are numbered by partition (monotonically_increasing_id holds
+    the partition in its upper bits and the row within it in the lower 33)."""
+    first = record.splitlines()[0] if record else ""
+    rows = (spark.read.text(file).select(F.monotonically_increasing_id().alias("id"), "value")
+            .groupBy(F.shiftright(F.col("id"), 33).alias("p"))
+            .agg(F.count(F.lit(1)).alias("n"), F.min(F.when(F.col("value") == first, F.col("id"))).alias("hit"))
+            .orderBy("p").collect())
+    before = 0
+    for r in rows:
+        if r["hit"] is not None:
+            return before + (r["hit"] & ((1 << 33) - 1)) + 1
+        before += r["n"]
     return None
