@@ -1,6 +1,6 @@
 """Scoring's pure steps (lakeforge.scoring.transforms) on inline rows, with exact assertions: the
-prediction columns per task, passthrough columns, the incremental filter and the signature
-check. The model is a stand-in that adds the columns a fitted PipelineModel's last stages add;
+prediction columns per task, passthrough columns, the incremental filter, the signature
+check and the null-input check. The model is a stand-in that adds the columns a fitted PipelineModel's last stages add;
 the scoring job end to end (registry, Delta writes, backfills) is in test_scheduling.py."""
 
 import datetime as dt
@@ -12,7 +12,13 @@ from pyspark.sql import functions as F
 
 from lakeforge.core.errors import InputDataError
 from lakeforge.core.tracking import ModelRef
-from lakeforge.scoring.transforms import changed_since, check_signature, with_predictions
+from lakeforge.scoring.transforms import (
+    changed_since,
+    check_signature,
+    input_null_counts,
+    null_input_problem,
+    with_predictions,
+)
 
 REF = ModelRef("churn", "7", "champion")
 DAY = dt.date(2026, 5, 1)
@@ -113,3 +119,43 @@ def test_signature_check_names_the_missing_columns(spark):
         check_signature(df, ["tenure", "Contract", "gender"], REF, "lakeforge.t", ["id", "segment"])
     assert str(exc.value) == ("input table lakeforge.t lacks column(s) ['segment', 'Contract', 'gender'] that model "
                               "churn version 7 needs; nothing was written")
+
+
+def test_input_null_counts_count_nulls_and_nans_in_one_aggregation(spark):
+    df = spark.createDataFrame(
+        [("a", None, float("nan"), None), ("b", 2, 1.0, None), ("c", None, None, "x")],
+        "id string, tenure int, charges double, `odd name` string")
+    assert input_null_counts(df, ["tenure", "charges", "odd name"]) == (3, {"tenure": 2, "charges": 2, "odd name": 2})
+    assert input_null_counts(df.where("false"), ["tenure"]) == (0, {"tenure": 0})
+
+
+def test_a_column_null_in_every_row_is_a_problem_when_training_had_it():
+    # the finding: a renamed column under schema_evolution, null in all rows of the new version
+    training = {"tenure": 0.0, "Contract": 0.0, "TotalCharges": 0.0016}
+    assert null_input_problem(7043, {"tenure": 7043, "Contract": 0, "TotalCharges": 11}, training) == (
+        "model input column(s) null in all 7,043 rows to score: tenure (training: 0.0%)")
+    # without the training shares (a model trained before they were kept): all-null still counts
+    assert null_input_problem(7043, {"tenure": 7043, "Contract": 0}, None) == (
+        "model input column(s) null in all 7,043 rows to score: tenure")
+    assert null_input_problem(100, {"tenure": 100}, {"Contract": 0.0}) == (
+        "model input column(s) null in all 100 rows to score: tenure")
+    assert null_input_problem(7043, {"tenure": 0, "Contract": 12}, training) is None
+
+
+def test_a_null_share_far_above_trainings_is_a_problem_and_a_small_rise_is_not():
+    training = {"tenure": 0.05, "Contract": 0.30, "notes": 0.9}
+    assert null_input_problem(1000, {"tenure": 560, "Contract": 790, "notes": 1000}, training) == (
+        "null far more often than in training: tenure 56.0% of 1,000 rows (training: 5.0%)")
+    # exactly 0.5 above is not "more than 0.5 above"; a column mostly null in training may be all null
+    assert null_input_problem(1000, {"tenure": 550, "Contract": 800, "notes": 1000}, training) is None
+    both = null_input_problem(40, {"tenure": 40, "Contract": 40}, {"tenure": 0.0, "Contract": 0.2})
+    assert both == "model input column(s) null in all 40 rows to score: tenure (training: 0.0%), Contract (training: 20.0%)"
+    both = null_input_problem(40, {"tenure": 40, "Contract": 32}, {"tenure": 0.0, "Contract": 0.2})
+    assert both == ("model input column(s) null in all 40 rows to score: tenure (training: 0.0%); "
+                    "null far more often than in training: Contract 80.0% of 40 rows (training: 20.0%)")
+
+
+def test_too_few_rows_to_score_give_no_verdict():
+    assert null_input_problem(19, {"tenure": 19}, {"tenure": 0.0}) is None
+    assert null_input_problem(0, {"tenure": 0}, None) is None
+    assert null_input_problem(20, {"tenure": 20}, {"tenure": 0.0}) is not None

@@ -50,6 +50,10 @@ def run_date_options(f):
 
 
 pipeline_argument = click.argument("pipeline_file", metavar="PIPELINE_YAML", type=click.Path(dir_okay=False))
+allow_failed_checks_option = click.option(
+    "--allow-failed-checks", is_flag=True,
+    help="Use the latest table version even when a load's error-severity data-quality checks failed "
+         "(default: the last version that passed, said in one line).")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -89,11 +93,14 @@ def ingest_cmd(ctx: Context, pipeline_file: str, only: str | None, run_date, dat
 @cli.command("train")
 @pipeline_argument
 @run_date_options
+@allow_failed_checks_option
 @click.pass_obj
-def train_cmd(ctx: Context, pipeline_file: str, run_date, date_from, date_to) -> None:
+def train_cmd(ctx: Context, pipeline_file: str, run_date, date_from, date_to, allow_failed_checks: bool) -> None:
     """Search the model zoo with cross-validation, log to MLflow, register the winner as challenger
     (champion when it beats the current one)."""
-    runner.run_job(ctx, "train", pipeline_file, _dates(run_date, date_from, date_to), [("train", runner.train_stage)])
+    runner.run_job(ctx, "train", pipeline_file, _dates(run_date, date_from, date_to), [
+        ("train", lambda *a: runner.train_stage(*a, allow_failed_checks=allow_failed_checks)),
+    ])
 
 
 @cli.command("score")
@@ -101,14 +108,16 @@ def train_cmd(ctx: Context, pipeline_file: str, run_date, date_from, date_to) ->
 @run_date_options
 @click.option("--model-version", metavar="N", help="Score with this registered version instead of the alias.")
 @click.option("--full", is_flag=True, help="Rescore every input row even with scoring.mode: incremental.")
+@allow_failed_checks_option
 @click.pass_obj
-def score_cmd(ctx: Context, pipeline_file: str, run_date, date_from, date_to, model_version: str | None, full: bool) -> None:
+def score_cmd(ctx: Context, pipeline_file: str, run_date, date_from, date_to, model_version: str | None, full: bool,
+              allow_failed_checks: bool) -> None:
     """Score the input table with the champion into the predictions table.
 
     The alias is resolved once, before the first date: every date of a backfill range is scored
     by the same model version.
     """
-    step = runner.score_with_alias(model_version, full)
+    step = runner.score_with_alias(model_version, full, allow_failed_checks)
     runner.run_job(ctx, "score", pipeline_file, _dates(run_date, date_from, date_to), [("score", step)])
 
 
@@ -147,9 +156,12 @@ def frame_cmd(ctx: Context, input_path: str, target: str, key: str | None, name:
 @click.option("--input", "input_path", metavar="PATH|TABLE", help="Zero-config: frame this dataset instead of a YAML.")
 @click.option("--target", metavar="COLUMN", help="Zero-config: the column to predict (with --input).")
 @click.option("--key", metavar="COLUMN", help="Zero-config: the entity id column (default: the first ID-like column).")
+@click.option("--allow-failed-checks", is_flag=True,
+              help="Go on to train and score when a load's error-severity data-quality checks fail (default: stop).")
 @click.pass_obj
+# (one parameter per option, as click passes them)
 def run_cmd(ctx: Context, pipeline_file: str | None, run_date, date_from, date_to, input_path: str | None,
-        target: str | None, key: str | None) -> None:
+        target: str | None, key: str | None, allow_failed_checks: bool) -> None:
     """Run the whole pipeline: ingest -> train -> register -> score.
 
     \b
@@ -168,10 +180,10 @@ def run_cmd(ctx: Context, pipeline_file: str | None, run_date, date_from, date_t
             path = runner.write_card(card, settings.path(settings.reports_dir or "reports") / card.name / "pipeline.yaml")
             print_card(card)
             err.print(f"   problem card saved to {path}")
-            return runner.run_pipeline(ctx, str(path), _dates(run_date, date_from, date_to))
+            return runner.run_pipeline(ctx, str(path), _dates(run_date, date_from, date_to), allow_failed_checks)
     if not pipeline_file:
         raise click.UsageError("give a PIPELINE_YAML, or --input and --target for the zero-config run")
-    return runner.run_pipeline(ctx, pipeline_file, _dates(run_date, date_from, date_to))
+    return runner.run_pipeline(ctx, pipeline_file, _dates(run_date, date_from, date_to), allow_failed_checks)
 
 
 @cli.command("maintain")

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import re
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from rich.markup import escape
 
 from lakeforge.app.console import done, err, note, out, print_ingest, print_leaderboard, stage
 from lakeforge.core.config import PipelineConfig, load_pipeline
@@ -69,7 +72,9 @@ def run_job(ctx: Context, job: str, pipeline_file: str, run_dates: list[dt.date]
     """Lock (job, pipeline), start Spark once, then run ``stages`` for each date in order.
 
     Every stage attempt appends a record to the job_runs table (status, rows, model version,
-    duration, and the one-line reason when it failed). The first failure stops the range.
+    duration, and the one-line reason when it failed). The first failure stops the range; a
+    stage that failed but lets the run go on (ingest whose checks failed, with
+    --allow-failed-checks) sets ``record.status = "failed"`` and ``record.message`` instead.
     """
     from lakeforge.core.runs import RunRecord, job_lock, record_run
 
@@ -88,7 +93,9 @@ def run_job(ctx: Context, job: str, pipeline_file: str, run_dates: list[dt.date]
                     with contextlib.suppress(Exception):  # the original error matters more
                         record_run(spark, settings, record.finish("failed", reason.splitlines()[0][:1000] if reason else None))
                     raise
-                record_run(spark, settings, record.finish("succeeded"))
+                failed = record.status == "failed"
+                record_run(spark, settings, record.finish("failed" if failed else "succeeded",
+                                                          record.message if failed else None))
             if len(run_dates) > 1:
                 err.print(f"   run date {run_date} done")
     return results
@@ -99,7 +106,10 @@ def run_job(ctx: Context, job: str, pipeline_file: str, run_dates: list[dt.date]
 # ------------------------------------------------------------------------------------------
 
 
-def ingest_stage(spark, settings, pipeline, record, timings, only: str | None = None) -> list:
+def ingest_stage(spark, settings, pipeline, record, timings, only: str | None = None,
+                 allow_failed_checks: bool = False) -> list:
+    """With ``allow_failed_checks`` a failed error check does not stop the run: the stage is
+    recorded as failed (as its loads are in ingest_runs: failed_checks) and the next stages run."""
     from lakeforge.ingest.job import ingest
 
     targets = [(n, settings.table(t)) for n, t, _ in pipeline.ingest_plan() if only in (None, n)]
@@ -107,7 +117,8 @@ def ingest_stage(spark, settings, pipeline, record, timings, only: str | None = 
     results = []
     try:
         results = ingest(spark, settings, pipeline, record.run_id, record.run_date, only=only,
-                         progress=lambda msg: err.print(f"  [dim]{msg}[/dim]", highlight=False))
+                         progress=lambda msg: err.print(f"  [dim]{msg}[/dim]", highlight=False),
+                         allow_failed_checks=allow_failed_checks)
     except LakeforgeError as exc:
         results = getattr(exc, "results", [])
         raise
@@ -119,16 +130,32 @@ def ingest_stage(spark, settings, pipeline, record, timings, only: str | None = 
     summary = "; ".join(f"{r.name}: {r.message}" + (f", table version {r.version}" if r.version is not None else "")
                         for r in results)
     timings["ingest"] = done(t0, summary)
+    if allow_failed_checks:
+        _allow_failed_checks(results, record)
     return results
 
 
-def train_stage(spark, settings, pipeline, record, timings):
+def _allow_failed_checks(results: list, record) -> None:
+    """Failed error checks let through: one warning line, and the stage's record says failed."""
+    from lakeforge.ingest.quality import DataQualityError, raise_on_errors
+
+    for r in results:
+        try:
+            raise_on_errors(r.checks, r.table)
+        except DataQualityError as exc:
+            reason = str(exc).splitlines()[0]
+            record.status, record.message = "failed", record.message or reason[:1000]
+            err.print(f"   [yellow]warning:[/yellow] {escape(reason)} Going on (--allow-failed-checks).", highlight=False)
+
+
+def train_stage(spark, settings, pipeline, record, timings, allow_failed_checks: bool = False):
     from lakeforge.training.job import train
 
     t0 = stage(f"train: model search ({pipeline.model.search_label}) on {settings.table(pipeline.tables.bronze)}")
     res = train(spark, settings, pipeline, record.run_id, record.run_date,
-                progress=note)
+                progress=note, allow_failed_checks=allow_failed_checks)
     record.rows_in = res.rows_train + res.rows_test
+    record.input_table, record.input_version = res.table, res.table_version
     record.model_name, record.model_version = res.model.name, res.model.version
     steps = ", ".join(f"{k.replace('_', ' ')} {v:.1f}s" for k, v in res.timings.items())
     timings["train"] = done(
@@ -140,16 +167,18 @@ def train_stage(spark, settings, pipeline, record, timings):
     return res
 
 
-def score_stage(spark, settings, pipeline, record, timings, model_version=None, model=None, full=False):
+def score_stage(spark, settings, pipeline, record, timings, model=None, full=False, allow_failed_checks=False):
     from lakeforge.scoring.job import score
 
-    which = model.version if model else model_version
     t0 = stage(
         f"score {settings.table(pipeline.scoring_input)} with "
-        f"{pipeline.model.registered_name}@{pipeline.scoring.model_alias if which is None else 'v' + str(which)} "
+        f"{pipeline.model.registered_name}@{pipeline.scoring.model_alias if model is None else 'v' + str(model.version)} "
         f"(run date {record.run_date})"
     )
-    res = score(spark, settings, pipeline, record.run_date, model_version, model=model, full=full)
+    res = score(spark, settings, pipeline, record.run_date, model=model, full=full,
+                allow_failed_checks=allow_failed_checks)
+    for line in res.notes:
+        err.print(f"   [yellow]{escape(line)}[/yellow]", highlight=False)
     record.rows_in = record.rows_out = res.write.rows_written
     record.model_name, record.model_version = res.model.name, res.model.version
     record.input_table, record.input_version = res.input_table, res.input_version
@@ -180,8 +209,9 @@ def frame_input(ctx: Context, spark, input_path: str, target: str, key: str | No
 
 
 
-def run_pipeline(ctx: Context, pipeline_file: str, run_dates: list[dt.date]):
-    """ingest -> train -> score for each date, then where to find the predictions."""
+def run_pipeline(ctx: Context, pipeline_file: str, run_dates: list[dt.date], allow_failed_checks: bool = False):
+    """ingest -> train -> score for each date, then where to find the predictions. A failed
+    error check stops the run after ingest, unless ``allow_failed_checks``."""
     t0 = time.perf_counter()
     timings_all: dict[str, float] = {}
 
@@ -192,8 +222,11 @@ def run_pipeline(ctx: Context, pipeline_file: str, run_dates: list[dt.date]):
             return result
         return call
 
+    flag = {"allow_failed_checks": allow_failed_checks}
     results = run_job(ctx, "run", pipeline_file, run_dates, [
-        ("ingest", timed(ingest_stage)), ("train", timed(train_stage)), ("score", timed(score_stage)),
+        ("ingest", timed(functools.partial(ingest_stage, **flag))),
+        ("train", timed(functools.partial(train_stage, **flag))),
+        ("score", timed(functools.partial(score_stage, **flag))),
     ])
     settings, pipeline = ctx.load(pipeline_file)
     predictions = settings.table(pipeline.tables.predictions)
@@ -210,7 +243,7 @@ def run_pipeline(ctx: Context, pipeline_file: str, run_dates: list[dt.date]):
 
 
 
-def score_with_alias(model_version: str | None, full: bool):
+def score_with_alias(model_version: str | None, full: bool, allow_failed_checks: bool = False):
     """A score stage that resolves the alias once, inside the lock, before the first date: every
     date of a backfill range is scored by the same model version."""
     from lakeforge.core import tracking
@@ -221,7 +254,8 @@ def score_with_alias(model_version: str | None, full: bool):
         if not resolved:
             tracking.configure(settings)
             resolved.append(tracking.resolve_model(pipeline.model.registered_name, pipeline.scoring.model_alias, model_version))
-        return score_stage(spark, settings, pipeline, record, timings, model=resolved[0], full=full)
+        return score_stage(spark, settings, pipeline, record, timings, model=resolved[0], full=full,
+                           allow_failed_checks=allow_failed_checks)
 
     return step
 

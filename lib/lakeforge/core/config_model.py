@@ -128,3 +128,7 @@ class ScoringConfig(StrictModel):
     #              version scored by the last successful run of an earlier date; `score --full`
     #              forces a full rescore.
     mode: Literal["full", "incremental"] = "full"
+    # A model input column null in every row to score, or null in a share of them more than 0.5
+    # above the training rows' share (e.g. a renamed source column under schema_evolution):
+    # fail: refuse, nothing is written; warn: score anyway, with a warning line.
+    on_null_inputs: Literal["fail", "warn"] = "fail"

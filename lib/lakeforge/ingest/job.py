@@ -17,8 +17,10 @@ One load of one source, in order (this module reads and writes; the steps are pu
    Only when they are too many to collect, a second pass over the files that had bad rows writes
    them. They go to ``<table>_quarantine`` (raw record, reason, source, position, run id).
    N = M + Q (+ rows removed by ``dedupe``, reported separately).
-5. Record the load in ``ingest_runs`` (counts, files, column mapping, schema changes), then run
-   the data-quality checks on the committed rows (lakeforge.ingest.quality).
+5. Run the data-quality checks on the committed rows (lakeforge.ingest.quality), then record the
+   load in ``ingest_runs`` (counts, files, column mapping, schema changes; status ``succeeded``,
+   or ``failed_checks`` when an ``error`` check failed: the load is committed, the stage fails,
+   and training and scoring do not read the version unless told to: lakeforge.ingest.gate).
 
 Exactly once: ``overwrite`` replaces the table, ``append`` replaces the run date's partition,
 ``incremental`` loads only files absent from ``ingest_runs`` (replacing rows of those files, so a
@@ -43,8 +45,8 @@ from lakeforge.core.config import PipelineConfig
 from lakeforge.core.config_source import SourceConfig
 from lakeforge.core.settings import Settings
 from lakeforge.core.errors import InputDataError, LakeforgeError
-from lakeforge.core.io import WriteResult, table_exists, write_table
-from lakeforge.ingest import quality, readers
+from lakeforge.core.io import WriteResult, latest_version, table_exists, write_table
+from lakeforge.ingest import gate, quality, readers
 from lakeforge.ingest.context import LoadContext
 from lakeforge.ingest.progress import SparkProgress
 from lakeforge.ingest.raw import read_raw
@@ -161,8 +163,11 @@ def ingest_source(spark: SparkSession, settings: Settings, pipeline: PipelineCon
     # 5. checks, and the record of the load
     if src.checks:
         _check(spark, settings, ctx, res, target.fieldNames() + ([src.row_id] if src.row_id else []), pipeline.name)
+    failed = [c.check.label for c in res.checks if not c.passed and c.check.severity == "error"]
+    if failed:
+        res.message += f"; error check(s) failed: {', '.join(failed)} (dq_results)"
     _record_run(spark, settings, res, run_id=run_id, run_date=run_date, pipeline=pipeline.name,
-                status="succeeded", started=started)
+                status="failed_checks" if failed else "succeeded", started=started)
     return res
 
 
@@ -283,13 +288,45 @@ def _nothing(res: IngestResult, src: SourceConfig, where: str, why: str, t0: flo
 
 
 def loaded_files(spark: SparkSession, settings: Settings, table: str) -> set[str]:
-    """Files already loaded into ``table`` by successful incremental loads (the manifest)."""
+    """Files already loaded into ``table`` by successful incremental loads (the manifest; the
+    files of a load that failed its checks are loaded again)."""
     runs = settings.table(INGEST_RUNS_TABLE)
     if not table_exists(spark, runs):
         return set()
     rows = (spark.table(runs).where((F.col("table_name") == table) & (F.col("status") == "succeeded"))
             .select(F.explode("files").alias("f")).distinct().collect())
     return {readers.norm_path(r["f"]) for r in rows}
+
+
+def load_history(spark: SparkSession, settings: Settings, table: str) -> list[gate.Load]:
+    """The committed loads of ``table`` since it was created (``ingest_runs``), each with whether
+    its error checks passed (its status, and ``dq_results`` for loads recorded before the status
+    ``failed_checks`` existed)."""
+    runs = settings.table(INGEST_RUNS_TABLE)
+    if not table_exists(spark, runs):
+        return []
+    created = spark.sql(f"DESCRIBE DETAIL {table}").first()["createdAt"]
+    loads = spark.table(runs).where(
+        (F.col("table_name") == table) & F.col("table_version").isNotNull() & (F.col("finished_at") >= F.lit(created))
+        & F.col("status").isin("succeeded", "failed_checks"))
+    dq = settings.table(quality.DQ_TABLE)
+    failed = F.lit(False)
+    if table_exists(spark, dq):
+        errors = (spark.table(dq).where((F.col("table_name") == table) & (F.col("severity") == "error") & ~F.col("passed"))
+                  .select("run_id", F.lit(True).alias("_failed")).distinct())
+        loads, failed = loads.join(errors, "run_id", "left"), F.coalesce(F.col("_failed"), F.lit(False))
+    rows = loads.select("table_version", "run_id", "run_date", "mode", "files",
+                        ((F.col("status") == "succeeded") & ~failed).alias("passed")).collect()
+    return [gate.Load(int(r.table_version), r.run_id, r.run_date, r.mode, frozenset(r.files or ()), bool(r.passed))
+            for r in rows]
+
+
+def checked_version(spark: SparkSession, settings: Settings, table: str, stage: str,
+                    allow_failed_checks: bool = False) -> gate.Choice:
+    """The version of ``table`` that ``stage`` ('training', 'scoring') may read: the latest, unless
+    it holds rows of a load that failed its error checks (lakeforge.ingest.gate)."""
+    return gate.choose(load_history(spark, settings, table), latest_version(spark, table), table, stage,
+                       allow_failed_checks)
 
 
 def _record_run(spark: SparkSession, settings: Settings, res: IngestResult, *, run_id: str, run_date: dt.date,
@@ -308,8 +345,11 @@ def _record_run(spark: SparkSession, settings: Settings, res: IngestResult, *, r
 
 
 def ingest(spark: SparkSession, settings: Settings, pipeline: PipelineConfig, run_id: str, run_date: dt.date,
-           only: str | None = None, progress: Callable[[str], None] | None = None) -> list[IngestResult]:
-    """Load every source of the pipeline (or only ``only``), each into its own table."""
+           only: str | None = None, progress: Callable[[str], None] | None = None,
+           allow_failed_checks: bool = False) -> list[IngestResult]:
+    """Load every source of the pipeline (or only ``only``), each into its own table. A failed
+    ``error`` check raises DataQualityError after its source's load, unless ``allow_failed_checks``
+    (then every source loads and the failures are in the results' ``checks``)."""
     plan = pipeline.ingest_plan()
     if only is not None:
         names = [n for n, _, _ in plan]
@@ -321,7 +361,10 @@ def ingest(spark: SparkSession, settings: Settings, pipeline: PipelineConfig, ru
     # later in that session (their summaries hold it) would then fail to transform.
     session = spark.newSession()
     try:
-        return _ingest_plan(spark, session, settings, pipeline, plan, run_id, run_date, progress)
+        def load(source: tuple[str, str, SourceConfig]) -> IngestResult:
+            return ingest_source(session, settings, pipeline, source, run_id, run_date, progress)
+
+        return _ingest_plan(spark, settings, pipeline, plan, run_id, run_date, load, not allow_failed_checks)
     finally:
         # PySpark's createDataFrame (the quarantine rows) makes the child session the thread's
         # active one, which get_spark() would then hand to the next stage (e.g. training):
@@ -334,12 +377,12 @@ def _make_active(spark: SparkSession) -> None:
     spark._jvm.SparkSession.setActiveSession(spark._jsparkSession)  # noqa: SLF001
 
 
-def _ingest_plan(spark: SparkSession, session: SparkSession, settings: Settings, pipeline: PipelineConfig, plan: list,
-                 run_id: str, run_date: dt.date, progress: Callable[[str], None] | None) -> list[IngestResult]:
+def _ingest_plan(spark: SparkSession, settings: Settings, pipeline: PipelineConfig, plan: list, run_id: str,
+                 run_date: dt.date, load: Callable[[tuple], IngestResult], stop_on_failed_checks: bool) -> list[IngestResult]:
     results: list[IngestResult] = []
     for name, table, src in plan:
         try:
-            res = ingest_source(session, settings, pipeline, (name, table, src), run_id, run_date, progress)
+            res = load((name, table, src))
         except LakeforgeError as exc:
             failed = IngestResult(name, settings.table(table), src.label, src.mode or "overwrite", message=str(exc))
             try:
@@ -350,6 +393,8 @@ def _ingest_plan(spark: SparkSession, session: SparkSession, settings: Settings,
             exc.results = results  # type: ignore[attr-defined] - what did load, for the summary
             raise
         results.append(res)
+        if not stop_on_failed_checks:
+            continue
         try:
             quality.raise_on_errors(res.checks, res.table)
         except quality.DataQualityError as exc:

@@ -1,5 +1,6 @@
-"""Scoring's pure steps: DataFrame in, DataFrame out (or a check that raises), no table reads
-or writes. lakeforge.scoring.job reads the input, calls these and writes the predictions."""
+"""Scoring's pure steps: DataFrame in, DataFrame out (or a check that raises, or values in,
+a message out), no table reads or writes. lakeforge.scoring.job reads the input, calls these
+and writes the predictions."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pyspark.sql import functions as F
 from lakeforge.core import tracking
 from lakeforge.core.columns import METADATA_COLUMNS
 from lakeforge.core.errors import InputDataError
+from lakeforge.core.sql import q
 from lakeforge.training.evaluation import positive_score
 
 
@@ -84,3 +86,48 @@ def check_signature(df: DataFrame, model_inputs: list[str] | None, ref: tracking
             f"input table {table} lacks column(s) {missing} that model {ref.name} version "
             f"{ref.version} needs; nothing was written"
         )
+
+
+MAX_NULL_RISE = 0.5  # a share of nulls this much above training's is not chance
+MIN_ROWS_FOR_NULL_CHECK = 20  # with fewer rows to score, null shares say little
+
+
+def input_null_counts(df: DataFrame, columns: list[str]) -> tuple[int, dict[str, int]]:
+    """ONE aggregation over ``df``: its rows and, per column, the rows where it is null (or NaN,
+    for a float column)."""
+    types = dict(df.dtypes)
+
+    def missing(c: str):
+        col = F.col(q(c))
+        return col.isNull() | F.isnan(col) if types[c] in ("double", "float") else col.isNull()
+
+    row = df.agg(F.count(F.lit(1)).alias("rows"), *[F.count_if(missing(c)).alias(f"n{i}") for i, c in enumerate(columns)]).first()
+    return int(row["rows"]), {c: int(row[f"n{i}"]) for i, c in enumerate(columns)}
+
+
+def null_input_problem(rows: int, nulls: dict[str, int], training: dict[str, float] | None,
+                       max_rise: float = MAX_NULL_RISE, min_rows: int = MIN_ROWS_FOR_NULL_CHECK) -> str | None:
+    """What is wrong with the model's input columns in the rows to score, in words (None: nothing).
+
+    ``nulls``: input column -> null rows among ``rows``; ``training``: input column -> the share of
+    training rows where it was missing (None, or a column absent: not known). A column is a
+    problem when it is null in every row and training's share is not known, or when its null
+    share is more than ``max_rise`` above training's. Fewer than ``min_rows`` rows: no verdict."""
+    if rows < min_rows:
+        return None
+    known = training or {}
+    everywhere, rose = [], []
+    for c, n in nulls.items():
+        share, before = n / rows, known.get(c)
+        if (before is None and n == rows) or (before is not None and share - before > max_rise + 1e-9):
+            (everywhere if n == rows else rose).append((c, before))
+    if not everywhere and not rose:
+        return None
+    parts = []
+    if everywhere:
+        parts.append(f"model input column(s) null in all {rows:,} rows to score: " + ", ".join(
+            c if before is None else f"{c} (training: {before:.1%})" for c, before in everywhere))
+    if rose:
+        parts.append("null far more often than in training: " + ", ".join(
+            f"{c} {nulls[c] / rows:.1%} of {rows:,} rows (training: {before:.1%})" for c, before in rose))
+    return "; ".join(parts)

@@ -2,7 +2,9 @@
 the winner registered in MLflow as ``challenger``, promoted to ``champion`` when it beats it.
 
 This module reads the table, calls the steps and writes the Delta sinks (leaderboard, feature
-ranking, gold feature table). The steps, in order:
+ranking, gold feature table). It reads the latest bronze version unless that holds rows of a
+load whose error checks failed: then the last version that passed (lakeforge.ingest.gate;
+``allow_failed_checks`` overrides). The steps, in order:
 
 1. lakeforge.training.target: the task (binary / multiclass / regression) from the config or
    inferred from the target, its class labels and metric, and the numeric label column.
@@ -29,7 +31,8 @@ ranking, gold feature table). The steps, in order:
    evaluated on the test split, logged with a signature and input example, registered, and
    given alias ``challenger``; it becomes ``champion`` only if it beats the current champion on
    the same test rows by ``model.promotion_margin`` (the first version becomes champion
-   directly).
+   directly). The version's tag ``lakeforge.input_null_shares`` keeps the training rows' null
+   share per input column, for scoring's check (lakeforge.training.input_nulls).
 
 A ``model.max_minutes`` budget (from the start of training): after it no new algorithm starts
 (started ones finish their folds; the first always runs); the leaderboard lists the rest as
@@ -54,16 +57,18 @@ from lakeforge.core.columns import FEATURES_COL, FOLD_COL, LABEL_COL, WEIGHT_COL
 from lakeforge.core.config import PipelineConfig
 from lakeforge.core.settings import Settings
 from lakeforge.core.errors import InputDataError
-from lakeforge.core.io import latest_version, read_version, require_columns, write_table
+from lakeforge.core.io import read_version, require_columns, write_table
 from lakeforge.features.dedupe import deduplicate
 from lakeforge.features.pipeline import is_supervised, preprocessing_pipeline
 from lakeforge.features.plan import FeaturePlan, plan_features, resolve_roles
 from lakeforge.features.slots import feature_table
 from lakeforge.features.statistics import feature_statistics
+from lakeforge.ingest.job import checked_version
 from lakeforge.training import evaluation
 from lakeforge.training.algorithms import Estimators
 from lakeforge.training.choose import choose_threshold, leaderboard, rank, refit_penalty, select, set_threshold
 from lakeforge.training.importances import feature_importances
+from lakeforge.training.input_nulls import tag_null_shares
 from lakeforge.training.register import Lineage, Registration, Trained, log_and_register
 from lakeforge.training.search import Candidate, SearchSpec, candidates, fold_frames, search
 from lakeforge.training.split import check_counts, record_counts, split_counts, split_rows, with_class_weights
@@ -128,12 +133,13 @@ def train(
     run_id: str,
     run_date: dt.date,
     progress: Callable[[str], None] | None = None,
+    allow_failed_checks: bool = False,
 ) -> TrainResult:
     say = progress or (lambda _msg: None)
     cfg = pipeline.model
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    d = _read_and_split(spark, settings, pipeline)
+    d = _read_and_split(spark, settings, pipeline, allow_failed_checks, say)
     timings["read_split"] = time.perf_counter() - t0
     say(f"{d.target.task} target {pipeline.target!r}: {d.rows_train:,} training rows, {d.rows_test:,} test rows; "
         f"metric {d.metric}")
@@ -172,6 +178,7 @@ def train(
     lineage = Lineage(d.table, d.version, run_id, run_date)
     t = time.perf_counter()
     reg = log_and_register(settings, pipeline, lineage, trained)
+    tag_null_shares(reg.model, d.plan)  # read by scoring
     timings["mlflow_log_register"] = time.perf_counter() - t
     feats.train_features.unpersist()
     d.labelled.unpersist()  # the cache under data, train_df and test_df
@@ -183,13 +190,18 @@ def train(
                        reg.report, preprocessing=d.plan.report.to_dict())
 
 
-def _read_and_split(spark: SparkSession, settings: Settings, pipeline: PipelineConfig) -> _Data:
-    """Read the latest bronze version, plan the features, infer the target, split and profile."""
+def _read_and_split(spark: SparkSession, settings: Settings, pipeline: PipelineConfig, allow_failed_checks: bool,
+                    say: Callable[[str], None]) -> _Data:
+    """Read the bronze version the data-quality gate allows, plan the features, infer the target,
+    split and profile."""
     cfg = pipeline.model
     table = settings.table(pipeline.tables.bronze)
     if not spark.catalog.tableExists(table):
         raise InputDataError(f"table {table} does not exist; run 'lakeforge ingest {pipeline.file}' first")
-    version = latest_version(spark, table)
+    choice = checked_version(spark, settings, table, "training", allow_failed_checks)
+    if choice.note:
+        say(choice.note)
+    version = choice.version
     raw = read_version(spark, table, version)
     require_columns(raw, [pipeline.key, pipeline.target], f"table {table}")
     roles = resolve_roles(raw, pipeline.features, pipeline.key, pipeline.target)
