@@ -1,5 +1,6 @@
 """Problem framing: the card for the Telco data, leakage suspects, the zero-config run."""
 
+import datetime as dt
 import shutil
 
 import pytest
@@ -324,3 +325,41 @@ def test_frame_reads_excel_json_lines_and_folders_and_finds_their_keys(spark, ov
     (junk / "a.parquet").write_text("not parquet")
     assert _main(overlay, "frame", "--input", str(junk), "--target", "y", "--output", str(tmp_path / "j.yaml")) == 2
     assert "cannot read" in (err := capsys.readouterr().err) and "a.parquet is not a Parquet file" in err
+
+
+def test_a_key_is_exactly_unique_else_the_row_id_and_a_unique_key_gets_a_check(spark, settings, tmp_path):
+    from lakeforge.ingest.job import ingest
+    from lakeforge.ingest.quality import DataQualityError
+    from lakeforge.profiling.card import to_yaml
+    from lakeforge.profiling.frame import frame
+
+    # 400 titles, 20 of them twice (5 % of the values): about one distinct value per row, ID-like, no key
+    titles = [f"Song {i:04d}" for i in range(400)] + [f"Song {i:04d}" for i in range(0, 400, 20)]
+    rows = [(t, float(i % 7), "ab"[i % 2]) for i, t in enumerate(titles)]
+    df = spark.createDataFrame(rows, "title string, score double, y string")
+    card = frame(df, "y", {"format": "csv", "path": "x"}, "songs")
+    assert (card.key, card.row_id) == ("row_id", "row_id")
+    title = next(c for c in card.columns if c.name == "title")
+    assert title.role == "id" and title.reason.endswith("; not unique: 20 of 420 rows repeat a value, so not the key")
+    text = to_yaml(card)
+    assert "# Key: title is not unique: 20 of 420 rows repeat a value, so ingest adds row_id" in text
+    assert "checks:" not in text  # the row id is unique by construction
+    (tmp_path / "songs.yaml").write_text(text)
+    assert load_pipeline(tmp_path / "songs.yaml").source.row_id == "row_id"
+
+    # unique titles: the key, with a unique(key) check of severity error, so that a load repeating one fails
+    src = tmp_path / "songs.csv"
+    src.write_text("title,score,y\n" + "".join(f"{t},{s},{y}\n" for t, s, y in rows[:400]))
+    card = frame(spark.read.option("header", True).csv(str(src)), "y", {"format": "csv", "path": str(src),
+                                                                        "options": {"header": True}}, "songs_unique")
+    assert (card.key, card.row_id) == ("title", None)
+    out = tmp_path / "songs_unique.yaml"
+    out.write_text(to_yaml(card))
+    pipe = load_pipeline(out)
+    [check] = pipe.source.checks
+    assert (check.type, check.target_columns, check.severity, check.label) == ("unique", ["title"], "error", "unique(title)")
+    [res] = ingest(spark, settings, pipe, "k1", dt.date(2026, 6, 1))
+    assert res.rows_loaded == 400 and [c.passed for c in res.checks] == [True]
+    src.write_text(src.read_text() + "Song 0007,1.0,a\n")
+    with pytest.raises(DataQualityError, match=r"unique\(title\): 1 rows repeat a key"):
+        ingest(spark, settings, pipe, "k2", dt.date(2026, 6, 2))

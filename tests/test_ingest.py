@@ -433,6 +433,41 @@ def test_http_api_pages_into_bronze(spark, settings, tmp_path, api_server):
     assert not spark.catalog.tableExists("lakeforge.bronze_ing_api_down")
 
 
+def test_a_first_load_keeps_a_columns_type_when_a_few_values_do_not_parse(spark, settings, tmp_path):
+    from lakeforge.ingest.types import infer_strings, tolerant_type
+
+    # at least 99 % of the non-blank values parse, some do not: the type, widened to cover every value that parses
+    assert tolerant_type(200, {"int": 199, "bigint": 199, "double": 199, "date": 0, "timestamp": 0}) == "int"
+    assert tolerant_type(200, {"int": 198, "bigint": 198, "double": 199, "date": 0, "timestamp": 0}) == "double"
+    assert tolerant_type(200, {"int": 0, "bigint": 0, "double": 0, "date": 198, "timestamp": 199}) == "timestamp"
+    assert tolerant_type(200, {"int": 197, "bigint": 197, "double": 197, "date": 0, "timestamp": 0}) is None  # 98.5 %
+    assert tolerant_type(50, {"int": 49, "bigint": 49, "double": 49, "date": 0, "timestamp": 0}) is None  # 98 %
+    assert tolerant_type(200, {"int": 200, "bigint": 200, "double": 200, "date": 0, "timestamp": 0}) is None  # all: Spark's call
+    strings = spark.createDataFrame([(str(i) if i != 5 else "n/a",) for i in range(150)], "v string")
+    assert infer_strings(strings, ["v"])["v"].dataType.simpleString() == "bigint"  # Excel, HTTP: the same rule
+
+    # one 'abc' among 200 integers: tenure is an int column, the row is a bad record with the usual reason
+    f = tmp_path / "tenure.csv"
+    f.write_text("id,tenure,plan\n" + "".join(f"{i},{'abc' if i == 57 else i % 72},{'ab'[i % 2]}\n" for i in range(200)))
+    p = pipeline(tmp_path, {"format": "csv", "path": str(f), "options": {"header": True}}, name="ing_tolerant")
+    said = []
+    [res] = ingest(spark, settings, p, "t1", D1, progress=said.append)
+    assert counts(res) == (200, 199, 1) and res.counts_add_up
+    assert "main: tenure int: 1 of 200 values do not parse: they are bad records (on_bad_records: quarantine)" in said
+    bronze = spark.table("lakeforge.bronze_ing_tolerant")
+    assert dict(bronze.dtypes)["tenure"] == "int" and bronze.where("id = 57").count() == 0
+    q = spark.table("lakeforge.bronze_ing_tolerant_quarantine").collect()
+    assert [(r["_reason"], r["_raw"]) for r in q] == [("column tenure: 'abc' is not a valid int", "57,abc,b")]
+    # the same file into the table, now of known schema: the same outcome
+    [again] = ingest(spark, settings, p, "t2", D1)
+    assert counts(again) == (200, 199, 1)
+    # 3 of 200 (1.5 %) do not parse: too many to be bad records, the column is text
+    f.write_text("id,tenure,plan\n" + "".join(f"{i},{'abc' if i in (1, 2, 3) else i},a\n" for i in range(200)))
+    p = pipeline(tmp_path, {"format": "csv", "path": str(f), "options": {"header": True}}, name="ing_tolerant_text")
+    [res] = ingest(spark, settings, p, "t3", D1)
+    assert counts(res) == (200, 200, 0) and dict(spark.table("lakeforge.bronze_ing_tolerant_text").dtypes)["tenure"] == "string"
+
+
 def test_unique_counts_repeated_whole_keys_only_nulls_are_not_nulls_business(spark):
     from lakeforge.core.config_source import CheckConfig
     from lakeforge.ingest.quality import evaluate

@@ -110,7 +110,7 @@ def print_card(card) -> None:
               + (f"; classes: {shares}" if shares else ""))
     out.print(f"Metric: {card.metric} ({card.metric_reason}); key: {card.key}")
     if card.row_id:
-        out.print(f"Key: no ID-like column, so ingest adds {card.row_id}: a hash of each row's content (source.row_id)")
+        out.print(f"Key: {card.key_note or 'no ID-like column'}, so ingest adds {card.row_id}: a hash of each row's content (source.row_id)")
     out.print("Leakage suspects: " + ("; ".join(card.leakage) if card.leakage else "none"))
     if card.renamed:
         out.print("Column names in bronze: " + renames(card.renamed, "all in the card"))

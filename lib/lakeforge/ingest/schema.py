@@ -2,7 +2,9 @@
 
 Column names are normalised to stable identifiers (the mapping is recorded). The schema is the
 config's ``schema``; else the bronze table's (enforced: a new, missing or retyped column fails the
-load with the differences listed, unless ``schema_evolution``); else inferred on the first load.
+load with the differences listed, unless ``schema_evolution``); else inferred on the first load,
+where a column whose values nearly all (99 %) parse as numbers or times gets that type and the few
+that do not are bad records (lakeforge.ingest.types.tolerant_type).
 
 Pure steps: no table reads or writes (the callers pass the table's schema).
 """
@@ -22,7 +24,7 @@ from lakeforge.core.names import normalise_names
 from lakeforge.ingest.context import LoadContext
 from lakeforge.ingest.raw import RawRead
 from lakeforge.ingest.readers import CORRUPT, POSITION, SOURCE
-from lakeforge.ingest.types import accepts, cast_text, infer_strings, nested_as_text, option
+from lakeforge.ingest.types import accepts, cast_text, infer_strings, nested_as_text, option, tolerate_bad_values
 
 # ------------------------------------------------------------------------------------------
 # The bronze table's layout
@@ -138,8 +140,10 @@ def decide_target(raw: RawRead, data_cols: list[str], explicit: StructType | Non
                                  "add them to 'schema' or set schema_evolution: true")
     elif table_schema is not None:
         target, changes = _evolve(raw, data_cols, sample, ctx)
-    elif src.format == "csv":
-        target = inferred
+    elif src.format == "csv":  # Spark's inference, tolerant of a few values that do not parse
+        target, retyped = tolerate_bad_values(raw.df, inferred)
+        for note in retyped:
+            ctx.say(f"{ctx.name}: {note}: they are bad records (on_bad_records: {src.on_bad_records})")
     elif src.format in ("excel", "http"):
         target = infer_strings(raw.df, data_cols)
     else:

@@ -35,6 +35,7 @@ class ProblemCard:
     leakage: list[str] = field(default_factory=list)
     renamed: dict[str, str] = field(default_factory=dict)  # name in the data -> name in bronze
     row_id: str | None = None  # no key column in the data: the key is this id, added by ingest
+    key_note: str = ""  # why no column is the key ("title is not unique: ..."); "": none looked like one
 
     def roles(self, role: str) -> list[str]:
         return [c.name for c in self.columns if c.role == role]
@@ -77,7 +78,8 @@ def _comments(card: ProblemCard) -> list[str]:
         lines.append("# Column names as the bronze table has them (not valid identifiers in the data): "
                      + ", ".join(f"{a!r} -> {b}" for a, b in card.renamed.items()) + ".")
     if card.row_id:
-        lines.append(f"# Key: no ID-like column in the data, so ingest adds {card.row_id}, a hash of each row's "
+        why = card.key_note or "no ID-like column in the data"
+        lines.append(f"# Key: {why}, so ingest adds {card.row_id}, a hash of each row's "
                      "content (source.row_id; identical rows get -2, -3...). Name a real key column instead if there is one.")
     lines.append("# Columns:")
     for c in card.columns:
@@ -86,7 +88,8 @@ def _comments(card: ProblemCard) -> list[str]:
 
 
 def _source_lines(card: ProblemCard) -> list[str]:
-    """name, source, key, target, positive_class, tables."""
+    """name, source (with a unique(key) check when the key is a column of the data), key, target,
+    positive_class, tables."""
     src = card.source
     lines = [
         f"name: {card.name}",
@@ -99,6 +102,9 @@ def _source_lines(card: ProblemCard) -> list[str]:
         lines += [f"    {k}: {_q(v)}" for k, v in src["options"].items()]
     if card.row_id:
         lines.append(f"  row_id: {card.row_id}")
+    else:  # the key must stay unique: a load that repeats one fails (the row id is unique by construction)
+        lines.append("  checks:")
+        lines.append(f"    - {{type: unique, column: {_q(card.key)}, severity: error}}  # a load that repeats a key fails")
     lines += [
         f"key: {_q(card.key)}",
         f"target: {_q(card.target)}",

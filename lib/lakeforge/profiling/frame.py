@@ -5,8 +5,10 @@ One statistics aggregation over all columns (nulls, approximate distinct counts,
 values parse as numbers or timestamps, text length: lakeforge.profiling.frame_columns, which
 also gives each column its role); one grouped count of the target's values; one query for the
 leakage check of every column (correlations, or the purity of each categorical column's levels:
-lakeforge.profiling.leakage.card_leakage). Three passes over the data whatever the number of
-columns; nothing row-level reaches the driver.
+lakeforge.profiling.leakage.card_leakage); when the key is not given, one exact count of the
+distinct values of the columns that may be the key (the key must be unique: else ingest adds a
+row id). Three or four passes over the data whatever the number of columns; nothing row-level
+reaches the driver.
 
 The helpers for the target (``infer_task``, ``default_positive``, ``as_text``, ``MAX_CLASSES``)
 are shared with the EDA profile and training.
@@ -23,7 +25,7 @@ from pyspark.sql.types import NumericType
 from lakeforge.core.errors import InputDataError, delimiter_hint, wrong_delimiter
 from lakeforge.core.names import normalise_names
 from lakeforge.profiling.card import ProblemCard
-from lakeforge.profiling.frame_columns import choose_key, detect_columns, framing_statistics
+from lakeforge.profiling.frame_columns import choose_key, detect_columns, framing_statistics, key_candidates, key_repeats
 from lakeforge.profiling.leakage import card_leakage
 
 MAX_CLASSES = 50
@@ -74,13 +76,14 @@ def frame(df: DataFrame, target: str, source: dict, name: str, key: str | None =
     task, task_reason, shares = _target_classes(df, target)
     positive = default_positive(list(shares), lambda: shares) if task == "binary" else None
     columns, fallback_keys = detect_columns(df, stats, target, key, source)
-    row_id = None
+    row_id, key_note = None, ""
     if key is None:
-        key, row_id = choose_key(columns, fallback_keys, df.columns)
+        candidates = key_candidates(columns, fallback_keys)
+        key, row_id, key_note = choose_key(candidates, key_repeats(df, [c.name for c in candidates]), df.columns)
     leakage = card_leakage(df, target, columns, task, rows)
     metric, metric_reason = _metric(task, shares)
     return ProblemCard(name, source, rows, target, task, task_reason, key, positive, metric, metric_reason,
-                       shares, columns, leakage, renamed, row_id)
+                       shares, columns, leakage, renamed, row_id, key_note)
 
 
 def _bronze_names(df: DataFrame, target: str, key: str | None) -> tuple[DataFrame, str, str | None, dict[str, str]]:
