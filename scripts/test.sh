@@ -13,4 +13,4 @@ case "${1:-}" in -h|--help) sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 0;; 
 export LAKEFORGE_TEST_STARTED="${LAKEFORGE_TEST_STARTED:-$(date +%s)}"
 bash scripts/setup.sh
 bash scripts/system_packages.sh   # PostgreSQL and Chromium for the ingest and report tests
-exec "$ROOT/.venv/bin/python" -m pytest -n "${LAKEFORGE_TEST_WORKERS:-2}" --dist loadfile --durations=30 "$@"
+exec "$ROOT/.venv/bin/python" -m pytest -n "${LAKEFORGE_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder --durations=30 "$@"
