@@ -86,7 +86,7 @@ def spark(settings):
 # and files are handed out in collection order. The longest files go first, so that the last
 # ones to start are short and both workers finish close together. Measured with
 # `scripts/test.sh --durations=0`; files not listed keep their order after these.
-LONGEST_FIRST = ("test_frame.py", "test_pipeline_e2e.py", "test_cluster.py", "test_sql_server.py", "test_ingest.py",
+LONGEST_FIRST = ("test_frame.py", "test_pipeline_e2e.py", "test_cluster.py", "test_quality_gate.py", "test_sql_server.py", "test_ingest.py",
                  "test_training.py", "test_scheduling.py", "test_cli.py", "test_preprocessing.py", "test_profile.py",
                  "test_mlflow_server.py")
 

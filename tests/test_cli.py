@@ -154,7 +154,7 @@ def test_a_second_process_on_the_embedded_metastore_is_told_why_at_once(spark, o
     assert "metastore_db is in use by another lakeforge process; wait for it to finish" in proc.stderr
     assert "unexpected" not in proc.stderr and "RetryingHMSHandler" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0, proc.stderr  # one line, before any Spark start-up
-    assert seconds < 10, f"took {seconds:.1f} s (Hive's retries take about 25 s)"
+    assert seconds < 20, f"took {seconds:.1f} s (a JVM start and Hive's retries took over 35 s)"
 
 
 @pytest.mark.slow
