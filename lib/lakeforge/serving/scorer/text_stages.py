@@ -1,0 +1,1 @@
+"""Numpy versions of Spark ML stages: see lakeforge.serving.scorer.pipeline.STAGE_MODULES."""
