@@ -20,6 +20,7 @@ from lakeforge import __version__
 from lakeforge.app import runner
 from lakeforge.app.console import done, err, error, note, out, print_card, print_profile, stage
 from lakeforge.app.runner import Context
+from lakeforge.app.cli_serve import export_cmd, serve_cmd
 from lakeforge.core.errors import LakeforgeError
 
 
@@ -349,6 +350,10 @@ def profile_cmd(ctx: Context, pipeline_file: str, threshold: float) -> None:
         r = res.result
         done(t0, f"{r.rows:,} rows, {len(r.columns)} columns, {r.passes} passes over the data")
     print_profile(res, threshold)
+
+
+cli.add_command(serve_cmd, "serve")
+cli.add_command(export_cmd, "export")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -61,10 +61,28 @@ class MlflowSettings(StrictModel):
     experiment: str = "lakeforge"
 
 
+class ServingConfig(StrictModel):
+    """``lakeforge serve``: the HTTP server of a registered model (lakeforge.serving.app)."""
+
+    host: str = "127.0.0.1"  # loopback unless you mean otherwise
+    port: int = Field(8000, ge=1, le=65535)
+    reload_interval_s: float = Field(30.0, ge=0)  # re-check the alias this often (0: only POST /reload)
+    max_records: int = Field(10_000, ge=1)  # records per request (more: 413)
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)  # request body (more: 413)
+    ignore_unknown_fields: bool = False  # false: a field that is not a model input (or the key) is a 422
+    allow_non_finite: bool = False  # NaN/Infinity in float columns (never in other columns)
+    token_env: str | None = None  # name of the environment variable holding the bearer token (null: no auth)
+    log_dir: str | None = "logs/predictions"  # JSON-lines prediction log, <log_dir>/<pipeline>/ (null: off)
+    log_max_bytes: int = Field(64 * 1024 * 1024, ge=1024)  # finish a log file at this size
+    log_max_age_s: float = Field(3600.0, gt=0)  # ... or this age (then it is ingestable)
+    log_queue: int = Field(100_000, ge=1)  # records waiting to be written (more: dropped and counted)
+
+
 class Settings(StrictModel):
     spark: SparkSettings = SparkSettings()
     catalog: CatalogSettings = CatalogSettings()
     mlflow: MlflowSettings = MlflowSettings()
+    serving: ServingConfig = ServingConfig()
     # HTML reports and their PNG plots (also logged to MLflow); null: MLflow only.
     reports_dir: str | None = "reports"
     # Set by the loader, not by YAML.
