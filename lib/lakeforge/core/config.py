@@ -20,6 +20,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from lakeforge.core.config_base import IDENTIFIER, StrictModel, TABLE_NAME, format_validation_error, read_yaml
 from lakeforge.core.config_features import FeatureSelectionConfig, FeaturesConfig, PreprocessingConfig
 from lakeforge.core.config_model import ModelConfig, ScoringConfig
+from lakeforge.core.config_monitor import MonitoringConfig
 from lakeforge.core.config_source import IngestConfig, SourceConfig
 from lakeforge.core.errors import ConfigError
 
@@ -59,6 +60,7 @@ class PipelineConfig(StrictModel):
     selection: FeatureSelectionConfig = FeatureSelectionConfig()
     model: ModelConfig
     scoring: ScoringConfig = ScoringConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
     # Set by the loader.
     file: Path = Field(default=Path("."), exclude=True)
 
