@@ -150,3 +150,120 @@ def with_nulls(values: np.ndarray, nulls: np.ndarray) -> np.ndarray:
     out = values.astype(object)
     out[nulls] = None
     return out
+
+
+# --- helpers of the model stages (linear_models, tree_models, meta_models) ---------------------------
+
+
+def short_name(meta: dict) -> str:
+    """The stage's Spark class name without its package (``LogisticRegressionModel``)."""
+    return meta["class"].rsplit(".", 1)[-1]
+
+
+def feature_matrix(frame: Frame, col: str) -> np.ndarray:
+    """The vector column ``col`` as a 2-D float64 array (rows, size)."""
+    values = frame[col]
+    if values.dtype == object:  # a column of 1-D vectors
+        if len(values) == 0:
+            return np.zeros((0, 0))
+        return np.vstack([np.asarray(v, dtype=np.float64) for v in values])
+    return np.asarray(values, dtype=np.float64).reshape(len(values), -1)
+
+
+def spark_argmax(values: np.ndarray) -> np.ndarray:
+    """Per row, the index of the first largest value as Spark's ``Vector.argmax`` finds it
+    (strictly greater replaces: a NaN in column 0 keeps index 0), as float64 predictions."""
+    best = np.zeros(len(values), dtype=np.float64)
+    if values.shape[1] == 0:
+        return best
+    top = values[:, 0].copy()
+    for i in range(1, values.shape[1]):
+        better = values[:, i] > top
+        best[better] = i
+        top[better] = values[better, i]
+    return best
+
+
+def thresholded_argmax(probability: np.ndarray, thresholds: list[float]) -> np.ndarray:
+    """Spark's ``probability2prediction`` with ``thresholds``: the first class with the largest
+    probability / threshold; a zero threshold wins outright (the last such class)."""
+    best = np.zeros(len(probability), dtype=np.float64)
+    top = np.full(len(probability), -np.inf)
+    for i, t in enumerate(thresholds):
+        if t == 0.0:
+            best[:] = i
+            top[:] = np.inf
+            continue
+        scaled = probability[:, i] / t
+        better = scaled > top
+        best[better] = i
+        top[better] = scaled[better]
+    return best
+
+
+class ClassifierStage:
+    """Spark's ``ClassificationModel`` / ``ProbabilisticClassificationModel`` transform: subclasses
+    give ``predict_raw`` (and, when probabilistic, ``raw_to_probability``); the outputs are the
+    columns whose params are non-empty, the prediction computed from the raw column as Spark does."""
+
+    probabilistic = True
+
+    def __init__(self, meta: dict):
+        self.name = short_name(meta)
+        self.features_col = param(meta, "featuresCol", "features")
+        self.prediction_col = param(meta, "predictionCol", "prediction")
+        self.raw_col = param(meta, "rawPredictionCol", "rawPrediction")
+        self.probability_col = param(meta, "probabilityCol", "probability") if self.probabilistic else ""
+        self.thresholds = meta.get("paramMap", {}).get("thresholds")  # only when set
+
+    def predict_raw(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def raw_to_probability(self, raw: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def raw_to_prediction(self, raw: np.ndarray) -> np.ndarray:
+        if self.probabilistic and self.thresholds is not None:
+            return self.probability_to_prediction(self.raw_to_probability(raw))
+        return spark_argmax(raw)
+
+    def probability_to_prediction(self, probability: np.ndarray) -> np.ndarray:
+        if self.thresholds is None:
+            return spark_argmax(probability)
+        return thresholded_argmax(probability, self.thresholds)
+
+    def transform(self, frame: Frame) -> Frame:
+        out = dict(frame)
+        if not (self.raw_col or self.probability_col or self.prediction_col):
+            return out
+        raw = self.predict_raw(feature_matrix(frame, self.features_col))
+        probability = None
+        if self.raw_col:
+            out[self.raw_col] = raw
+        if self.probability_col:
+            probability = self.raw_to_probability(raw)
+            out[self.probability_col] = probability
+        if self.prediction_col:
+            if self.raw_col or probability is None:
+                out[self.prediction_col] = self.raw_to_prediction(raw)
+            else:
+                out[self.prediction_col] = self.probability_to_prediction(probability)
+        return out
+
+
+class RegressorStage:
+    """Spark's ``RegressionModel`` transform: subclasses give ``predict`` (rows -> float64)."""
+
+    def __init__(self, meta: dict):
+        self.name = short_name(meta)
+        self.features_col = param(meta, "featuresCol", "features")
+        self.prediction_col = param(meta, "predictionCol", "prediction")
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def transform(self, frame: Frame) -> Frame:
+        out = dict(frame)
+        if self.prediction_col:
+            out[self.prediction_col] = self.predict(feature_matrix(frame, self.features_col))
+        return out
