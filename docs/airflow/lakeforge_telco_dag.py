@@ -1,5 +1,5 @@
-"""Example Apache Airflow DAGs for lakeforge (Airflow 2.x/3.x): daily ingest -> score, weekly
-train. Copy to your DAG folder and set LAKEFORGE_HOME to the project checkout on the workers.
+"""Example Apache Airflow DAGs for lakeforge (Airflow 2.x/3.x): daily ingest -> score -> monitor
+(-> retrain when an alert is confirmed), weekly train. Copy to your DAG folder and set LAKEFORGE_HOME to the project checkout on the workers.
 
 Each task runs one lakeforge job for the DAG run's logical date ({{ ds }}), so Airflow's
 retries and backfills (`airflow dags backfill`) are idempotent: rerunning a date replaces that
@@ -31,15 +31,18 @@ with DAG(
 ) as daily:
     ingest = BashOperator(task_id="ingest", bash_command=f"{CLI} ingest {PIPELINE} --run-date {{{{ ds }}}}")
     score = BashOperator(task_id="score", bash_command=f"{CLI} score {PIPELINE} --run-date {{{{ ds }}}}")
-    # monitor: drift monitoring is a later lakeforge issue; until then, check the run records.
+    # monitor exits 3 when a drift / performance alert is confirmed (2 of the last 5 windows breach):
+    # that exit code is Airflow's "skip" (skip_on_exit_code), anything else non-zero fails the task.
+    # "alerted" succeeds only when monitor exited 3, so retrain runs only then (trigger_rule).
     monitor = BashOperator(
         task_id="monitor",
-        bash_command=(
-            f"{CLI} sql \"SELECT job, status, rows_out, model_version FROM lakeforge.job_runs "
-            f"WHERE run_date = DATE'{{{{ ds }}}}' ORDER BY started_at\""
-        ),
+        bash_command=f"{CLI} monitor {PIPELINE} --run-date {{{{ ds }}}}",
+        skip_on_exit_code=3,
     )
-    ingest >> score >> monitor
+    alerted = BashOperator(task_id="alerted", bash_command="echo 'alert confirmed: retraining'",
+                           trigger_rule="all_skipped")
+    retrain = BashOperator(task_id="retrain", bash_command=f"{CLI} retrain {PIPELINE} --run-date {{{{ ds }}}}")
+    ingest >> score >> monitor >> alerted >> retrain
 
 with DAG(
     "lakeforge_telco_weekly_train",

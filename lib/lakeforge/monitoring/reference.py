@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 
 import numpy as np
 from pyspark.ml import PipelineModel
@@ -65,9 +66,24 @@ def window_specs(reference: dict) -> list[ColumnSpec]:
 
 def reference_from_training(spark: SparkSession, settings: Settings, pipeline: PipelineConfig,
                             ref: tracking.ModelRef, model: PipelineModel, test_df: DataFrame,
-                            inputs: list[str]) -> dict:
-    """Training's one call: score the held-out rows, summarise inputs and score, store and log them."""
+                            inputs: list[str]) -> dict | None:
+    """Training's one call: score the held-out rows, summarise inputs and score, store and log them.
+    A failure here does not fail training: one warning line, and monitor says the reference is missing."""
+    try:
+        return _reference_from_training(spark, settings, pipeline, ref, model, test_df, inputs)
+    except Exception as exc:  # noqa: BLE001 - monitoring must not break training
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        print(f"warning: monitoring reference of {ref.name} version {ref.version} not stored: "
+              f"{type(exc).__name__}: {first}", file=sys.stderr)
+        return None
+
+
+def _reference_from_training(spark: SparkSession, settings: Settings, pipeline: PipelineConfig,
+                             ref: tracking.ModelRef, model: PipelineModel, test_df: DataFrame,
+                             inputs: list[str]) -> dict | None:
     task = tracking.model_task(ref)
+    if task not in ("binary", "multiclass", "regression"):
+        return None
     scored = test_df.transform(with_predictions(model, pipeline.key, ref, dt.date.today(), list(inputs), task)).cache()
     try:
         columns = [*inputs, *[c for c in SCORE_COLUMNS if c in scored.columns]]

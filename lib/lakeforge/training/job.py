@@ -69,6 +69,7 @@ from lakeforge.training.algorithms import Estimators
 from lakeforge.training.choose import choose_threshold, leaderboard, rank, refit_penalty, select, set_threshold
 from lakeforge.training.importances import feature_importances
 from lakeforge.training.input_nulls import tag_null_shares
+from lakeforge.monitoring.reference import reference_from_training
 from lakeforge.training.register import Lineage, Registration, Trained, log_and_register
 from lakeforge.training.search import Candidate, SearchSpec, candidates, fold_frames, search
 from lakeforge.training.split import check_counts, record_counts, split_counts, split_rows, with_class_weights
@@ -179,6 +180,7 @@ def train(
     t = time.perf_counter()
     reg = log_and_register(settings, pipeline, lineage, trained)
     tag_null_shares(reg.model, d.plan)  # read by scoring
+    reference_from_training(spark, settings, pipeline, reg.model, model, d.test_df, d.plan.inputs)  # lakeforge monitor
     timings["mlflow_log_register"] = time.perf_counter() - t
     feats.train_features.unpersist()
     d.labelled.unpersist()  # the cache under data, train_df and test_df
