@@ -51,6 +51,27 @@ def run_date_options(f):
     )(f)
 
 
+def task_options(f):
+    """--task clustering|recommendation with --user/--item/--rating, kept in the click context's
+    meta (read by _task()): the commands' signatures stay as they are."""
+    def keep(ctx, param, value):
+        ctx.meta[f"lakeforge.{param.name}"] = value
+    for name, help_ in (("rating", "Recommendation: the rating column (none: implicit feedback)."),
+                        ("item", "Recommendation: the item id column."), ("user", "Recommendation: the user id column.")):
+        f = click.option(f"--{name}", metavar="COLUMN", expose_value=False, callback=keep, help=help_)(f)
+    return click.option("--task", type=click.Choice(["clustering", "recommendation"]), expose_value=False,
+                        callback=keep, help="A problem without a target (default: predict --target).")(f)
+
+
+def _task() -> dict | None:
+    meta = click.get_current_context().meta
+    if not meta.get("lakeforge.task"):
+        if meta.get("lakeforge.user") or meta.get("lakeforge.item") or meta.get("lakeforge.rating"):
+            raise click.UsageError("--user/--item/--rating go with --task recommendation")
+        return None
+    return {k: meta.get(f"lakeforge.{k}") for k in ("task", "user", "item", "rating")}
+
+
 pipeline_argument = click.argument("pipeline_file", metavar="PIPELINE_YAML", type=click.Path(dir_okay=False))
 allow_failed_checks_option = click.option(
     "--allow-failed-checks", is_flag=True,
@@ -126,24 +147,26 @@ def score_cmd(ctx: Context, pipeline_file: str, run_date, date_from, date_to, mo
 @cli.command("frame")
 @click.option("--input", "input_path", required=True, metavar="PATH|TABLE",
               help="CSV / JSON lines / Parquet / Excel (.xlsx) file or folder, a Delta folder, or a table name.")
-@click.option("--target", required=True, metavar="COLUMN", help="The column to predict.")
+@click.option("--target", metavar="COLUMN", help="The column to predict (none with --task).")
+@task_options
 @click.option("--key", metavar="COLUMN", help="The entity id column (default: the first ID-like column).")
 @click.option("--name", metavar="NAME", help="Pipeline name (default: from the input's file name).")
 @click.option("--output", "-o", metavar="FILE", help="Where to write the YAML (default: conf/pipelines/NAME.yaml).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @click.pass_obj
-def frame_cmd(ctx: Context, input_path: str, target: str, key: str | None, name: str | None, output: str | None,
+def frame_cmd(ctx: Context, input_path: str, target: str | None, key: str | None, name: str | None, output: str | None,
               force: bool) -> None:
     """Inspect a dataset and its target; write the pipeline YAML (the problem card).
 
     Infers the task (binary / multiclass / regression, with the reason), the positive class, the
     primary metric, each column's role (numeric, categorical, datetime, text, ID-like -> excluded),
     class imbalance and leakage suspects, and a default model search. Edit it, then
-    'lakeforge run FILE'.
+    'lakeforge run FILE'. Without a target: --task clustering, or --task recommendation
+    --user COL --item COL [--rating COL].
     """
     settings = ctx.settings
     with runner.session(settings) as spark:
-        card = runner.frame_input(ctx, spark, input_path, target, key, name)
+        card = runner.frame_input(ctx, spark, input_path, target, key, name, _task())
     path = settings.path(output or f"conf/pipelines/{card.name}.yaml")
     if path.exists() and not force:
         raise click.UsageError(f"{path} exists; choose --output or add --force")
@@ -157,6 +180,7 @@ def frame_cmd(ctx: Context, input_path: str, target: str, key: str | None, name:
 @run_date_options
 @click.option("--input", "input_path", metavar="PATH|TABLE", help="Zero-config: frame this dataset instead of a YAML.")
 @click.option("--target", metavar="COLUMN", help="Zero-config: the column to predict (with --input).")
+@task_options
 @click.option("--key", metavar="COLUMN", help="Zero-config: the entity id column (default: the first ID-like column).")
 @click.option("--allow-failed-checks", is_flag=True,
               help="Go on to train and score when a load's error-severity data-quality checks fail (default: stop).")
@@ -171,14 +195,15 @@ def run_cmd(ctx: Context, pipeline_file: str | None, run_date, date_from, date_t
     Zero-config:     lakeforge run --input data.csv --target Churn
     (frames the data with defaults, saves the card to reports/NAME/pipeline.yaml, then runs it)
     """
-    if input_path or target:
+    task = _task()
+    if input_path or target or task:
         if pipeline_file:
             raise click.UsageError("give either PIPELINE_YAML or --input/--target, not both")
-        if not (input_path and target):
-            raise click.UsageError("zero-config needs both --input and --target")
+        if not (input_path and (target or task)):
+            raise click.UsageError("zero-config needs both --input and --target (or --task)")
         settings = ctx.settings
         with runner.session(settings) as spark:
-            card = runner.frame_input(ctx, spark, input_path, target, key, None)
+            card = runner.frame_input(ctx, spark, input_path, target, key, None, task)
             path = runner.write_card(card, settings.path(settings.reports_dir or "reports") / card.name / "pipeline.yaml")
             print_card(card)
             err.print(f"   problem card saved to {path}")

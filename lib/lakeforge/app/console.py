@@ -82,7 +82,7 @@ def print_leaderboard(res, pipeline) -> None:
         )
     out.print(table)
     shown = {"binary": ("roc_auc", "pr_auc", "accuracy", "f1", "log_loss"), "multiclass": ("f1_macro", "accuracy", "log_loss"),
-             "regression": ("rmse", "mae", "r2", "mape")}[res.task]
+             "regression": ("rmse", "mae", "r2", "mape")}.get(res.task, tuple(res.test_metrics))
     names = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC", "f1": "F1", "f1_macro": "macro F1", "rmse": "RMSE", "mae": "MAE",
              "r2": "R2", "mape": "MAPE", "log_loss": "log loss"}
     vals = "  ".join(f"{names.get(k, k)} {res.test_metrics[k]:.4f}" for k in shown if k in res.test_metrics)

@@ -193,8 +193,10 @@ def score_stage(spark, settings, pipeline, record, timings, model=None, full=Fal
 
 
 
-def frame_input(ctx: Context, spark, input_path: str, target: str, key: str | None, name: str | None):
-    """Frame ``input_path`` (a file, folder or table name): (card, source config)."""
+def frame_input(ctx: Context, spark, input_path: str, target: str | None, key: str | None, name: str | None,
+                task: dict | None = None):
+    """Frame ``input_path`` (a file, folder or table name): (card, source config). ``task``:
+    {task, user, item, rating} for a clustering or recommendation (lakeforge.profiling.frame_tasks)."""
     from lakeforge.core.config_source import SourceConfig
     from lakeforge.profiling.frame import frame
     from lakeforge.profiling.sources import default_name, source_for
@@ -205,7 +207,13 @@ def frame_input(ctx: Context, spark, input_path: str, target: str, key: str | No
     source = source_for(input_path)
     df = read_source(spark, SourceConfig(**source), ctx.settings, "--input")
     shown = source | {"path": input_path}
-    return frame(df, target, shown, name or default_name(input_path), key)
+    spec = None
+    if task:
+        from lakeforge.profiling.frame_tasks import TaskFraming
+
+        roles = {r: task.get(r) for r in ("user", "item", "rating")}
+        spec = TaskFraming(task["task"], name or default_name(input_path), shown, key, {}, roles)
+    return frame(df, target, shown, name or default_name(input_path), key, spec)
 
 
 

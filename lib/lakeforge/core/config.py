@@ -23,6 +23,7 @@ from lakeforge.core.config_model import ModelConfig, ScoringConfig
 from lakeforge.core.config_monitor import MonitoringConfig
 from lakeforge.core.config_source import IngestConfig, SourceConfig
 from lakeforge.core.errors import ConfigError
+from lakeforge.core.tasks import UNSUPERVISED
 
 
 class TablesConfig(StrictModel):
@@ -50,7 +51,7 @@ class PipelineConfig(StrictModel):
     # More named sources, each into its own table (``table`` required); `ingest --source NAME`.
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     key: str
-    target: str
+    target: str | None = None  # required unless model.task is clustering or recommendation
     # binary targets: the class predicted as 1; null: 1/true/yes if present, else the minority class
     positive_class: str | int | bool | None = None
     tables: TablesConfig
@@ -94,6 +95,12 @@ class PipelineConfig(StrictModel):
         for name, src in self.sources.items():
             plan.append((name, src.table, src.model_copy(update={"mode": src.mode or "overwrite"})))
         return plan
+
+    @model_validator(mode="after")
+    def _target(self) -> "PipelineConfig":
+        if self.target is None and self.model.task not in UNSUPERVISED:
+            raise ValueError("target: required key is missing (or set model.task: clustering / recommendation)")
+        return self
 
     @model_validator(mode="after")
     def _roles(self) -> "PipelineConfig":

@@ -40,11 +40,52 @@ class ThresholdConfig(StrictModel):
         return self
 
 
+class ClusteringConfig(StrictModel):
+    """model.clustering (task clustering): the search over k x algorithm, judged by silhouette."""
+
+    k: list[int] = Field(default_factory=lambda: list(range(2, 13)))
+    algorithms: list[Literal["kmeans", "bisecting_kmeans", "gaussian_mixture"]] = Field(
+        default_factory=lambda: ["kmeans", "bisecting_kmeans", "gaussian_mixture"])
+    # Held-out rows the silhouette is computed on (a sample of the test split, at most this many).
+    eval_rows: int = Field(20_000, ge=10)
+    # Features per cluster named in the profile (largest standardised difference from all rows).
+    profile_features: int = Field(5, ge=1)
+
+    @field_validator("k")
+    @classmethod
+    def _k(cls, v: list[int]) -> list[int]:
+        if not v or min(v) < 2:
+            raise ValueError("expected cluster counts of at least 2")
+        return sorted(set(v))
+
+
+class RecommendationConfig(StrictModel):
+    """model.recommendation (task recommendation): ALS on user-item feedback."""
+
+    user: str
+    item: str
+    # null: implicit feedback (each row is one interaction); else the rating column.
+    rating: str | None = None
+    # true: the rating column counts events (implicit feedback, confidence = count); null: implicit
+    # only when there is no rating column.
+    implicit: bool | None = None
+    grid: dict[Literal["rank", "regParam", "alpha"], list[float]] = Field(default_factory=dict)
+    max_iter: int = Field(10, ge=1)
+    k: int = Field(10, ge=1)  # the cut-off of precision@K, recall@K, NDCG@K, MAP@K
+    top_n: int = Field(10, ge=1)  # items per user written by scoring
+    # Ranking relevance of a held-out explicit rating: at least this value (null: every held-out item).
+    relevant_rating: float | None = None
+
+    @property
+    def is_implicit(self) -> bool:
+        return self.rating is None or bool(self.implicit)
+
+
 class ModelConfig(StrictModel):
     registered_name: str
     # auto: binary for two target values, regression for a numeric target with many values,
     # multiclass otherwise.
-    task: Literal["auto", "binary", "multiclass", "regression"] = "auto"
+    task: Literal["auto", "binary", "multiclass", "regression", "clustering", "recommendation"] = "auto"
     # Algorithms to search, each with a grid {MLlib param: [values]} merged over its default
     # grid; null: the task's default algorithms (lakeforge.training.algorithms).
     algorithms: dict[str, dict[str, list[Any]] | None] | None = None
@@ -74,6 +115,8 @@ class ModelConfig(StrictModel):
     threshold: ThresholdConfig = ThresholdConfig()
     # The new version becomes champion only if its test metric beats the champion's by more.
     promotion_margin: float = Field(0.0, ge=0.0)
+    clustering: ClusteringConfig = ClusteringConfig()
+    recommendation: RecommendationConfig | None = None  # required with task recommendation
 
     @field_validator("registered_name")
     @classmethod
@@ -103,6 +146,12 @@ class ModelConfig(StrictModel):
             for name in self.algorithms:
                 if self.task not in ALGORITHMS[name].tasks:
                     raise ValueError(f"algorithm {name!r} does not do {self.task}")
+        return self
+
+    @model_validator(mode="after")
+    def _task_sections(self) -> "ModelConfig":
+        if self.task == "recommendation" and self.recommendation is None:
+            raise ValueError("task recommendation needs model.recommendation with user and item (and rating) columns")
         return self
 
     @property

@@ -36,9 +36,10 @@ class WriteResult:
 
 
 def require_columns(df: DataFrame, columns: list[str], what: str) -> None:
-    """Raise MissingColumnError naming every configured column absent from ``df``."""
+    """Raise MissingColumnError naming every configured column absent from ``df`` (None: a role
+    the pipeline does not have, e.g. the target of a clustering)."""
     available = df.columns
-    missing = [c for c in columns if c not in available]
+    missing = [c for c in columns if c is not None and c not in available]
     if missing:
         raise MissingColumnError(what, missing, available)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 TASKS = ("binary", "multiclass", "regression")
+# Tasks without a target column (lakeforge.training.clustering, lakeforge.training.recommend).
+UNSUPERVISED = ("clustering", "recommendation")
 
 # primary metric name -> higher is better
 METRICS = {
@@ -10,6 +12,8 @@ METRICS = {
                "recall": True, "log_loss": False},
     "multiclass": {"f1_macro": True, "f1_weighted": True, "accuracy": True, "log_loss": False},
     "regression": {"rmse": False, "mae": False, "r2": True, "mape": False},
+    "clustering": {"silhouette": True},
+    "recommendation": {"ndcg_at_k": True, "precision_at_k": True, "recall_at_k": True, "map_at_k": True},
 }
 
 ALL_METRICS = tuple(dict.fromkeys(m for per_task in METRICS.values() for m in per_task))

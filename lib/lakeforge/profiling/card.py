@@ -36,6 +36,8 @@ class ProblemCard:
     renamed: dict[str, str] = field(default_factory=dict)  # name in the data -> name in bronze
     row_id: str | None = None  # no key column in the data: the key is this id, added by ingest
     key_note: str = ""  # why no column is the key ("title is not unique: ..."); "": none looked like one
+    task_config: dict = field(default_factory=dict)  # model.<task> of a clustering / recommendation card
+    hint: str = ""  # e.g. the table looks like user-item pairs (lakeforge.profiling.frame_tasks)
 
     def roles(self, role: str) -> list[str]:
         return [c.name for c in self.columns if c.role == role]
@@ -69,6 +71,8 @@ def _comments(card: ProblemCard) -> list[str]:
         shares = ", ".join(f"{k}: {v:.1%}" for k, v in list(card.class_shares.items())[:10])
         lines.append(f"# Classes: {shares}.")
     lines.append(f"# Metric: {card.metric} ({card.metric_reason}).")
+    if card.hint:
+        lines.append(f"# Hint: {card.hint}.")
     if card.leakage:
         lines.append("# LEAKAGE SUSPECTS (excluded below; put them back only if known at prediction time):")
         lines += [f"#   - {x}" for x in card.leakage]
@@ -105,10 +109,9 @@ def _source_lines(card: ProblemCard) -> list[str]:
     else:  # the key must stay unique: a load that repeats one fails (the row id is unique by construction)
         lines.append("  checks:")
         lines.append(f"    - {{type: unique, column: {_q(card.key)}, severity: error}}  # a load that repeats a key fails")
-    lines += [
-        f"key: {_q(card.key)}",
-        f"target: {_q(card.target)}",
-    ]
+    lines.append(f"key: {_q(card.key)}")
+    if card.target is not None:  # clustering and recommendation have none
+        lines.append(f"target: {_q(card.target)}")
     if card.positive_class is not None:
         lines.append(f"positive_class: {_q(card.positive_class)}")
     lines += [
@@ -160,6 +163,7 @@ def _model_lines(card: ProblemCard) -> list[str]:
         "model:",
         f"  registered_name: {card.name}",
         f"  task: {card.task}",
+        *([f"  {card.task}: {_q(card.task_config)}"] if card.task_config else []),
         "  algorithms: null            # the task's defaults (see the README); or {algorithm: {param: [values]}}",
         "  search: cross_validation",
         "  folds: 3",

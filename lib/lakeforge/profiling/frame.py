@@ -25,6 +25,7 @@ from pyspark.sql.types import NumericType
 from lakeforge.core.errors import InputDataError, delimiter_hint, wrong_delimiter
 from lakeforge.core.names import normalise_names
 from lakeforge.profiling.card import ProblemCard
+from lakeforge.profiling.frame_tasks import TaskFraming, frame_task, interaction_hint, no_target_message
 from lakeforge.profiling.frame_columns import choose_key, detect_columns, framing_statistics, key_candidates, key_repeats
 from lakeforge.profiling.leakage import card_leakage
 
@@ -65,14 +66,21 @@ def as_text(v: object) -> str:
     return str(v)
 
 
-def frame(df: DataFrame, target: str, source: dict, name: str, key: str | None = None) -> ProblemCard:
+def frame(df: DataFrame, target: str | None, source: dict, name: str, key: str | None = None,
+          task: TaskFraming | None = None) -> ProblemCard:
     """The problem card of ``df`` for predicting ``target`` (``source``: its source config;
-    ``name``: the pipeline's; ``key``: None to detect it)."""
+    ``name``: the pipeline's; ``key``: None to detect it); ``task``: a clustering or
+    recommendation framing instead (lakeforge.profiling.frame_tasks)."""
     df, target, key, renamed = _bronze_names(df, target, key)
     stats = framing_statistics(df)
     rows = stats["__rows"]
     if rows == 0:
         raise InputDataError("the input has no rows; nothing to frame")
+    if task is not None:
+        task.key, task.renamed = key, renamed
+        return frame_task(df, stats, task)
+    if target is None:
+        raise InputDataError(no_target_message(detect_columns(df, stats, None, key, source)[0], rows))
     task, task_reason, shares = _target_classes(df, target)
     positive = default_positive(list(shares), lambda: shares) if task == "binary" else None
     columns, fallback_keys = detect_columns(df, stats, target, key, source)
@@ -83,7 +91,7 @@ def frame(df: DataFrame, target: str, source: dict, name: str, key: str | None =
     leakage = card_leakage(df, target, columns, task, rows)
     metric, metric_reason = _metric(task, shares)
     return ProblemCard(name, source, rows, target, task, task_reason, key, positive, metric, metric_reason,
-                       shares, columns, leakage, renamed, row_id, key_note)
+                       shares, columns, leakage, renamed, row_id, key_note, hint=interaction_hint(columns, rows))
 
 
 def _bronze_names(df: DataFrame, target: str, key: str | None) -> tuple[DataFrame, str, str | None, dict[str, str]]:

@@ -28,6 +28,8 @@ from lakeforge.core.errors import InputDataError
 from lakeforge.core.io import WriteResult, read_version, write_table
 from lakeforge.core.runs import last_scored_version
 from lakeforge.ingest.job import checked_version
+from lakeforge.scoring.clusters import with_clusters
+from lakeforge.scoring.recommendations import write_recommendations
 from lakeforge.scoring.transforms import (
     changed_since,
     check_signature,
@@ -108,7 +110,13 @@ def score(
         notes += _null_inputs(df, inputs, ref, f"input table {input_table} version {version}", pipeline.scoring.on_null_inputs)
     fitted = load_model(ref)
     task = tracking.model_task(ref)
-    predictions = df.transform(with_predictions(fitted, pipeline.key, ref, run_date, pipeline.scoring.passthrough, task))
+    if task == "recommendation":  # two tables: lakeforge.scoring.recommendations
+        result, line = write_recommendations(settings, pipeline, df, fitted, ref, run_date)
+        return ScoreResult(ref, input_table, version, result, base, (*notes, line))
+    if task == "clustering":
+        predictions = df.transform(with_clusters(fitted, pipeline.key, ref, run_date, pipeline.scoring.passthrough))
+    else:
+        predictions = df.transform(with_predictions(fitted, pipeline.key, ref, run_date, pipeline.scoring.passthrough, task))
     result = write_table(
         predictions, settings.table(pipeline.tables.predictions), partition_col="run_date", partition_value=run_date,
         stats_columns=[pipeline.key, "score"],

@@ -66,6 +66,8 @@ from lakeforge.features.statistics import feature_statistics
 from lakeforge.ingest.job import checked_version
 from lakeforge.training import evaluation
 from lakeforge.training.algorithms import Estimators
+from lakeforge.core.tasks import UNSUPERVISED
+from lakeforge.training.unsupervised import train_task
 from lakeforge.training.choose import choose_threshold, leaderboard, rank, refit_penalty, select, set_threshold
 from lakeforge.training.importances import feature_importances
 from lakeforge.training.input_nulls import tag_null_shares
@@ -136,6 +138,8 @@ def train(
     progress: Callable[[str], None] | None = None,
     allow_failed_checks: bool = False,
 ) -> TrainResult:
+    if pipeline.model.task in UNSUPERVISED:  # no target: lakeforge.training.unsupervised
+        return train_task(spark, settings, pipeline, run_id, run_date, progress, allow_failed_checks)
     say = progress or (lambda _msg: None)
     cfg = pipeline.model
     timings: dict[str, float] = {}

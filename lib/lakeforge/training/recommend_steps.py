@@ -1,0 +1,166 @@
+"""Recommendation's pure steps: the interactions (one row per user-item pair), the split that
+keeps every user's history in training, the ALS pipeline, top-K lists that skip the items a
+user has already seen, the popularity baseline and the metrics (RMSE/MAE for explicit ratings;
+precision@K, recall@K, NDCG@K, MAP@K with Spark's RankingEvaluator). DataFrames in, DataFrames
+or numbers out; lakeforge.training.recommend and lakeforge.scoring.recommendations call them."""
+
+from __future__ import annotations
+
+from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml.evaluation import RankingEvaluator
+from pyspark.ml.feature import StringIndexer
+from pyspark.ml.recommendation import ALS
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import IntegralType, NumericType, StringType
+
+from lakeforge.core.config_model import RecommendationConfig
+from lakeforge.core.errors import InputDataError
+
+USER_IDX, ITEM_IDX, RATING = "__user", "__item", "__rating"
+RANKING = {"precision_at_k": "precisionAtK", "recall_at_k": "recallAtK", "ndcg_at_k": "ndcgAtK",
+           "map_at_k": "meanAveragePrecisionAtK"}
+DEFAULT_GRID = {"rank": [8, 16], "regParam": [0.01, 0.1], "alpha": [1.0, 10.0]}
+
+
+def interactions(df: DataFrame, rc: RecommendationConfig, where: str) -> DataFrame:
+    """One row per (user, item) with ``__rating``: the mean rating (explicit), the summed counts
+    (implicit with a rating column) or the number of rows (no rating column). Raises one line
+    for a user/item column that is not an ID, or a rating that is not a number."""
+    for role, col in (("user", rc.user), ("item", rc.item), ("rating", rc.rating)):
+        if col is not None and col not in df.columns:
+            raise InputDataError(f"{where}: model.recommendation.{role} column {col!r} not found; "
+                                 f"available columns: {', '.join(df.columns)[:300]}")
+    for role, col in (("user", rc.user), ("item", rc.item)):
+        t = df.schema[col].dataType
+        if not isinstance(t, (IntegralType, StringType)):
+            raise InputDataError(f"{where}: model.recommendation.{role} column {col!r} is {t.simpleString()}, not an ID "
+                                 "(integer or text ids)")
+    if rc.rating is not None:
+        value = F.col(rc.rating) if isinstance(df.schema[rc.rating].dataType, NumericType) else F.expr(
+            f"try_cast(`{rc.rating}` AS DOUBLE)")
+        bad = df.where(F.col(rc.rating).isNotNull() & value.isNull()).select(rc.rating).first()
+        if bad is not None:
+            raise InputDataError(f"{where}: rating column {rc.rating!r} holds {str(bad[0])[:40]!r}, not a number: "
+                                 "ratings must be numbers (or drop model.recommendation.rating for implicit feedback)")
+    else:
+        value = F.lit(1.0)
+    rows = df.where(F.col(rc.user).isNotNull() & F.col(rc.item).isNotNull()).withColumn(RATING, value.cast("double"))
+    agg = F.sum(RATING) if rc.is_implicit else F.avg(RATING)
+    return rows.where(F.col(RATING).isNotNull()).groupBy(rc.user, rc.item).agg(agg.alias(RATING))
+
+
+def split_interactions(inter: DataFrame, rc: RecommendationConfig, test_fraction: float, folds: int,
+                       seed: int) -> DataFrame:
+    """``inter`` with ``_is_test`` and ``__fold``: each user's first interaction (by a hash) is
+    never held out nor in a validation fold, so every user keeps history in training; the others
+    are held out with probability ``test_fraction``, and the rest spread over ``folds``."""
+    def h(s):
+        return F.abs(F.xxhash64(F.col(rc.user).cast("string"), F.col(rc.item).cast("string"), F.lit(seed + s)))
+
+    first = F.row_number().over(Window.partitionBy(rc.user).orderBy(h(0), F.col(rc.item).cast("string"))) == 1
+    test = ~first & (h(1) % 10_000 < int(test_fraction * 10_000))
+    return (inter.withColumn("_is_test", test)
+            .withColumn("__fold", F.when(first | test, F.lit(-1)).otherwise((h(2) % folds).cast("int"))))
+
+
+def als_pipeline(rc: RecommendationConfig, params: dict, seed: int) -> Pipeline:
+    """Ids indexed (unknown ids -> an index ALS has no factors for: dropped, never NaN), then ALS."""
+    als = ALS(userCol=USER_IDX, itemCol=ITEM_IDX, ratingCol=RATING, implicitPrefs=rc.is_implicit,
+              coldStartStrategy="drop", maxIter=rc.max_iter, seed=seed, rank=int(params["rank"]),
+              regParam=float(params["regParam"]))
+    if rc.is_implicit and "alpha" in params:
+        als.setAlpha(float(params["alpha"]))
+    return Pipeline(stages=[StringIndexer(inputCol=rc.user, outputCol=USER_IDX, handleInvalid="keep"),
+                            StringIndexer(inputCol=rc.item, outputCol=ITEM_IDX, handleInvalid="keep"), als])
+
+
+def grid(rc: RecommendationConfig) -> list[dict]:
+    """Every grid point: rank x regParam (x alpha for implicit feedback)."""
+    g = {**DEFAULT_GRID, **rc.grid}
+    keys = ["rank", "regParam"] + (["alpha"] if rc.is_implicit else [])
+    points = [{}]
+    for k in keys:
+        points = [{**p, k: v} for p in points for v in g[k]]
+    return points
+
+
+def indexed(model: PipelineModel, df: DataFrame) -> DataFrame:
+    """``df`` with the model's user and item indices (its indexers only)."""
+    return PipelineModel(stages=model.stages[:-1]).transform(df)
+
+
+def top_items(model: PipelineModel, users: DataFrame, seen: DataFrame, k: int) -> DataFrame:
+    """(``__user``, ``__item``, score, rank 1..k): the model's best items per user of ``users``
+    (indexed), skipping the (``__user``, ``__item``) pairs in ``seen``."""
+    als = model.stages[-1]
+    extra = seen.groupBy(USER_IDX).count().agg(F.max("count")).first()[0] or 0
+    n_items = len(model.stages[1].labelsArray[0])
+    recs = als.recommendForUserSubset(users.select(USER_IDX).distinct(), int(min(n_items, k + extra)))
+    flat = recs.select(USER_IDX, F.posexplode("recommendations").alias("__pos", "r")).select(
+        F.col(USER_IDX).cast("double").alias(USER_IDX), F.col("r")[ITEM_IDX].cast("double").alias(ITEM_IDX),
+        F.col("r.rating").cast("double").alias("score"), "__pos")
+    fresh = flat.join(seen.select(USER_IDX, ITEM_IDX), [USER_IDX, ITEM_IDX], "left_anti")
+    rank = F.row_number().over(Window.partitionBy(USER_IDX).orderBy("__pos"))
+    return fresh.withColumn("rank", rank).where(F.col("rank") <= k).drop("__pos")
+
+
+def popular_items(seen: DataFrame, users: DataFrame, k: int) -> DataFrame:
+    """The popularity baseline: the most interacted-with items (in ``seen``) that each user has
+    not seen, as (``__user``, ``__item``, score, rank 1..k)."""
+    extra = seen.groupBy(USER_IDX).count().agg(F.max("count")).first()[0] or 0
+    top = seen.groupBy(ITEM_IDX).agg(F.count(F.lit(1)).cast("double").alias("score")) \
+        .orderBy(F.desc("score"), ITEM_IDX).limit(int(k + extra))
+    pairs = users.select(USER_IDX).distinct().crossJoin(F.broadcast(top))
+    fresh = pairs.join(seen.select(USER_IDX, ITEM_IDX), [USER_IDX, ITEM_IDX], "left_anti")
+    rank = F.row_number().over(Window.partitionBy(USER_IDX).orderBy(F.desc("score"), ITEM_IDX))
+    return fresh.withColumn("rank", rank).where(F.col("rank") <= k)
+
+
+def as_lists(ranked: DataFrame, relevant: DataFrame) -> DataFrame:
+    """One row per user of ``relevant`` (``__user``, ``relevant``: array<double>) with
+    ``predicted``: its ranked items (array<double>, empty when the model had none)."""
+    lists = ranked.groupBy(USER_IDX).agg(F.sort_array(F.collect_list(F.struct("rank", ITEM_IDX))).alias("__r")) \
+        .select(USER_IDX, F.transform("__r", lambda s: s[ITEM_IDX].cast("double")).alias("predicted"))
+    return relevant.join(lists, USER_IDX, "left").select(
+        USER_IDX, "relevant", F.coalesce("predicted", F.array().cast("array<double>")).alias("predicted"))
+
+
+def ranking_metrics(lists: DataFrame, k: int) -> dict[str, float]:
+    """precision@K, recall@K, NDCG@K and MAP@K of (``predicted``, ``relevant``) lists."""
+    return {name: float(RankingEvaluator(predictionCol="predicted", labelCol="relevant", metricName=spark_name, k=k)
+                        .evaluate(lists)) for name, spark_name in RANKING.items()}
+
+
+def relevant_items(model: PipelineModel, heldout: DataFrame, rc: RecommendationConfig) -> DataFrame:
+    """(``__user``, ``relevant``): each known user's held-out items (explicit ratings: those of at
+    least ``relevant_rating``); an item the model never saw keeps a distinct negative id (a miss)."""
+    rows = indexed(model, heldout)
+    if not rc.is_implicit and rc.relevant_rating is not None:
+        rows = rows.where(F.col(RATING) >= rc.relevant_rating)
+    n_users, n_items = len(model.stages[0].labelsArray[0]), len(model.stages[1].labelsArray[0])
+    item = F.when(F.col(ITEM_IDX) < n_items, F.col(ITEM_IDX)).otherwise(
+        -1.0 - F.abs(F.xxhash64(F.col(model.stages[1].getInputCol()).cast("string"))) % 1_000_000_000)
+    return rows.where(F.col(USER_IDX) < n_users).groupBy(USER_IDX).agg(
+        F.collect_set(item.cast("double")).alias("relevant"))
+
+
+def evaluate(model: PipelineModel, seen: DataFrame, heldout: DataFrame, rc: RecommendationConfig,
+             baseline: bool = False) -> dict[str, float]:
+    """The model's metrics on ``heldout`` (raw interactions) after training on ``seen``: ranking
+    metrics at K (items in ``seen`` skipped), RMSE and MAE for explicit ratings; with ``baseline``
+    also the popularity baseline's ranking metrics (``popularity_*``)."""
+    seen_idx = indexed(model, seen).select(USER_IDX, ITEM_IDX).cache()
+    relevant = relevant_items(model, heldout, rc).cache()
+    out = ranking_metrics(as_lists(top_items(model, relevant, seen_idx, rc.k), relevant), rc.k)
+    if baseline:
+        pop = ranking_metrics(as_lists(popular_items(seen_idx, relevant, rc.k), relevant), rc.k)
+        out.update({f"popularity_{m}": v for m, v in pop.items()})
+    if not rc.is_implicit:
+        err = model.transform(heldout).select((F.col("prediction") - F.col(RATING)).alias("e"))
+        row = err.agg(F.sqrt(F.avg(F.col("e") ** 2)).alias("rmse"), F.avg(F.abs("e")).alias("mae")).first()
+        out.update({"rmse": float(row.rmse) if row.rmse is not None else float("nan"),
+                    "mae": float(row.mae) if row.mae is not None else float("nan")})
+    seen_idx.unpersist()
+    relevant.unpersist()
+    return out
