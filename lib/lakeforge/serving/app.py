@@ -33,6 +33,7 @@ from lakeforge.serving.security import Guard, error_body, read_token
 
 log = logging.getLogger("lakeforge.serve")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+DRAIN_BYTES = 64 * 1024 * 1024  # an oversized body is read (and dropped) up to this much more
 
 
 @dataclass
@@ -53,15 +54,19 @@ def _json(data: Any, status: int = 200, headers: dict | None = None) -> Response
 
 
 async def _read_body(request: Request, max_bytes: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise RequestError(413, "body_too_large", f"request body over {max_bytes:,} bytes (serving.max_body_bytes)")
+    """The body, or a 413 once it passes ``max_bytes``. The rest of an oversized body is read and
+    dropped (up to DRAIN_BYTES) so that the client, still sending, gets the 413 and not a reset."""
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > max_bytes:
-            raise RequestError(413, "body_too_large", f"request body over {max_bytes:,} bytes (serving.max_body_bytes)")
-        chunks.append(chunk)
+            if size > max_bytes + DRAIN_BYTES:
+                break
+            chunks = None
+        elif chunks is not None:
+            chunks.append(chunk)
+    if chunks is None or size > max_bytes:
+        raise RequestError(413, "body_too_large", f"request body over {max_bytes:,} bytes (serving.max_body_bytes)")
     return b"".join(chunks)
 
 

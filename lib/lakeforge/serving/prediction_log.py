@@ -70,7 +70,7 @@ class PredictionLog:
     def _lines(self, item) -> list[str]:
         request_id, ts, name, version, records, outputs = item
         at = dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="microseconds")
-        return [json.dumps({"request_id": request_id, "row": i, "logged_at": at, "model_name": name,
+        return [json.dumps({"request_id": request_id, "record_index": i, "logged_at": at, "model_name": name,
                             "model_version": version, "inputs": rec,
                             "outputs": {k: v for k, v in out.items() if k not in ("model_name", "model_version")}},
                            allow_nan=True, default=str) + "\n" for i, (rec, out) in enumerate(zip(records, outputs))]
