@@ -2,7 +2,8 @@
 
 OneVsRest saves one binary model per class under ``<stage dir>/model_<i>``; its raw prediction is,
 per class, that model's rawPrediction[1] (the margin for GBT, linear SVC and factorization
-machines), and the prediction the first class with the largest one. IndexToString maps the
+machines), and the prediction the first class with the largest one (Spark 4.1's
+``ml.functions.array_argmax``: NaN never wins, and a row of NaNs predicts -1). IndexToString maps the
 prediction index to its label (``labels`` param) and refuses an index outside them, as Spark does.
 """
 
@@ -13,8 +14,19 @@ from pathlib import Path
 import numpy as np
 
 from lakeforge.serving.scorer.base import (
-    Frame, feature_matrix, load_stage, param, register, short_name, spark_argmax,
+    LOADERS, Frame, feature_matrix, load_stage, param, register, short_name,
 )
+
+
+def array_argmax(values: np.ndarray) -> np.ndarray:
+    """Per row, the first index of the largest non-NaN value above -inf, else -1 (float64)."""
+    best = np.full(len(values), -1.0)
+    top = np.full(len(values), -np.inf)
+    for i in range(values.shape[1]):
+        better = values[:, i] > top  # NaN compares false
+        best[better] = i
+        top[better] = values[better, i]
+    return best
 
 
 class OneVsRestStage:
@@ -34,7 +46,7 @@ class OneVsRestStage:
         if self.raw_col:
             out[self.raw_col] = raw
         if self.prediction_col:
-            out[self.prediction_col] = spark_argmax(raw)
+            out[self.prediction_col] = array_argmax(raw)
         return out
 
 
@@ -63,6 +75,15 @@ class IndexToStringStage:
                 raise ValueError(f"IndexToString: unseen index {float(v)} (labels: {len(self.labels)})")
             out[i] = self.labels[k]
         return {**frame, self.output_col: out}
+
+
+def _load_python_pipeline(path: Path, meta: dict):
+    """A PipelineModel saved by PySpark's own writer (any stage without a JVM writer, such as
+    OneVsRestModel, makes PySpark write it): the same layout under another class name."""
+    return LOADERS["org.apache.spark.ml.PipelineModel"](path, meta)
+
+
+register("pyspark.ml.pipeline.PipelineModel")(_load_python_pipeline)
 
 
 @register("org.apache.spark.ml.feature.IndexToString")
