@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lakeforge.serving.scorer.base import Frame, UnsupportedStage, as_float, null_mask, num_rows, param, read_data, register, vector
+from lakeforge.serving.scorer.base import Frame, UnsupportedStage, as_float, num_rows, param, read_data, register, vector
 from lakeforge.serving.scorer.sql_values import to_string
 
 
@@ -30,11 +30,27 @@ def _handle(meta: dict, stage: str, allowed=("keep", "error")) -> str:
     return h
 
 
+def floats(col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(float64 values, null mask) of a numeric or boolean scalar column, as base.as_float, with
+    numpy's conversion (None becomes NaN) and a Python look only at the NaN slots."""
+    if col.dtype != object:
+        return col.astype(np.float64, copy=False), np.zeros(len(col), dtype=bool)
+    try:
+        values = col.astype(np.float64)
+    except (TypeError, ValueError):
+        return as_float(col)
+    nulls = np.zeros(len(col), dtype=bool)
+    nan = np.flatnonzero(np.isnan(values))
+    if len(nan):
+        nulls[nan] = [col[i] is None for i in nan]
+    return values, nulls
+
+
 def scalar_or_matrix(col: np.ndarray) -> np.ndarray:
     """A column as a 2-D float64 array (a scalar column is one slot; nulls are NaN)."""
     if col.ndim == 2:
         return col
-    return as_float(col)[0][:, None]
+    return floats(col)[0][:, None]
 
 
 # --- Imputer ------------------------------------------------------------------------------------
@@ -50,7 +66,7 @@ class Imputer:
     def transform(self, frame: Frame) -> Frame:
         out = dict(frame)
         for src, dst, surrogate in self.items:
-            values, nulls = as_float(frame[src])
+            values, nulls = floats(frame[src])
             miss = nulls | (np.isnan(values) if math.isnan(self.missing) else values == self.missing)
             out[dst] = np.where(miss, surrogate, values)
         return out
@@ -115,7 +131,7 @@ class OneHotEncoder:
     def transform(self, frame: Frame) -> Frame:
         out = dict(frame)
         for src, dst, size in self.items:
-            values, nulls = as_float(frame[src])
+            values, nulls = floats(frame[src])
             n, width = len(values), self._size(size)
             valid = (values >= 0) & (values < size)
             if not self.keep and (~valid & ~nulls).any():
@@ -154,7 +170,7 @@ class Bucketizer:
     def transform(self, frame: Frame) -> Frame:
         out = dict(frame)
         for src, dst, splits in self.items:
-            x, nulls = as_float(frame[src])
+            x, nulls = floats(frame[src])
             idx = (np.searchsorted(splits, x, side="right") - 1).astype(np.float64)
             idx[x == splits[-1]] = len(splits) - 2
             # java.util.Arrays.binarySearch orders -0.0 below 0.0: -0.0 falls below a 0.0 split
@@ -199,7 +215,7 @@ class Interaction:
         acc = np.ones((n, 1))
         for c in reversed(self.inputs):
             col = frame[c]
-            if col.ndim == 1 and null_mask(col).any():
+            if col.ndim == 1 and floats(col)[1].any():
                 raise ValueError(f"Interaction: column {c!r} holds a null")
             a = scalar_or_matrix(col)
             prod = (a[:, :, None] * acc[:, None, :])
@@ -252,10 +268,11 @@ class ShiftScale:
 
     def transform(self, frame: Frame) -> Frame:
         x = frame[self.src]
-        if self.shift is not None:
-            x = x - self.shift
-        if self.scale is not None:
-            x = x * self.scale
+        with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 is NaN, as in Spark
+            if self.shift is not None:
+                x = x - self.shift
+            if self.scale is not None:
+                x = x * self.scale
         out = dict(frame)
         out[self.dst] = np.array(x, dtype=np.float64, copy=True)
         return out
@@ -294,7 +311,9 @@ class MinMaxScaler:
 
     def transform(self, frame: Frame) -> Frame:
         x = frame[self.src]
-        scaled = np.where(self.factor != 0, (x - self.lo) * self.factor + self.out_min, 0.5 * self.scale + self.out_min)
+        with np.errstate(invalid="ignore", over="ignore"):
+            scaled = np.where(self.factor != 0, (x - self.lo) * self.factor + self.out_min,
+                              0.5 * self.scale + self.out_min)
         out = dict(frame)
         out[self.dst] = np.where(np.isnan(x), x, scaled)
         return out

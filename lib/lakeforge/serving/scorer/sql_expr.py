@@ -162,6 +162,23 @@ def equal(a, b):
 
 
 def compile_expr(node: E.Expression) -> Fn:
+    fn = _compile(node)
+    if isinstance(node, (E.Column, E.Literal, E.Null, E.Boolean, E.Paren)):
+        return fn
+    key = node.sql("spark")
+
+    def memo(scope, n):  # the statement's scope carries a dict: a sub-expression is evaluated once
+        cache = getattr(scope, "memo", None)
+        if cache is None:
+            return fn(scope, n)
+        if key not in cache:
+            cache[key] = fn(scope, n)
+        return cache[key]
+
+    return memo
+
+
+def _compile(node: E.Expression) -> Fn:
     if isinstance(node, E.Paren):
         return compile_expr(node.this)
     if isinstance(node, E.Column):
@@ -188,13 +205,49 @@ def _what(node: E.Expression) -> str:
     return f"function/operator {name} ({text!r})"
 
 
+_FAILURES = (ValueError, ArithmeticError, TypeError)
+
+
 def unary(fn, arg: Fn) -> Fn:
     """Elementwise ``fn`` over one column; null and errors pass through."""
-    return lambda scope, n: [v if is_bad(v) else call(fn, v) for v in arg(scope, n)]
+
+    def run(scope, n):
+        out = []
+        add = out.append
+        for v in arg(scope, n):
+            if v is None or type(v) is SqlError:
+                add(v)
+                continue
+            try:
+                add(fn(v))
+            except _FAILURES as exc:
+                add(SqlError(str(exc)[:200]))
+        return out
+
+    return run
 
 
 def nary(fn, args: list[Fn]) -> Fn:
     """Elementwise ``fn`` over several columns; a null (or error) argument gives null (or it)."""
+    if len(args) == 2:
+        first, second = args
+
+        def run2(scope, n):
+            out = []
+            add = out.append
+            for a, b in zip(first(scope, n), second(scope, n)):
+                if a is None or type(a) is SqlError:
+                    add(a)
+                elif b is None or type(b) is SqlError:
+                    add(b)
+                else:
+                    try:
+                        add(fn(a, b))
+                    except _FAILURES as exc:
+                        add(SqlError(str(exc)[:200]))
+            return out
+
+        return run2
 
     def run(scope, n):
         out = []

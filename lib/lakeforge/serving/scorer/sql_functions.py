@@ -22,14 +22,23 @@ from lakeforge.serving.scorer.sql_expr import (HANDLERS, Fn, SqlError, call, com
 def _cast(node) -> Fn:
     fn, arg = V.caster(node.to), compile_expr(node.this)
     safe = bool(node.args.get("safe"))
+    if fn is V.to_double:
+        fn = V.to_double_fast
 
-    def one(v):
-        try:
-            return fn(v)
-        except (V.CastError, ValueError, OverflowError) as exc:
-            return None if safe else SqlError(f"[CAST_INVALID_INPUT] {exc}")
+    def run(scope, n):
+        out = []
+        add = out.append
+        for v in arg(scope, n):
+            if v is None or type(v) is SqlError:
+                add(v)
+                continue
+            try:
+                add(fn(v))
+            except (V.CastError, ValueError, OverflowError) as exc:
+                add(None if safe else SqlError(f"[CAST_INVALID_INPUT] {exc}"))
+        return out
 
-    return lambda scope, n: [v if is_bad(v) else one(v) for v in arg(scope, n)]
+    return run
 
 
 # --- arithmetic ---------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ class SQLTransformerStage:
         n = num_rows(frame)
         new: dict[str, np.ndarray] = {}
         scope = ChainMap(frame, new)
+        scope.memo = {}  # sub-expression values (sql_expr.compile_expr), for this call only
         for name, fn in self.outputs:
             if self.star and name in frame:
                 raise ValueError(f"SQLTransformer: the output column {name!r} is also an input column: Spark would hold it "

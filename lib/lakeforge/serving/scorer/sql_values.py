@@ -28,8 +28,8 @@ class CastError(ValueError):
 
 # --- text -> double, as java.lang.Double.parseDouble plus Spark's special literals -------------
 
-_JAVA_DEC = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?[fFdD]?")
-_JAVA_HEX = re.compile(r"([+-]?)0[xX]((?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)[pP][+-]?\d+)[fFdD]?")
+_JAVA_DEC = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?[fFdD]?", re.ASCII)
+_JAVA_HEX = re.compile(r"([+-]?)0[xX]((?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)[pP][+-]?\d+)[fFdD]?", re.ASCII)
 _SPECIAL = {"inf": math.inf, "+inf": math.inf, "infinity": math.inf, "+infinity": math.inf,
             "-inf": -math.inf, "-infinity": -math.inf, "nan": math.nan}
 
@@ -75,11 +75,16 @@ def java_double_str(d: float) -> str:
         return "Infinity" if d > 0 else "-Infinity"
     if d == 0:
         return "-0.0" if math.copysign(1.0, d) < 0 else "0.0"
+    if abs(d) == 5e-324:  # Double.MIN_VALUE: Java 17 prints two digits
+        return "-4.9E-324" if d < 0 else "4.9E-324"
     sign = "-" if d < 0 else ""
-    _, digits, exp = Decimal(repr(abs(d))).as_tuple()
-    ds = "".join(map(str, digits)).rstrip("0") or "0"
-    point = len(digits) + exp  # decimal point position relative to the digits' start
     a = abs(d)
+    if a.is_integer() and a < 2.0**63:
+        ds, point = _java_long_digits(int(a))
+    else:
+        _, digits, exp = Decimal(repr(a)).as_tuple()
+        ds = "".join(map(str, digits)).rstrip("0") or "0"
+        point = len(digits) + exp  # decimal point position relative to the digits' start
     if 1e-3 <= a < 1e7:
         if point <= 0:
             return f"{sign}0.{'0' * -point}{ds}"
@@ -87,6 +92,21 @@ def java_double_str(d: float) -> str:
         frac = ds[point:] or "0"
         return f"{sign}{whole}.{frac}"
     return f"{sign}{ds[0]}.{ds[1:] or '0'}E{point - 1}"
+
+
+def _java_long_digits(n: int) -> tuple[str, int]:
+    """FloatingDecimal's exact path for integral doubles below 2^63 (JDK 17): all the integer's
+    digits, the last 1-2 of them rounded away above 2^54 (not the shortest repr)."""
+    bin_exp = n.bit_length() - 1
+    p2 = bin_exp - 54
+    insignificant = (0, 0, 0, 0, 1, 1, 1, 2, 2)[p2] if 1 < p2 < 9 else 0
+    if insignificant:
+        pow10 = 10**insignificant
+        n, residue = divmod(n, pow10)
+        if residue >= pow10 >> 1:
+            n += 1
+    text = str(n)
+    return text.rstrip("0") or "0", len(text) + insignificant
 
 
 def _timestamp_str(t: dt.datetime) -> str:
@@ -125,7 +145,7 @@ def to_string(v):
 
 _TRUE = {"t", "true", "y", "yes", "1"}
 _FALSE = {"f", "false", "n", "no", "0"}
-_INT_TEXT = re.compile(r"[+-]?\d+(?:\.\d*)?|[+-]?\.\d+")
+_INT_TEXT = re.compile(r"[+-]?\d+(?:\.\d*)?|[+-]?\.\d+", re.ASCII)
 _INT_RANGES = {"TINYINT": 8, "SMALLINT": 16, "INT": 32, "BIGINT": 64}
 
 
@@ -139,6 +159,23 @@ def to_double(v) -> float:
     if isinstance(v, dt.datetime):
         return v.timestamp()
     raise CastError(f"cannot cast {type(v).__name__} to DOUBLE")
+
+
+def to_double_fast(v) -> float:
+    """to_double with the common cases first (float, int, a plain decimal text)."""
+    t = type(v)
+    if t is float:
+        return v
+    if t is int:
+        return float(v)
+    if t is str and v and v[0] in _PLAIN_START and v[-1] in _DIGITS and _PLAIN.fullmatch(v):
+        return float(v)
+    return to_double(v)
+
+
+_DIGITS = frozenset("0123456789")
+_PLAIN_START = frozenset("0123456789-.")
+_PLAIN = re.compile(r"-?\d+(?:\.\d+)?", re.ASCII)
 
 
 def to_boolean(v) -> bool:
@@ -178,10 +215,10 @@ def to_integral(v, kind: str = "INT") -> int:
     return out
 
 
-_DATE_TEXT = re.compile(r"([+-]?\d{4,7})(?:-(\d{1,2})(?:-(\d{1,2}))?)?(?:[T ].*)?")
+_DATE_TEXT = re.compile(r"([+-]?\d{4,7})(?:-(\d{1,2})(?:-(\d{1,2}))?)?(?:[T ].*)?", re.ASCII | re.S)
 _TS_TEXT = re.compile(
     r"(\d{4,7})(?:-(\d{1,2})(?:-(\d{1,2})(?:[T ](?:(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:\.(\d{0,9}))?)?)?"
-    r"(Z|[+-]\d{1,2}(?::?\d{2})?|UTC|GMT)?)?)?)?")
+    r"(Z|[+-]\d{1,2}(?::?\d{2})?|UTC|GMT)?)?)?)?", re.ASCII)
 
 
 def to_date(v) -> dt.date:
@@ -265,7 +302,7 @@ def compile_pattern(pattern: str) -> re.Pattern:
             continue
         out.append(re.escape(c))
         i += 1
-    return re.compile("".join(out))
+    return re.compile("".join(out), re.ASCII)
 
 
 def parse_with_pattern(s: str, rx: re.Pattern) -> dt.datetime:
