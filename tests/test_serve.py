@@ -82,11 +82,13 @@ def telco(spark, settings, tmp_path_factory):
     return pipe, result, folder
 
 
-def start(pipe, folder: Path, **config) -> tuple[Running, ModelHolder]:
+def start(pipe, folder: Path, settings=None, **config) -> tuple[Running, ModelHolder]:
+    """A server of the champion; with ``settings``, the dashboard is mounted too."""
     holder = ModelHolder(Source(name=NAME, alias="champion", key=pipe.key), cache=folder / f"cache-{free_port()}")
     holder.load_initial()
     cfg = ServingConfig(**{"reload_interval_s": 0, **config})
-    return Running(create_app(Server(holder, cfg, folder / "prediction_log"))), holder
+    server = Server(holder, cfg, folder / "prediction_log", settings, pipe if settings else None)
+    return Running(create_app(server)), holder
 
 
 @pytest.fixture(scope="module")
@@ -217,18 +219,22 @@ def test_model_health_ready_metrics_and_docs(served, telco):
     assert "tenure" in json.dumps(spec["paths"]["/predict"]["post"]["requestBody"])
 
 
-def test_a_token_is_required_when_configured(telco, batch, monkeypatch):
+def test_a_token_is_required_when_configured_and_the_dashboard_is_mounted(settings, telco, batch, monkeypatch):
     pipe, _, folder = telco
     monkeypatch.setenv("SERVE_TEST_TOKEN", "t0ken-for-tests")
-    running, holder = start(pipe, folder, token_env="SERVE_TEST_TOKEN")
+    running, holder = start(pipe, folder, settings, token_env="SERVE_TEST_TOKEN")
     try:
         record = batch[2][0]
         assert _post(running.url, record).status_code == 401
         assert _post(running.url, record, headers={"authorization": "Bearer wrong"}).status_code == 401
         assert httpx.get(f"{running.url}/metrics").status_code == 401
         assert httpx.get(f"{running.url}/health").status_code == 200
-        ok = _post(running.url, record, headers={"authorization": "Bearer t0ken-for-tests"})
+        auth = {"authorization": "Bearer t0ken-for-tests"}
+        ok = _post(running.url, record, headers=auth)
         assert ok.status_code == 200 and ok.json()["score"] is not None
+        assert httpx.get(f"{running.url}/model", headers=auth).json()["dashboard"] == "at /"
+        page = httpx.get(f"{running.url}/", timeout=120)
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     finally:
         running.stop()
         holder.close()
@@ -346,8 +352,9 @@ def test_every_scored_record_is_logged_and_ingestable_into_delta(spark, settings
     lines = [json.loads(line) for f in files for line in f.read_text().splitlines()]
     assert len(lines) == 60
     first = lines[0]
-    assert (first["request_id"], first["record_index"], first["inputs"], first["outputs"]) == ("req-0", 0, records[0], {
-        k: v for k, v in answers[0][0].items() if k not in ("model_name", "model_version")})
+    assert (first["request_id"], first["record_index"], first["model_version"]) == ("req-0", 0, answers[0][0]["model_version"])
+    assert (first["score"], first["predicted_label"]) == (answers[0][0]["score"], answers[0][0]["predicted_label"])
+    assert {k: first[k] for k in records[0]} == records[0]
     source = {"format": "json", "path": str(log_folder / "*.jsonl"), "table": f"prediction_log_{NAME}", "mode": "incremental"}
     pipe_log = load_pipeline(write_pipeline(folder / "log", **{
         "name": NAME, "tables.bronze": f"{NAME}_bronze", "model.registered_name": NAME,
@@ -355,7 +362,8 @@ def test_every_scored_record_is_logged_and_ingestable_into_delta(spark, settings
     ingest(spark, settings, pipe_log, "serve-log", DAY, only="prediction_log")
     table = spark.table(settings.table(f"prediction_log_{NAME}"))
     assert table.count() == 60
-    assert table.where("request_id = 'req-20' AND record_index = 3").select("inputs.customerID").first()[0] == records[23][pipe.key]
+    row = table.where("request_id = 'req-20' AND record_index = 3").first()
+    assert (row[pipe.key], row["tenure"], row["score"]) == (records[23][pipe.key], records[23]["tenure"], answers[1][3]["score"])
 
 
 def test_a_log_that_cannot_be_written_never_fails_a_request_and_is_counted(telco, batch, tmp_path):

@@ -1,5 +1,6 @@
 """The prediction log: every scored record (request id, time, model, inputs, outputs) as one JSON
-line in ``<log_dir>/<pipeline>/predictions-<start>-<pid>-<n>.jsonl``. The file being written is
+line (flat: the log's fields, score, predicted_label, then the inputs as sent) in
+``<log_dir>/<pipeline>/predictions-<start>-<pid>-<n>.jsonl``. The file being written is
 ``.jsonl.part``; it is renamed to ``.jsonl`` (finished, safe to ingest) when it reaches
 ``log_max_bytes``, is ``log_max_age_s`` old, or the server stops.
 
@@ -25,6 +26,7 @@ from lakeforge.serving.metrics import ServerMetrics
 
 log = logging.getLogger("lakeforge.serve")
 _STOP = object()
+LOG_FIELDS = ("request_id", "record_index", "logged_at", "model_name", "model_version", "score", "predicted_label")
 
 
 class PredictionLog:
@@ -68,12 +70,20 @@ class PredictionLog:
             log.warning("prediction log: could not finish %s (%s)", f.name, exc.strerror or exc)
 
     def _lines(self, item) -> list[str]:
+        """One flat JSON object per record: the log's fields, the outputs, then the inputs as sent
+        (an input named like a log field is kept as ``input_<name>``)."""
         request_id, ts, name, version, records, outputs = item
         at = dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="microseconds")
-        return [json.dumps({"request_id": request_id, "record_index": i, "logged_at": at, "model_name": name,
-                            "model_version": version, "inputs": rec,
-                            "outputs": {k: v for k, v in out.items() if k not in ("model_name", "model_version")}},
-                           allow_nan=True, default=str) + "\n" for i, (rec, out) in enumerate(zip(records, outputs))]
+        lines = []
+        for i, (rec, out) in enumerate(zip(records, outputs)):
+            row = {"request_id": request_id, "record_index": i, "logged_at": at, "model_name": name,
+                   "model_version": version, "score": out["score"]}
+            if "predicted_label" in out:
+                row["predicted_label"] = out["predicted_label"]
+            for k, v in rec.items():
+                row[f"input_{k}" if k in LOG_FIELDS else k] = v
+            lines.append(json.dumps(row, allow_nan=True, default=str) + "\n")
+        return lines
 
     def _write(self, item) -> None:
         lines = self._lines(item)
