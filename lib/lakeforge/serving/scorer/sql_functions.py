@@ -157,16 +157,24 @@ def _in(node) -> Fn:
     values = [v for v in values if v is not None]
     strings = frozenset(values) if all(type(v) is str for v in values) else None
 
-    def one(v):
-        if is_bad(v):
-            return v
-        if strings is not None and type(v) is str:
-            hit = v in strings
-        else:
-            hit = any(compare(v, x) == 0 for x in values)
-        return True if hit else None if has_null else False
+    miss = None if has_null else False
 
-    return lambda scope, n: [call(one, v) for v in arg(scope, n)]
+    def one(v):
+        return True if any(compare(v, x) == 0 for x in values) else miss
+
+    def run(scope, n):
+        out = []
+        add = out.append
+        for v in arg(scope, n):
+            if v is None or type(v) is SqlError:
+                add(v)
+            elif strings is not None and type(v) is str:
+                add(True if v in strings else miss)
+            else:
+                add(call(one, v))
+        return out
+
+    return run
 
 
 def _between(node) -> Fn:
@@ -198,25 +206,18 @@ def if_node(node) -> Fn:
 
 
 def _choose(subject, branches, default) -> Fn:
+    """The first branch whose condition is true (an error condition is the result), else the
+    default: branches applied last to first over whole columns."""
+
     def run(scope, n):
-        conds = [c(scope, n) for c, _ in branches]
-        if subject is not None:
-            s = subject(scope, n)
-            conds = [[equal(a, b) for a, b in zip(s, col)] for col in conds]
-        values = [v(scope, n) for _, v in branches]
-        other = default(scope, n)
-        out = []
-        for i in range(n):
-            for cond, vals in zip(conds, values):
-                c = cond[i]
-                if c is True:
-                    out.append(vals[i])
-                    break
-                if type(c) is SqlError:
-                    out.append(c)
-                    break
-            else:
-                out.append(other[i])
+        out = default(scope, n)
+        s = subject(scope, n) if subject is not None else None
+        for cond_fn, value_fn in reversed(branches):
+            cond = cond_fn(scope, n)
+            if s is not None:
+                cond = [equal(a, b) for a, b in zip(s, cond)]
+            values = value_fn(scope, n)
+            out = [v if c is True else c if type(c) is SqlError else o for c, v, o in zip(cond, values, out)]
         return out
 
     return run
