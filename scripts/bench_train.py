@@ -44,7 +44,7 @@ GENERATED_GRIDS = {"logistic_regression": {"regParam": [0.0001, 0.001, 0.01], "e
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--datasets", default="telco,generated", help="comma-separated: telco, generated")
+    p.add_argument("--datasets", default="telco,generated", help="comma-separated: telco, generated, clustering (vs scikit-learn KMeans), als (vs the popularity baseline)")
     p.add_argument("--rows", type=int, default=2_000_000, help="rows of the generated dataset (default 2,000,000)")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     p.add_argument("--halving", action="store_true",
@@ -141,6 +141,11 @@ def main() -> int:
     results = []
 
     for dataset in args.datasets.split(","):
+        if dataset in ("clustering", "als"):  # the tasks without a target: scripts/bench_tasks.py
+            from bench_tasks import run as run_tasks
+
+            results += [{"dataset": dataset, **r} for r in run_tasks([dataset], spark, settings, work)]
+            continue
         if dataset == "telco":
             pipe = load_pipeline(write_pipeline(work, **{"model.algorithms": TELCO_GRIDS, "model.folds": 3,
                                                          "model.halving": args.halving}))

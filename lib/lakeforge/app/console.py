@@ -105,7 +105,7 @@ def print_card(card) -> None:
         table.add_row(c.name, c.dtype, c.role, c.reason, f"{c.nulls:,}")
     out.print(table)
     shares = ", ".join(f"{k} {v:.1%}" for k, v in list(card.class_shares.items())[:8])
-    out.print(f"Task: {card.task} ({card.task_reason}); target {card.target!r}"
+    out.print(f"Task: {card.task} ({card.task_reason})" + (f"; target {card.target!r}" if card.target is not None else "")
               + (f", positive class {card.positive_class!r}" if card.positive_class is not None else "")
               + (f"; classes: {shares}" if shares else ""))
     out.print(f"Metric: {card.metric} ({card.metric_reason}); key: {card.key}")

@@ -19,6 +19,7 @@ from lakeforge.core.errors import InputDataError
 from lakeforge.profiling.card import Column, ProblemCard
 from lakeforge.profiling.frame_columns import choose_key, detect_columns, id_like_name, key_candidates, key_repeats
 
+COUNT_WORDS = ("count", "plays", "clicks", "views", "purchases", "events", "visits", "quantity", "qty")
 PAIR_WORDS = ("user", "item", "product", "movie", "customer", "member", "client", "article", "song", "book", "sku")
 
 
@@ -50,7 +51,8 @@ def frame_task(df: DataFrame, stats: dict, f: TaskFraming) -> ProblemCard:
                                        "silhouette", "how well separated the clusters are, on held-out rows", {})
     else:
         config = _recommendation_roles(df, stats, roles, columns)
-        kind = "implicit feedback (each row an interaction)" if config.get("rating") is None else "explicit ratings"
+        kind = ("implicit feedback (each row an interaction)" if config.get("rating") is None else
+                f"implicit feedback ({config['rating']} counts events)" if config.get("implicit") else "explicit ratings")
         reason = f"user-item feedback, {kind} (--task recommendation)"
         metric, why = "ndcg_at_k", f"ranking quality of the top {config['k']} items per user, vs the most popular items"
     return ProblemCard(f.name, f.source, rows, None, f.task, reason, key, None, metric, why, {}, columns, [],
@@ -84,7 +86,9 @@ def _recommendation_roles(df: DataFrame, stats: dict, roles: dict, columns: list
             c.role, c.reason = used[c.name], f"--{used[c.name]}"
         elif c.role != "key":
             c.role, c.reason = "excluded", "not used by ALS (it learns from the user-item pairs)"
-    return {"user": roles["user"], "item": roles["item"], "rating": rating, "k": 10, "top_n": 10}
+    counts = bool(rating) and any(w in rating.lower() for w in COUNT_WORDS)  # a count of events, not a rating
+    return {"user": roles["user"], "item": roles["item"], "rating": rating, **({"implicit": True} if counts else {}),
+            "k": 10, "top_n": 10}
 
 
 def check_rating(df: DataFrame, rating: str) -> None:

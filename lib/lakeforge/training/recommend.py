@@ -49,7 +49,8 @@ def train_recommender(spark: SparkSession, settings: Settings, pipeline: Pipelin
     timings: dict[str, float] = {}
     table, version, raw = read_input(spark, settings, pipeline, allow_failed_checks, say)
     where = f"table {table} ({pipeline.file})"
-    data = split_interactions(interactions(raw, rc, where), rc, cfg.test_fraction, cfg.n_folds, cfg.seed).cache()
+    # train_validation_split: one fit on fold 0 of two (half the training pairs validate)
+    data = split_interactions(interactions(raw, rc, where), rc, cfg.test_fraction, max(2, cfg.n_folds), cfg.seed).cache()
     counts = {r["_is_test"]: r["count"] for r in data.groupBy("_is_test").count().collect()}
     rows_train, rows_test = counts.get(False, 0), counts.get(True, 0)
     if rows_test == 0 or rows_train < 2:

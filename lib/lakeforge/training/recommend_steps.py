@@ -10,7 +10,7 @@ from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.evaluation import RankingEvaluator
 from pyspark.ml.feature import StringIndexer
 from pyspark.ml.recommendation import ALS
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import IntegralType, NumericType, StringType
 
@@ -66,9 +66,11 @@ def split_interactions(inter: DataFrame, rc: RecommendationConfig, test_fraction
 
 def als_pipeline(rc: RecommendationConfig, params: dict, seed: int) -> Pipeline:
     """Ids indexed (unknown ids -> an index ALS has no factors for: dropped, never NaN), then ALS."""
+    spark = SparkSession.getActiveSession()
+    blocks = max(1, min(10, spark.sparkContext.defaultParallelism)) if spark is not None else 10  # ALS's default: 10
     als = ALS(userCol=USER_IDX, itemCol=ITEM_IDX, ratingCol=RATING, implicitPrefs=rc.is_implicit,
               coldStartStrategy="drop", maxIter=rc.max_iter, seed=seed, rank=int(params["rank"]),
-              regParam=float(params["regParam"]))
+              regParam=float(params["regParam"]), numUserBlocks=blocks, numItemBlocks=blocks)
     if rc.is_implicit and "alpha" in params:
         als.setAlpha(float(params["alpha"]))
     return Pipeline(stages=[StringIndexer(inputCol=rc.user, outputCol=USER_IDX, handleInvalid="keep"),
@@ -90,11 +92,16 @@ def indexed(model: PipelineModel, df: DataFrame) -> DataFrame:
     return PipelineModel(stages=model.stages[:-1]).transform(df)
 
 
-def top_items(model: PipelineModel, users: DataFrame, seen: DataFrame, k: int) -> DataFrame:
+def most_seen(seen: DataFrame) -> int:
+    """The most items one user has in ``seen``: how far past K a top list must look."""
+    return seen.groupBy(USER_IDX).count().agg(F.max("count")).first()[0] or 0
+
+
+def top_items(model: PipelineModel, users: DataFrame, seen: DataFrame, k: int, extra: int | None = None) -> DataFrame:
     """(``__user``, ``__item``, score, rank 1..k): the model's best items per user of ``users``
-    (indexed), skipping the (``__user``, ``__item``) pairs in ``seen``."""
+    (indexed), skipping the (``__user``, ``__item``) pairs in ``seen`` (``extra``: most_seen(seen))."""
     als = model.stages[-1]
-    extra = seen.groupBy(USER_IDX).count().agg(F.max("count")).first()[0] or 0
+    extra = most_seen(seen) if extra is None else extra
     n_items = len(model.stages[1].labelsArray[0])
     recs = als.recommendForUserSubset(users.select(USER_IDX).distinct(), int(min(n_items, k + extra)))
     flat = recs.select(USER_IDX, F.posexplode("recommendations").alias("__pos", "r")).select(
@@ -105,10 +112,10 @@ def top_items(model: PipelineModel, users: DataFrame, seen: DataFrame, k: int) -
     return fresh.withColumn("rank", rank).where(F.col("rank") <= k).drop("__pos")
 
 
-def popular_items(seen: DataFrame, users: DataFrame, k: int) -> DataFrame:
+def popular_items(seen: DataFrame, users: DataFrame, k: int, extra: int | None = None) -> DataFrame:
     """The popularity baseline: the most interacted-with items (in ``seen``) that each user has
     not seen, as (``__user``, ``__item``, score, rank 1..k)."""
-    extra = seen.groupBy(USER_IDX).count().agg(F.max("count")).first()[0] or 0
+    extra = most_seen(seen) if extra is None else extra
     top = seen.groupBy(ITEM_IDX).agg(F.count(F.lit(1)).cast("double").alias("score")) \
         .orderBy(F.desc("score"), ITEM_IDX).limit(int(k + extra))
     pairs = users.select(USER_IDX).distinct().crossJoin(F.broadcast(top))
@@ -128,8 +135,11 @@ def as_lists(ranked: DataFrame, relevant: DataFrame) -> DataFrame:
 
 def ranking_metrics(lists: DataFrame, k: int) -> dict[str, float]:
     """precision@K, recall@K, NDCG@K and MAP@K of (``predicted``, ``relevant``) lists."""
-    return {name: float(RankingEvaluator(predictionCol="predicted", labelCol="relevant", metricName=spark_name, k=k)
-                        .evaluate(lists)) for name, spark_name in RANKING.items()}
+    lists = lists.cache()  # four evaluators over the same lists
+    out = {name: float(RankingEvaluator(predictionCol="predicted", labelCol="relevant", metricName=spark_name, k=k)
+                       .evaluate(lists)) for name, spark_name in RANKING.items()}
+    lists.unpersist()
+    return out
 
 
 def relevant_items(model: PipelineModel, heldout: DataFrame, rc: RecommendationConfig) -> DataFrame:
@@ -152,9 +162,10 @@ def evaluate(model: PipelineModel, seen: DataFrame, heldout: DataFrame, rc: Reco
     also the popularity baseline's ranking metrics (``popularity_*``)."""
     seen_idx = indexed(model, seen).select(USER_IDX, ITEM_IDX).cache()
     relevant = relevant_items(model, heldout, rc).cache()
-    out = ranking_metrics(as_lists(top_items(model, relevant, seen_idx, rc.k), relevant), rc.k)
+    extra = most_seen(seen_idx)
+    out = ranking_metrics(as_lists(top_items(model, relevant, seen_idx, rc.k, extra), relevant), rc.k)
     if baseline:
-        pop = ranking_metrics(as_lists(popular_items(seen_idx, relevant, rc.k), relevant), rc.k)
+        pop = ranking_metrics(as_lists(popular_items(seen_idx, relevant, rc.k, extra), relevant), rc.k)
         out.update({f"popularity_{m}": v for m, v in pop.items()})
     if not rc.is_implicit:
         err = model.transform(heldout).select((F.col("prediction") - F.col(RATING)).alias("e"))
