@@ -104,7 +104,7 @@ def test_ten_days_drift_alert_performance_and_reruns(spark, settings, world):
     last = monitor(spark, settings, pipe, DAYS[7:])
     perf = {(r["window_start"], r["metric"]): r for r in last.performance}
     auc = {d: perf[(d, "roc_auc")] for d in DAYS if (d, "roc_auc") in perf}
-    assert auc[DAYS[0]]["realised"] > 0.75 and auc[DAYS[7]]["realised"] < auc[DAYS[0]]["realised"] - 0.2
+    assert auc[DAYS[0]]["realised"] > 0.75 and auc[DAYS[7]]["realised"] < auc[DAYS[0]]["realised"] - 0.1
     assert auc[DAYS[9]]["realised"] is None and auc[DAYS[9]]["estimated"] is not None  # labels not arrived yet
     assert auc[DAYS[0]]["labelled_rows"] == auc[DAYS[0]]["rows"]
 

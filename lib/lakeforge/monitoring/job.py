@@ -67,15 +67,7 @@ def monitor(spark: SparkSession, settings: Settings, pipeline: PipelineConfig, d
         groups.setdefault((b.model_name, b.model_version), []).append(b)
         if b.input_table is None:
             result.notes.append(f"run date {b.run_date}: no score run recorded in job_runs; only the score is monitored")
-    plans = []
-    for (name, version), group in groups.items():  # every check before the first write
-        reference = load_reference(spark, settings, pipeline, name, version)
-        columns = cfg.columns or list(reference)
-        unknown = [c for c in columns if c not in reference]
-        if unknown:
-            raise InputDataError(f"monitoring.columns {unknown} are not in the reference of model {name} version "
-                                 f"{version} (it has {sorted(reference)}); fix monitoring.columns; nothing was written")
-        plans.append((name, version, group, {c: reference[c] for c in columns}))
+    plans = _plans(spark, settings, pipeline, groups)
     if cfg.actuals is not None:  # its table, key and label type checked before any write (lazy: no job)
         from lakeforge.monitoring.performance import labelled_predictions
 
@@ -116,6 +108,21 @@ def monitor(spark: SparkSession, settings: Settings, pipeline: PipelineConfig, d
         if note:
             result.notes.append(note)
     return result
+
+
+def _plans(spark: SparkSession, settings: Settings, pipeline: PipelineConfig, groups: dict) -> list[tuple]:
+    """(model name, version, its dates, its reference restricted to the monitored columns); every
+    check before the first write."""
+    plans = []
+    for (name, version), group in groups.items():
+        reference = load_reference(spark, settings, pipeline, name, version)
+        columns = pipeline.monitoring.columns or list(reference)
+        unknown = [c for c in columns if c not in reference]
+        if unknown:
+            raise InputDataError(f"monitoring.columns {unknown} are not in the reference of model {name} version "
+                                 f"{version} (it has {sorted(reference)}); fix monitoring.columns; nothing was written")
+        plans.append((name, version, group, {c: reference[c] for c in columns}))
+    return plans
 
 
 def _window(key: WindowKey, summaries: dict, reference: dict, previous, cfg) -> WindowReport:
