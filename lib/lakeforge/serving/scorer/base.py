@@ -167,7 +167,8 @@ def feature_matrix(frame: Frame, col: str) -> np.ndarray:
         if len(values) == 0:
             return np.zeros((0, 0))
         return np.vstack([np.asarray(v, dtype=np.float64) for v in values])
-    return np.asarray(values, dtype=np.float64).reshape(len(values), -1)
+    values = np.asarray(values, dtype=np.float64)
+    return values if values.ndim == 2 else values.reshape(len(values), -1)
 
 
 def spark_argmax(values: np.ndarray) -> np.ndarray:

@@ -43,28 +43,40 @@ class Forest:
     stats: np.ndarray        # (nodes, stats) the node's impurity stats (class counts)
     depth: int               # the deepest leaf's depth
 
+    def prepare(self) -> "Forest":
+        """Derived arrays, once the node table is filled: next node = children[2 * node + go_left];
+        categorical nodes get a NaN threshold (never true) and their category count in
+        ``n_cats`` (0 elsewhere), and ``cat_table[2 * node ... ]`` flattens ``left_cats``."""
+        self.children = np.column_stack([self.right, self.left]).ravel()
+        self.has_categorical = bool(self.categorical.any())
+        self.threshold = np.where(self.categorical, np.nan, self.threshold)
+        size = self.left_cats.shape[1]
+        self.n_cats = np.where(self.categorical, size, 0).astype(np.float64)
+        self.cat_offset = np.arange(len(self.feature), dtype=np.int64) * size
+        self.cat_table = self.left_cats.ravel()
+        return self
+
     def leaves(self, x: np.ndarray) -> np.ndarray:
-        """(rows, trees): the leaf each row reaches in each tree."""
-        rows = np.arange(len(x))[:, None]
-        node = np.broadcast_to(self.roots, (len(x), len(self.roots))).copy()
-        for _ in range(self.depth):
-            f = self.feature[node]
-            v = x[rows, f]
-            with np.errstate(invalid="ignore"):
-                go_left = v <= self.threshold[node]
-            if self.left_cats.shape[1]:
-                cat = self.categorical[node]
-                if cat.any():
-                    go_left = np.where(cat, self._category_left(node, v), go_left)
-            node = np.where(go_left, self.left[node], self.right[node])
-        return node
+        """(rows, trees): the leaf each row reaches in each tree (flat gathers, one step per level)."""
+        n, p = x.shape
+        trees = len(self.roots)
+        flat_x = np.ascontiguousarray(x).ravel()
+        base = np.repeat(np.arange(n, dtype=np.int64) * p, trees)
+        node = np.tile(self.roots, n)
+        with np.errstate(invalid="ignore"):
+            for _ in range(self.depth):
+                v = flat_x.take(base + self.feature.take(node))
+                go_left = v <= self.threshold.take(node)  # NaN (value or threshold) is false
+                if self.has_categorical:
+                    go_left |= self._category_left(node, v)
+                node = self.children.take(2 * node + go_left)
+        return node.reshape(n, trees)
 
     def _category_left(self, node: np.ndarray, v: np.ndarray) -> np.ndarray:
-        size = self.left_cats.shape[1]
-        with np.errstate(invalid="ignore"):
-            valid = (v >= 0) & (v < size) & (np.floor(v) == v)
-        idx = np.where(valid, v, 0).astype(np.int64)
-        return valid & self.left_cats[node, idx]
+        """True where ``node`` is categorical and ``v`` is one of its left categories."""
+        valid = (np.floor(v) == v) & (v >= 0) & (v < self.n_cats.take(node))
+        idx = self.cat_offset.take(node) + np.where(valid, v, 0).astype(np.int64)
+        return valid & self.cat_table.take(idx)
 
 
 def _tree_nodes(rows: list[dict]) -> dict[int, dict]:
@@ -110,7 +122,7 @@ def build_forest(trees: list[list[dict]]) -> Forest:
             else:
                 f.categorical[g] = True
                 f.left_cats[g, [int(c) for c in values if 0 <= c < max_cats]] = True
-    return f
+    return f.prepare()
 
 
 def _single_tree(path: Path) -> Forest:
@@ -165,19 +177,19 @@ class RandomForestClassifierStage(DecisionTreeClassifierStage):
         self.leaf_probability = normalize(forest.stats[:, :self.num_classes])
 
     def predict_raw(self, x: np.ndarray) -> np.ndarray:
-        leaves = self.forest.leaves(x)
+        per_tree = self.leaf_probability[self.forest.leaves(x)]  # (rows, trees, classes)
         votes = np.zeros((len(x), self.num_classes))
-        for t in range(leaves.shape[1]):
-            votes += self.leaf_probability[leaves[:, t]]
+        for t in range(per_tree.shape[1]):  # Spark's order of the sum
+            votes += per_tree[:, t]
         return votes
 
 
 def gbt_margin(forest: Forest, weights: np.ndarray, x: np.ndarray) -> np.ndarray:
     """sum over trees of weight * the leaf's prediction, in tree order."""
-    leaves = forest.leaves(x)
+    terms = forest.prediction[forest.leaves(x)] * weights  # (rows, trees)
     margin = np.zeros(len(x))
-    for t in range(leaves.shape[1]):
-        margin += forest.prediction[leaves[:, t]] * weights[t]
+    for t in range(terms.shape[1]):  # Spark's order of the sum
+        margin += terms[:, t]
     return margin
 
 
@@ -245,11 +257,11 @@ class RandomForestRegressorStage(RegressorStage):
         self.forest = forest
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        leaves = self.forest.leaves(x)
+        values = self.forest.prediction[self.forest.leaves(x)]
         total = np.zeros(len(x))
-        for t in range(leaves.shape[1]):
-            total += self.forest.prediction[leaves[:, t]]
-        return total / leaves.shape[1]
+        for t in range(values.shape[1]):  # Spark's order of the sum
+            total += values[:, t]
+        return total / values.shape[1]
 
 
 class GBTRegressorStage(RegressorStage):
