@@ -194,7 +194,9 @@ def test_sql_casts_of_tricky_text_equal_spark(spark, tmp_path):
             "CAST(hour(try_to_timestamp(s)) AS DOUBLE) AS h, dayofweek(try_to_timestamp(s)) AS dow, length(s) AS len, "
             "CASE WHEN d > 1 THEN 'big' WHEN isnan(d) THEN 'nan' WHEN d IS NULL THEN NULL ELSE 'small' END AS size, "
             "COALESCE(try_divide(d, n), -1.0D) AS ratio, GREATEST(d, n) AS g, LEAST(d, n, 0) AS l, n IN (1, 2, NULL) AS inn, "
-            "s IN ('1', 'yes') AS ins, NULLIF(n, 4) AS nn, upper(trim(s)) AS u, concat(s, '|', n) AS c, d = d AS self "
+            "s IN ('1', 'yes') AS ins, NULLIF(n, 4) AS nn, upper(trim(s)) AS u, concat(s, '|', n) AS c, d = d AS self, "
+            "CAST(CASE WHEN n > 5 THEN 1 ELSE 0.5D END AS STRING) AS mix, CAST(COALESCE(n, 2.5D) AS STRING) AS co, "
+            "CAST(IF(n > 3, n, n / 2) AS STRING) AS half "
             "FROM __THIS__")
     assert_parity(PipelineModel(stages=[SQLTransformer(statement=stmt)]), df, tmp_path)
 

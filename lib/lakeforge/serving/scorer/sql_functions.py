@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from decimal import Decimal
 
 from sqlglot import expressions as E
 
@@ -196,13 +197,47 @@ def _case(node) -> Fn:
     subject = compile_expr(node.this) if node.this is not None else None
     branches = [(compile_expr(i.this), compile_expr(i.args["true"])) for i in node.args["ifs"]]
     default = compile_expr(node.args["default"]) if node.args.get("default") is not None else constant(None)
-    return _choose(subject, branches, default)
+    return promote(_choose(subject, branches, default), [i.args["true"] for i in node.args["ifs"]] + [node.args.get("default")])
 
 
 def if_node(node) -> Fn:
     false = node.args.get("false")
-    return _choose(None, [(compile_expr(node.this), compile_expr(node.args["true"]))],
-                   compile_expr(false) if false is not None else constant(None))
+    chosen = _choose(None, [(compile_expr(node.this), compile_expr(node.args["true"]))],
+                     compile_expr(false) if false is not None else constant(None))
+    return promote(chosen, [node.args["true"], false])
+
+
+_DOUBLE_NODES = (E.Div, E.SafeDivide, E.Ln, E.Log, E.Exp, E.Sqrt, E.Pow)
+
+
+def is_double(node: E.Expression) -> bool:
+    """True when the expression is a double whatever the input (a cast to double, a division, a
+    double literal, log/exp/sqrt/pow...): Spark then types CASE / COALESCE / GREATEST as double."""
+    if isinstance(node, E.Paren):
+        return is_double(node.this)
+    if isinstance(node, (E.Cast, E.TryCast)):
+        return str(getattr(node.to.this, "value", node.to.this)).upper() in ("DOUBLE", "FLOAT")
+    if isinstance(node, E.Literal):
+        return not node.is_string and "e" in node.this.lower()
+    if isinstance(node, E.Anonymous):
+        return node.name.lower() == "log1p"
+    if isinstance(node, (E.Add, E.Sub, E.Mul, E.Mod)):
+        return is_double(node.this) or is_double(node.expression)
+    if isinstance(node, E.Neg):
+        return is_double(node.this)
+    return isinstance(node, _DOUBLE_NODES)
+
+
+def promote(fn: Fn, nodes: list) -> Fn:
+    """``fn`` with integer and decimal results as doubles when one of ``nodes`` is a double (the
+    common type Spark gives the branches)."""
+    if not any(n is not None and is_double(n) for n in nodes):
+        return fn
+
+    def run(scope, n):
+        return [float(v) if type(v) is int or isinstance(v, Decimal) else v for v in fn(scope, n)]
+
+    return run
 
 
 def _choose(subject, branches, default) -> Fn:
@@ -230,7 +265,7 @@ def _coalesce(node) -> Fn:
         cols = [a(scope, n) for a in args]
         return [next((v for v in vals if v is not None), None) for vals in zip(*cols)]
 
-    return run
+    return promote(run, [node.this, *node.expressions])
 
 
 def _nullif(node) -> Fn:
@@ -254,7 +289,8 @@ def _extreme(sign: int):
                     best = v
             return float(best) if any(isinstance(v, float) for v in vals) else best
 
-        return lambda scope, n: [call(one, vals) for vals in zip(*[a(scope, n) for a in args])]
+        run = lambda scope, n: [call(one, vals) for vals in zip(*[a(scope, n) for a in args])]  # noqa: E731
+        return promote(run, [node.this, *node.expressions])
 
     return build
 

@@ -129,7 +129,7 @@ def to_string(v):
     if isinstance(v, Decimal):
         return str(v)
     if isinstance(v, dt.datetime):
-        return _timestamp_str(v)
+        return _timestamp_str(local(v))
     if isinstance(v, dt.date):
         return v.isoformat()
     if isinstance(v, (list, tuple)):
@@ -223,7 +223,7 @@ _TS_TEXT = re.compile(
 
 def to_date(v) -> dt.date:
     if isinstance(v, dt.datetime):
-        return v.date()
+        return local(v).date()
     if isinstance(v, dt.date):
         return v
     if type(v) is str:
@@ -255,7 +255,7 @@ def local(t: dt.datetime) -> dt.datetime:
 
 def to_timestamp(v) -> dt.datetime:
     if isinstance(v, dt.datetime):
-        return v
+        return local(v) if v.tzinfo is not None else v
     if isinstance(v, dt.date):
         return dt.datetime(v.year, v.month, v.day)
     if type(v) is str:
