@@ -21,6 +21,7 @@ from lakeforge.app import runner
 from lakeforge.app.console import done, err, error, note, out, print_card, print_profile, stage
 from lakeforge.app.runner import Context
 from lakeforge.app.cli_serve import export_cmd, serve_cmd
+from lakeforge.app.cli_dashboard import dashboard_cmd
 from lakeforge.app.cli_monitor import monitor_cmd, retrain_cmd
 from lakeforge.core.errors import LakeforgeError
 
@@ -380,6 +381,7 @@ def profile_cmd(ctx: Context, pipeline_file: str, threshold: float) -> None:
 
 cli.add_command(serve_cmd, "serve")
 cli.add_command(export_cmd, "export")
+cli.add_command(dashboard_cmd, "dashboard")
 cli.add_command(monitor_cmd, "monitor")
 cli.add_command(retrain_cmd, "retrain")
 

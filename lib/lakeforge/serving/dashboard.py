@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import functools
 import html
+import importlib
 import threading
 import time
 from collections.abc import Callable
@@ -61,8 +62,8 @@ def registry_section(settings: Settings, pipeline: PipelineConfig) -> Section:
     rows = [{"version": f"v{v.version}", "aliases": ", ".join(v.aliases), "run_date": v.run_date, "created": v.created,
              "score": v.test_score, "promoted": v.promoted, "decision": v.decision} for v in reversed(versions)]
     metric = next((v.metric for v in versions if v.metric), "metric")
-    s.table(rows, {"version": "version", "aliases": "aliases", "run_date": "run date", "created": "registered",
-                   "score": f"test {metric}", "promoted": "promoted", "decision": "promotion decision"})
+    s.table(rows, {"version": "version", "aliases": "aliases", "run_date": "run date", "score": f"test {metric}",
+                   "promoted": "promoted", "decision": "promotion decision"})
     return s
 
 
@@ -103,13 +104,14 @@ def runs_section(settings: Settings, pipeline: PipelineConfig) -> Section:
               f"last: {html.escape(runs[0]['job'])} of {runs[0]['run_date']} {html.escape(runs[0]['status'])}.")
     s.figure(figures.runs_figure(runs))
     columns = {"started_at": "started (UTC)", "job": "job", "run_date": "run date", "status": "status",
-               "duration_s": "seconds", "rows_in": "rows in", "rows_out": "rows out", "model_version": "model",
-               "message": "message"}
+               "seconds": "seconds", "rows_out": "rows out", "model_version": "model", "message": "message"}
+    shown = [{**r, "seconds": None if r["duration_s"] is None else f"{r['duration_s']:.1f}"} for r in runs]
+    failed = [r for r in shown if r["status"] != "succeeded"]
     if failed:
         s.parts.append("<h3>Failures</h3>")
         s.table(failed, columns, limit=10)
     s.parts.append("<h3>Latest runs</h3>")
-    s.table(runs, columns, limit=15)
+    s.table(shown, columns, limit=15)
     return s
 
 
@@ -192,7 +194,7 @@ def page_data(settings: Settings, pipeline: PipelineConfig) -> dict:
 def _warm_up() -> None:
     plotly_js()
     with contextlib.suppress(Exception):
-        import mlflow  # noqa: F401
+        importlib.import_module("mlflow")
 
 
 def mount_dashboard(app, settings: Settings, pipeline: PipelineConfig) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 
 from lakeforge.core.config import PipelineConfig
 from lakeforge.core.settings import Settings
@@ -167,11 +168,10 @@ def predictions_by_date(settings: Settings, pipeline: PipelineConfig, max_dates:
     binary = probability and pa.types.is_integer(schema.field("predicted_label").type)  # multiclass: names
     recent = sorted(volume)[-max_dates:]
     edges = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1) if probability else _value_edges(table, recent)
-    days = []
-    for day in recent:
-        cols = ["score", "predicted_label"] if binary else ["score"]
-        part = table.to_pyarrow_table(columns=cols, filters=[("run_date", "=", day)])
-        days.append(_score_day(day, part, edges, binary))
+    dataset = table.to_pyarrow_dataset()  # the snapshot's files, listed once
+    cols = ["score", "predicted_label"] if binary else ["score"]
+    days = [_score_day(day, dataset.to_table(columns=cols, filter=ds.field("run_date") == day), edges, binary)
+            for day in recent]
     return Predictions(settings.table(pipeline.tables.predictions), dict(sorted(volume.items())), days,
                        [float(e) for e in edges], probability)
 
@@ -200,7 +200,8 @@ def _score_day(day: dt.date, part: pa.Table, edges: np.ndarray, binary: bool) ->
     out.mean = pc.mean(scores).as_py()
     out.p10, out.p50, out.p90 = pc.quantile(scores, q=[0.1, 0.5, 0.9], interpolation="linear").to_pylist()
     values = scores.to_numpy()
-    counts, _ = np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)
+    lo, hi = edges[0], edges[-1]  # equal bins given as a range: no sort
+    counts, _ = np.histogram(np.clip(values, lo, hi), bins=len(edges) - 1, range=(lo, hi))
     out.histogram = [int(c) for c in counts]
     if binary:
         labels = pc.drop_null(part["predicted_label"])

@@ -48,12 +48,13 @@ def _short_params(params: str | None, limit: int = 38) -> str:
 def leaderboard_figure(board: Leaderboard) -> go.Figure:
     """Each candidate's cross-validated metric (mean +- std), the winner darker."""
     rows = [r for r in board.rows if r["cv_mean"] is not None][:25]
-    labels = [f"#{r['rank']} {r['algorithm']} {_short_params(r['params'])}" for r in rows]
+    labels = [f"#{r['rank']} {r['algorithm']}" for r in rows]
     fig = go.Figure(go.Bar(
         x=[r["cv_mean"] for r in rows], y=labels, orientation="h",
         error_x={"type": "data", "array": [r["cv_std"] or 0.0 for r in rows], "color": "#334155"},
         marker={"color": [COLOURS["leaderboard_best" if r["is_best"] else "leaderboard"] for r in rows], "line": {"width": 0}},
-        hovertemplate="%{y}<br>mean %{x:.4f}<extra></extra>", name=f"CV {board.metric}"))
+        text=[_short_params(r["params"], 80) for r in rows], textposition="none",
+        hovertemplate="%{y} %{text}<br>mean %{x:.4f}<extra></extra>", name=f"CV {board.metric}"))
     lo = min((r["cv_mean"] - (r["cv_std"] or 0.0) for r in rows), default=0.0)
     hi = max((r["cv_mean"] + (r["cv_std"] or 0.0) for r in rows), default=1.0)
     pad = max((hi - lo) * 0.15, 1e-3)
@@ -145,7 +146,7 @@ def runs_figure(runs: list[dict]) -> go.Figure:
                   for r in chosen],
             hovertemplate="%{text}<br>%{y:.1f} s<extra></extra>"))
     fig.update_xaxes(title="started at (UTC)")
-    fig.update_yaxes(title="duration (s)", rangemode="tozero")
+    fig.update_yaxes(title="duration (s)")
     return _layout(fig, f"Duration and status ({len(runs)} runs)")
 
 
