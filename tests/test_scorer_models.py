@@ -107,6 +107,14 @@ CASES = [
     ("glm-tweedie-1.5", "regression", "generalized_linear", {"family": "tweedie"}, None),
 ]
 LABEL = {"binary": "b", "multiclass": "m", "regression": "y"}
+# output column params set on the fitted model (Spark then computes the prediction from the
+# probability, or from the features, instead of from the raw prediction)
+COLUMNS = {
+    "gbt-binary": {"rawPredictionCol": "", "probabilityCol": "p_out"},
+    "lr-binary-nointercept": {"rawPredictionCol": "margins", "probabilityCol": "", "predictionCol": "label_out"},
+    "nb-gaussian": {"rawPredictionCol": "", "probabilityCol": ""},
+    "rf-regression": {"predictionCol": "y_hat"},
+}
 CLASS_NAMES = ["low", "mid", "high"]
 
 
@@ -130,6 +138,8 @@ def _fit(spark, frames, tmp_path, case):
     fitted = est.fit(train, params)
     if task == "binary":
         set_threshold(fitted, THRESHOLD)
+    for name, value in COLUMNS.get(case[0], {}).items():
+        fitted.set(fitted.getParam(name), value)
     stages = [fitted]
     if task == "multiclass":
         stages.append(IndexToString(inputCol="prediction", outputCol="predicted_class", labels=CLASS_NAMES))
@@ -167,15 +177,28 @@ def test_model_matches_spark(spark, frames, tmp_path_factory, case):
     scorer = load_pipeline(path) if full is None else _model_stage(path)
     ours = scorer.transform({"features": _matrix(expected["features"])})
     assert set(ours) == set(expected.columns) - {"row_id"}, case[0]
-    spark_prediction = expected["prediction"].to_numpy(dtype=np.float64)
+    cols = {"predictionCol": "prediction", "rawPredictionCol": "rawPrediction", "probabilityCol": "probability",
+            **COLUMNS.get(case[0], {})}
+    spark_prediction = expected[cols["predictionCol"]].to_numpy(dtype=np.float64)
     if case[1] == "regression":
-        _close(ours["prediction"], spark_prediction, f"{case[0]} prediction")
+        _close(ours[cols["predictionCol"]], spark_prediction, f"{case[0]} prediction")
     else:
-        assert np.array_equal(ours["prediction"], spark_prediction), case[0]
-    for col in ("rawPrediction", "probability"):
+        assert np.array_equal(ours[cols["predictionCol"]], spark_prediction), case[0]
+    for col in (cols["rawPredictionCol"], cols["probabilityCol"]):
         if col in expected:
             _close(ours[col], _matrix(expected[col]), f"{case[0]} {col}")
     if full is not None:  # the whole saved pipeline through load_pipeline: model + IndexToString
         pipe = load_pipeline(path)
         mine = pipe.transform({"features": _matrix(full["features"])})
         assert list(mine["predicted_class"]) == list(full["predicted_class"]), case[0]
+
+
+def test_index_to_string_refuses_an_index_outside_its_labels():
+    """As Spark's IndexToString does (a OneVsRest row of NaN margins predicts -1)."""
+    from lakeforge.serving.scorer.meta_models import IndexToStringStage
+
+    stage = IndexToStringStage({"paramMap": {"inputCol": "prediction", "outputCol": "cls", "labels": CLASS_NAMES}})
+    out = stage.transform({"prediction": np.array([2.0, 0.0, 1.0])})
+    assert list(out["cls"]) == ["high", "low", "mid"]
+    with pytest.raises(ValueError, match="unseen index -1.0"):
+        stage.transform({"prediction": np.array([1.0, -1.0])})
