@@ -79,7 +79,14 @@ def test_frame_bad_input(spark, overlay, tmp_path, capsys, args, expected):
     assert not (tmp_path / "x.yaml").exists()
 
 
-def test_zero_config_run_frames_trains_and_scores(spark, overlay, settings, tmp_path):
+def test_zero_config_run_frames_trains_and_scores(spark, overlay, settings, tmp_path, monkeypatch):
+    from lakeforge.training import algorithms
+
+    # the card leaves the search to the task's default algorithms; each searched here at the
+    # first point of its default grid (3 candidates, not 10: the test is about the run, not the grid)
+    defaults = algorithms.default_algorithms
+    monkeypatch.setattr(algorithms, "default_algorithms", lambda task: {
+        name: {param: values[:1] for param, values in grid.items()} for name, grid in defaults(task).items()})
     # no key column (like iris or wine): the key is the row id that ingest adds
     src = tmp_path / "flats.csv"
     lines = ["rooms,area,district,built,price"]
@@ -95,6 +102,8 @@ def test_zero_config_run_frames_trains_and_scores(spark, overlay, settings, tmp_
     assert card["features"]["dates"] == {"built": {"parts": ["year", "month", "day_of_week"]}}  # text dates
     n = spark.sql("SELECT count(*), count(DISTINCT row_id) FROM lakeforge.predictions_flats").first()
     assert tuple(n) == (202, 202)
+    searched = spark.sql("SELECT DISTINCT algorithm FROM lakeforge.leaderboard_flats").collect()
+    assert {r.algorithm for r in searched} == set(defaults("regression"))  # every default algorithm competed
     shutil.rmtree(settings.path(settings.reports_dir) / "flats")
 
 
