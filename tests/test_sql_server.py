@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, run_lakeforge, write_overlay, write_pipeline
+from conftest import ROOT, run_lakeforge, telco_slice, write_overlay, write_pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+ROWS = 1000
 
 
 def _free_port() -> int:
@@ -47,7 +48,9 @@ def shared_project(tmp_path_factory):
         data = yaml.safe_load(overlay.read_text())
         data["catalog"].update(metastore="derby-server", metastore_port=ms_port)
         overlay.write_text(yaml.safe_dump(data))
-        pipeline = write_pipeline(folder, **{"model.algorithms": {"logistic_regression": {"regParam": [0.01]}}, "model.folds": 2})
+        # 1,000 Telco customers: the subject is the shared catalog, not the data
+        pipeline = write_pipeline(folder, **{"source.path": str(telco_slice(folder, ROWS)),
+                                             "model.algorithms": {"logistic_regression": {"regParam": [0.01]}}, "model.folds": 2})
         proc = run_lakeforge("--conf", str(overlay), "run", str(pipeline), "--run-date", "2026-01-01")
         assert proc.returncode == 0, proc.stderr[-3000:]
         yield folder, overlay, pipeline
@@ -80,11 +83,11 @@ def test_thrift_server_serves_tables_while_a_scoring_job_writes(shared_project):
     try:
         _wait_for_port(port, server)
         query = "SELECT run_date, count(*) AS n FROM lakeforge.predictions_telco GROUP BY run_date ORDER BY run_date"
-        assert _beeline(port, query) == ["run_date,n", "2026-01-01,7043"]
+        assert _beeline(port, query) == ["run_date,n", f"2026-01-01,{ROWS}"]
         # a scoring job in another process while the server holds the catalog
         scored = run_lakeforge("--conf", str(overlay), "score", str(pipeline), "--run-date", "2026-01-02")
         assert scored.returncode == 0, scored.stderr[-3000:]
-        assert _beeline(port, query) == ["run_date,n", "2026-01-01,7043", "2026-01-02,7043"]
+        assert _beeline(port, query) == ["run_date,n", f"2026-01-01,{ROWS}", f"2026-01-02,{ROWS}"]
         # bound to loopback only
         ss = shutil.which("ss")  # iproute2; the check is skipped on machines without it
         listening = subprocess.run([ss, "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout if ss else ""
