@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TELCO_CSV, write_overlay, write_pipeline
+from conftest import ROOT, TELCO_CSV, run_lakeforge, write_overlay, write_pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 COPIES = 12  # 12 x 7043 = 84,516 customers with distinct keys: seconds of scoring per task on 1-core executors
@@ -132,7 +132,10 @@ def test_scoring_survives_a_killed_executor(spark, trained_on_cluster):
         folder / "big", **{"source.path": str(big), "tables.bronze": "bronze_big",
                            "tables.predictions": "predictions_big", "tables.leaderboard": None}
     )
-    _finish(_submit(env, "ingest", "--env", "cluster", "--conf", str(overlay), str(pipeline), "--run-date", "2026-01-03"))
+    # the rows to score are loaded by a local `lakeforge ingest` (the project's own warehouse and
+    # metastore; no executors to start): the cluster's part is the scoring job below
+    loaded = run_lakeforge("--conf", str(overlay), "ingest", str(pipeline), "--run-date", "2026-01-03")
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
 
     proc = _submit(env, "score", "--env", "cluster", "--conf", str(overlay), str(pipeline), "--run-date", "2026-01-03")
     lines: list[str] = []
