@@ -226,13 +226,20 @@ def test_monitoring_tables_are_shown_once_they_exist(project, settings):
     alerts = [{"alert_type": "drift", "window_start": windows[2], "model_version": "2", "status": "confirmed",
                "breaches": 1, "of_last": 3, "detail": "tenure psi 0.22 > 0.1", "created_at": dt.datetime(2026, 5, 3, 6)}]
     write_deltalake(table_path(settings, f"{NAME}_alerts"), pa.Table.from_pylist(alerts), mode="overwrite")
+    perf = [{"window_start": day, "granularity": "1 day", "model_version": "2", "metric": "roc_auc",
+             "realised": 0.84 - 0.05 * i, "estimated": 0.83, "training": 0.8383, "rows": 1000, "breach": i == 2}
+            for i, day in enumerate(windows)]
+    write_deltalake(table_path(settings, f"{NAME}_performance_metrics"), pa.Table.from_pylist(perf), mode="overwrite")
     try:
-        text = _text(_section(render_page(settings, project["pipeline"]), "monitoring"))
+        section = _section(render_page(settings, project["pipeline"]), "monitoring")
+        text = _text(section)
         assert "Drift: 3 window(s); latest: 1 of 2 column(s) drifting." in text
         assert "tenure psi 0.22 > 0.1" in text and "confirmed" in text
         assert "0.2200" in text  # the latest window's tenure PSI in the table
+        assert "Performance: 3 metric(s) over 3 window(s)." in text
+        assert section.count("Plotly.newPlot") == 3 and '"name":"roc_auc realised"' in section
     finally:
-        for t in ("drift_metrics", "alerts"):
+        for t in ("drift_metrics", "alerts", "performance_metrics"):
             shutil.rmtree(table_path(settings, f"{NAME}_{t}"))
 
 

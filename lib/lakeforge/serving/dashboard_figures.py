@@ -32,7 +32,7 @@ HEIGHT = 330
 def _layout(fig: go.Figure, title: str, **extra) -> go.Figure:
     fig.update_layout(**{"template": "plotly_white", "title": {"text": title, "x": 0.01, "font": {"size": 15}},
                          "height": HEIGHT, "margin": {"l": 60, "r": 20, "t": 50, "b": 45},
-                         "legend": {"orientation": "h", "y": -0.22}, **extra})
+                         "legend": {"orientation": "h", "y": -0.32}, **extra})
     return fig
 
 
@@ -114,7 +114,7 @@ def score_figure(pred: Predictions) -> go.Figure:
         fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "range": [0, 1], "title": "share predicted 1",
                                   "showgrid": False, "tickformat": ".0%"})
     fig.update_xaxes(type="category" if len(x) <= 40 else "date", title="run date")
-    fig.update_yaxes(title="score", **({"range": [0, 1]} if pred.probability else {}))
+    fig.update_layout(yaxis={"title": "score", **({"range": [0, 1]} if pred.probability else {})})  # not yaxis2
     return _layout(fig, "Score per run date: median, mean, 10-90 %")
 
 

@@ -88,21 +88,22 @@ def drift_series(rows: list[dict]) -> tuple[dict, dict, list[dict]]:
 
 
 def performance_series(rows: list[dict]) -> dict[str, tuple[list, list]]:
-    """One series per metric over the windows (long or wide table)."""
+    """One series per metric over the windows. Long tables: a ``metric`` column with a ``value``
+    or with one number per kind (``realised``, ``estimated``, ``training``: "roc_auc realised"...);
+    wide tables: one series per numeric column."""
     rows = _main_granularity(rows)
     found: dict[str, dict[dt.date, float]] = defaultdict(dict)
     for r in rows:
         day = _date_of(r)
         if day is None:
             continue
-        if "metric" in r and "value" in r:
-            if r["value"] is not None and r["metric"]:
-                found[str(r["metric"])][day] = float(r["value"])
-            continue
+        metric = r.get("metric")
         for k, v in r.items():
-            if isinstance(v, float) and k not in ("threshold",):
-                found[k][day] = v
-    return {m: (sorted(v), [v[d] for d in sorted(v)]) for m, v in found.items() if v}
+            if not isinstance(v, float) or k == "threshold":
+                continue
+            name = k if metric is None else str(metric) if k == "value" else f"{metric} {k}"
+            found[name][day] = v
+    return {m: (sorted(v), [v[d] for d in sorted(v)]) for m, v in sorted(found.items()) if v}
 
 
 def monitoring_section(settings: Settings, pipeline: PipelineConfig) -> Section:
