@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from lakeforge.serving.scorer.base import (
-    LOADERS, Frame, feature_matrix, load_stage, param, register, short_name,
+    Frame, feature_matrix, load_stage, param, register, short_name,
 )
 
 
@@ -77,13 +77,6 @@ class IndexToStringStage:
         return {**frame, self.output_col: out}
 
 
-def _load_python_pipeline(path: Path, meta: dict):
-    """A PipelineModel saved by PySpark's own writer (any stage without a JVM writer, such as
-    OneVsRestModel, makes PySpark write it): the same layout under another class name."""
-    return LOADERS["org.apache.spark.ml.PipelineModel"](path, meta)
-
-
-register("pyspark.ml.pipeline.PipelineModel")(_load_python_pipeline)
 
 
 @register("org.apache.spark.ml.feature.IndexToString")

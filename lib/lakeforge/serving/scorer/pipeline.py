@@ -74,7 +74,11 @@ def _stage_dirs(path: Path, meta: dict) -> list[Path]:
     return dirs
 
 
-@register("org.apache.spark.ml.PipelineModel")
+PIPELINE_CLASSES = ("org.apache.spark.ml.PipelineModel",
+                    "pyspark.ml.pipeline.PipelineModel")  # PySpark's writer, when a stage (OneVsRest) is Python-saved
+
+
+@register(*PIPELINE_CLASSES)
 def _load_pipeline_model(path: Path, meta: dict) -> _PipelineStage:
     return _PipelineStage([load_stage(d) for d in _stage_dirs(path, meta)])
 
@@ -100,7 +104,7 @@ def load_pipeline(path: Path) -> NumpyPipeline:
     _import_stage_modules()
     root = spark_model_dir(path)
     meta = read_metadata(root)
-    if meta["class"] != "org.apache.spark.ml.PipelineModel":
+    if meta["class"] not in PIPELINE_CLASSES:
         return NumpyPipeline([load_stage(root)], root)
     return NumpyPipeline(_flatten(LOADERS[meta["class"]](root, meta).stages), root)
 
