@@ -1,7 +1,8 @@
 """The numpy scorer's feature stages equal Spark's: lakeforge's real preprocessing pipelines
 (every stage kind switched on) are fitted, saved, loaded by lakeforge.serving.scorer and compared
 with Spark's transform on every output column of every row, including nulls, unseen
-categories, empty strings, extreme numbers, dates and text."""
+categories, empty strings (at fit time too: a level "" is missing, not a level), extreme numbers,
+dates and text."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def _row(i: int, unseen: bool = False) -> tuple:
     seen = dt.datetime(2024, 1 + i % 12, 1 + i % 28, i % 24, i % 60, i % 7)
     return (i, f"c{i}", TOTALS[i % len(TOTALS)], [0, 1, 5, 12, 30, 72, None][i % 7],
             [29.85, 1e-12, 1e15, -5.5, None, 0.0, 70.35, 118.75][i % 8],
-            ["a", "b", "c", None, "a", "b", "a", "d"][i % 8] if not unseen else ["zzz", "", None][i % 3],
+            ["a", "b", "c", None, "a", "", "a", "d"][i % 8] if not unseen else ["zzz", "", None][i % 3],  # "" at fit time too
             [0, 1, 0, None][i % 4] if not unseen else 2,
             [0.5, 1.0, 1e7, 1e-4, 123456.789, None][i % 6] if not unseen else 3.0e-9,
             ["Yes", "no", " TRUE ", "maybe", None, "1", "f", "\tyes\n"][i % 8],
@@ -86,12 +87,14 @@ def _frame(score, order: str = "rid") -> tuple[dict, list]:
 
 
 def _same(expected, got) -> bool:
+    """Equal, or within 1e-9 (relative beyond 1: PCA of values near 1e308 sums in another order)."""
     if expected is None or got is None:
         return expected is None and got is None
     if isinstance(expected, np.ndarray):
         got = np.asarray(got, dtype=np.float64)
         with np.errstate(invalid="ignore"):
-            return got.shape == expected.shape and bool(np.all((np.abs(got - expected) <= 1e-9) | (got == expected)
+            return got.shape == expected.shape and bool(np.all((np.abs(got - expected) <= 1e-9 * np.maximum(1.0, np.abs(expected)))
+                                                               | (got == expected)
                                                                | (np.isnan(got) & np.isnan(expected))))
     if isinstance(expected, bool) or isinstance(got, bool):
         return type(expected) is type(got) and expected == got
@@ -99,7 +102,7 @@ def _same(expected, got) -> bool:
         if not isinstance(got, (int, float)) or isinstance(got, bool):
             return False
         e, g = float(expected), float(got)
-        return (math.isnan(e) and math.isnan(g)) or e == g or abs(e - g) <= 1e-9
+        return (math.isnan(e) and math.isnan(g)) or e == g or abs(e - g) <= 1e-9 * max(1.0, abs(e))
     return type(expected) is type(got) and expected == got
 
 

@@ -58,6 +58,7 @@ from lakeforge.features.stages import (
     FlatPipeline,
     SlotNamer,
     derive_with_reference,
+    indexer_inputs,
     mode_fill,
     quantile_clip,
     rare_grouping,
@@ -213,10 +214,10 @@ def _categorical_stages(plan: FeaturePlan, fitted_stats: dict | None, label_col:
     onehot = [c for c in categorical if c not in te_out]
     cat_vec = [f"{c}__ohe" for c in onehot]
     if onehot:
-        raw = [c for c in onehot if ccur[c] == c and c in plan.as_text]  # booleans, dates... as text
-        if raw:                                                          # (StringIndexer takes text and numbers only)
-            stages.append(SQLTransformer(statement=select_sql([f"CAST({q(c)} AS STRING) AS {q(c + '__str')}" for c in raw])))
-            ccur.update({c: f"{c}__str" for c in raw})
+        # booleans, dates... as text (StringIndexer takes text and numbers only); '' as null
+        as_text = {c for c in onehot if ccur[c] == c and c in plan.as_text}
+        stages.append(FitSQL(indexer_inputs({ccur[c]: f"{c}__lvl" for c in onehot}, as_text), "indexer_inputs"))
+        ccur.update({c: f"{c}__lvl" for c in onehot})
         stages.append(StringIndexer(inputCols=[ccur[c] for c in onehot], outputCols=[f"{c}__idx" for c in onehot],
                                     handleInvalid="keep", stringOrderType="frequencyDesc"))
         stages.append(OneHotEncoder(inputCols=[f"{c}__idx" for c in onehot], outputCols=cat_vec, handleInvalid="keep"))

@@ -112,6 +112,24 @@ def rare_grouping(cols: dict[str, str], min_count: int, min_fraction: float, max
     return build
 
 
+def indexer_inputs(cols: dict[str, str], as_text: set[str]) -> Callable[[DataFrame], str]:
+    """The columns to one-hot encode as the StringIndexer reads them: ``as_text`` columns (booleans,
+    dates) cast to text, and an empty text value as null (the indexer's missing slot, as blank CSV
+    fields already are: Spark's OneHotEncoder cannot name a level ''). Numbers pass as they are."""
+
+    def build(df: DataFrame) -> str:
+        types = {f.name: f.dataType.simpleString() for f in df.schema.fields}
+
+        def expr(src: str) -> str:
+            if src in as_text:
+                return f"CAST({q(src)} AS STRING)"
+            return f"NULLIF({q(src)}, {lit('')})" if types.get(src) == "string" else q(src)
+
+        return select_sql([f"{expr(src)} AS {q(out)}" for src, out in cols.items()])
+
+    return build
+
+
 def mode_fill(cols: dict[str, str]) -> Callable[[DataFrame], str]:
     """Text columns: nulls replaced by the most frequent level (ties: the smallest level)."""
 
