@@ -1,28 +1,59 @@
-"""The whole slice as a user runs it, in separate processes: `lakeforge run` twice for the same
-run date, then `lakeforge sql` from another process reads the predictions by table name."""
+"""The whole slice as a user runs it, in separate processes: `lakeforge run` of the shipped Telco
+pipeline, a second `lakeforge run` for the same run date, then `lakeforge sql` from another
+process reads the predictions by table name (one process answers every query: its prompt reads
+the statements from stdin).
 
+The second run searches only the candidate the first one chose (same data, folds, seed and
+settings): it must rebuild the very same model, which then does not beat the champion, and
+replace the run date's predictions and leaderboard rows instead of adding to them. (The first
+run searches the whole shipped grid; a second full search would prove nothing more.)"""
+
+import json
 import re
 
 import pytest
+from pyspark.sql import functions as F
 
-from conftest import TELCO_PIPELINE, run_lakeforge, write_overlay
+from conftest import TELCO_PIPELINE, run_lakeforge, write_overlay, write_pipeline
 
 pytestmark = pytest.mark.slow
 RUN_DATE = "2026-11-24"
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
+def project(spark, tmp_path_factory):
     folder = tmp_path_factory.mktemp("e2e")
     overlay = write_overlay(folder)
-    runs = [run_lakeforge("--conf", str(overlay), "run", str(TELCO_PIPELINE), "--run-date", RUN_DATE) for _ in range(2)]
-    return folder, overlay, runs
+    first = run_lakeforge("--conf", str(overlay), "run", str(TELCO_PIPELINE), "--run-date", RUN_DATE)
+    assert first.returncode == 0, first.stderr[-3000:]
+    board = _leaderboard(spark, folder).collect()  # the first run's: the shipped grid's 7 candidates
+    best = next(r for r in board if r.is_best)
+    chosen = {best.algorithm: {k: [v] for k, v in json.loads(best.params).items()}}
+    again = write_pipeline(folder / "again", **{"model.algorithms": chosen})  # same name, tables, data and folds
+    second = run_lakeforge("--conf", str(overlay), "run", str(again), "--run-date", RUN_DATE)
+    return folder, overlay, [first, second], board
 
 
-def _sql(overlay, query):
-    proc = run_lakeforge("--conf", str(overlay), "sql", query)
+def _leaderboard(spark, folder):
+    return spark.read.format("delta").load(str(folder / "warehouse" / "lakeforge.db" / "leaderboard_telco"))
+
+
+QUERIES = (
+    "SELECT count(*) AS n, count(DISTINCT customerID) AS keys FROM lakeforge.predictions_telco",
+    "SELECT run_date, model_name, model_version, min(score) >= 0 AND max(score) <= 1 AS ok, "
+    "sum(predicted_label) > 0 AS some_churn FROM lakeforge.predictions_telco GROUP BY ALL",
+    "SELECT count(*), sum(CAST(is_best AS INT)) FROM lakeforge.leaderboard_telco",
+)
+
+
+def _sql(overlay, *queries) -> list[list[list[str]]]:
+    """The data cells of each query's table, from one `lakeforge sql` process (its prompt)."""
+    proc = run_lakeforge("--conf", str(overlay), "sql", stdin="".join(f"{q};\n" for q in queries))
     assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+    assert "error:" not in proc.stderr, proc.stderr  # the prompt prints a failed statement's error and goes on
+    tables = [_cells(part) for part in re.split(r"^.*┏.*$", proc.stdout, flags=re.MULTILINE)[1:]]
+    assert len(tables) == len(queries), proc.stdout
+    return tables
 
 
 def _cells(stdout):
@@ -30,8 +61,20 @@ def _cells(stdout):
     return [[c.strip() for c in line.strip("│").split("│")] for line in stdout.splitlines() if line.startswith("│")]
 
 
+@pytest.fixture(scope="module")
+def queried(project):
+    """Every query of the tests below, answered by name by one `lakeforge sql` process."""
+    _, overlay, _, _ = project
+    return dict(zip(QUERIES, _sql(overlay, *QUERIES)))
+
+
+def _predictions(spark, folder):
+    """The project's predictions table, read by path with the test session."""
+    return spark.read.format("delta").load(str(folder / "warehouse" / "lakeforge.db" / "predictions_telco"))
+
+
 def test_both_runs_succeed_and_report_roc_auc(project):
-    _, _, runs = project
+    _, _, runs, _ = project
     for proc in runs:
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "Traceback" not in proc.stderr
@@ -41,20 +84,15 @@ def test_both_runs_succeed_and_report_roc_auc(project):
     assert "lakeforge.predictions_telco" in runs[0].stdout
 
 
-def test_predictions_are_queryable_by_name_and_not_doubled(project):
-    _, overlay, _ = project
-    out = _sql(overlay, "SELECT count(*) AS n, count(DISTINCT customerID) AS keys FROM lakeforge.predictions_telco")
-    assert _cells(out)[-1] == ["7043", "7043"]
-    out = _sql(overlay, "SELECT run_date, model_name, model_version, min(score) >= 0 AND max(score) <= 1 AS ok, "
-                        "sum(predicted_label) > 0 AS some_churn FROM lakeforge.predictions_telco "
-                        "GROUP BY ALL")
+def test_predictions_are_queryable_by_name_and_not_doubled(queried):
+    assert queried[QUERIES[0]] == [["7043", "7043"]]
     # the second run registered version 2, an identical model that does not beat the champion
     # (same data, config and seed), so version 1 scored again and replaced the date's partition
-    assert _cells(out)[-1] == [RUN_DATE, "telco_churn", "1", "true", "true"]
+    assert queried[QUERIES[1]] == [[RUN_DATE, "telco_churn", "1", "true", "true"]]
 
 
 def test_registry_has_champion_with_provenance(project):
-    folder, _, _ = project
+    folder, _, _, _ = project
     from mlflow import MlflowClient
 
     uri = f"sqlite:///{folder / 'mlflow.db'}"  # this project's store, whatever an earlier test configured
@@ -72,22 +110,27 @@ def test_registry_has_champion_with_provenance(project):
     assert run.data.metrics["test_roc_auc"] >= 0.83
     assert {"test_pr_auc", "test_accuracy", "test_f1"} <= set(run.data.metrics)
     assert run.data.params["best.algorithm"] in {"logistic_regression", "random_forest", "gbt"}
-    assert run.data.metrics["test_roc_auc"] == client.get_run(challenger.run_id).data.metrics["test_roc_auc"]
+    again = client.get_run(challenger.run_id).data
+    assert again.metrics["test_roc_auc"] == run.data.metrics["test_roc_auc"]  # the same model, rebuilt
+    assert {k: v for k, v in again.params.items() if k.startswith("best.")} == \
+        {k: v for k, v in run.data.params.items() if k.startswith("best.")}
 
 
-def test_bronze_and_leaderboard_tables_are_registered(project):
-    _, overlay, _ = project
+def test_bronze_and_leaderboard_tables_are_registered(project, queried):
+    _, overlay, _, first_board = project
+    assert len(first_board) == 7 and sum(r.is_best for r in first_board) == 1  # the shipped grid's candidates
     proc = run_lakeforge("--conf", str(overlay), "tables")
     assert proc.returncode == 0, proc.stderr
     for name in ("bronze_telco", "predictions_telco", "leaderboard_telco"):
         assert f"lakeforge.{name}" in proc.stdout
-    out = _sql(overlay, "SELECT count(*), sum(CAST(is_best AS INT)) FROM lakeforge.leaderboard_telco")
-    assert _cells(out)[-1] == ["7", "1"]  # 7 candidates for the run date, not 14
+    # the run date's rows are the second training's: its one candidate, not the first's 7 as well
+    assert queried[QUERIES[2]] == [["1", "1"]]
 
 
-def test_killed_score_run_leaves_the_table_whole_and_a_rerun_completes_it(project):
+def test_killed_score_run_leaves_the_table_whole_and_a_rerun_completes_it(spark, project):
     """kill -9 a scoring run mid-way: the predictions table is as before or fully written, never
-    half; the rerun for the same date leaves exactly one row per key."""
+    half; the rerun for the same date leaves exactly one row per key. (The table is read by path
+    with the test session: its name was read from another process above.)"""
     import os
     import signal
     import subprocess
@@ -97,7 +140,7 @@ def test_killed_score_run_leaves_the_table_whole_and_a_rerun_completes_it(projec
 
     from conftest import ROOT
 
-    _, overlay, _ = project
+    folder, overlay, _, _ = project
     date = "2026-11-25"
     exe = Path(sys.executable).with_name("lakeforge")
     proc = subprocess.Popen(
@@ -114,10 +157,9 @@ def test_killed_score_run_leaves_the_table_whole_and_a_rerun_completes_it(projec
     assert proc.returncode == -signal.SIGKILL
     time.sleep(1)  # let the JVM notice its parent is gone and release the metastore
 
-    out = _sql(overlay, f"SELECT count(*) FROM lakeforge.predictions_telco WHERE run_date = DATE'{date}'")
-    assert _cells(out)[-1][0] in {"0", "7043"}  # all or nothing
+    assert _predictions(spark, folder).where(f"run_date = DATE'{date}'").count() in {0, 7043}  # all or nothing
     rerun = run_lakeforge("--conf", str(overlay), "score", str(TELCO_PIPELINE), "--run-date", date)
     assert rerun.returncode == 0, rerun.stderr
-    out = _sql(overlay, "SELECT run_date, count(*), count(DISTINCT customerID) FROM lakeforge.predictions_telco "
-                        "GROUP BY run_date ORDER BY run_date")
-    assert _cells(out) == [[RUN_DATE, "7043", "7043"], [date, "7043", "7043"]]
+    rows = _predictions(spark, folder).groupBy("run_date").agg(
+        F.count("*").alias("n"), F.countDistinct("customerID").alias("keys")).orderBy("run_date").collect()
+    assert [(str(r.run_date), r.n, r.keys) for r in rows] == [(RUN_DATE, 7043, 7043), (date, 7043, 7043)]
