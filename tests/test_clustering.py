@@ -122,7 +122,7 @@ def test_frame_writes_a_clustering_card_that_loads(spark, tmp_path):
     df = spark.read.csv(str(csv), header=True, inferSchema=True)
     card = frame(df, None, source, "blobs_card", task=TaskFraming("clustering", "blobs_card", source, None, {}))
     text = to_yaml(card)
-    assert "# Task: clustering (no target" in text and "target:" not in text
+    assert "# Task: clustering (no target" in text and "\ntarget:" not in text
     (tmp_path / "card.yaml").write_text(text)
     pipe = load_pipeline(tmp_path / "card.yaml")
     assert (pipe.model.task, pipe.target, pipe.model.metric, pipe.key) == ("clustering", None, "silhouette", "id")

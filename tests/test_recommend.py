@@ -107,8 +107,8 @@ def test_ranking_metrics_equal_hand_counted_lists(spark):
     assert got["ndcg_at_k"] == pytest.approx((ndcg([1, 2, 3, 4], [2, 4, 9]) + ndcg([5, 6], [5]) + 0) / 3)
 
 
-def test_frame_writes_a_recommendation_card_and_refuses_bad_columns(spark, feedback, tmp_path):
-    _, _, _, csv = feedback
+def test_frame_writes_a_recommendation_card_and_refuses_bad_columns(spark, tmp_path):
+    csv = feedback_csv(tmp_path / "feedback.csv")
     source = {"format": "csv", "path": str(csv), "options": {"header": True}}
     df = spark.read.csv(str(csv), header=True, inferSchema=True)
     roles = {"user": "user_id", "item": "item_id", "rating": None}
@@ -124,7 +124,7 @@ def test_frame_writes_a_recommendation_card_and_refuses_bad_columns(spark, feedb
     with pytest.raises(InputDataError, match="--user column 'event_id' has a different value in almost every row"):
         frame(df, None, source, "fb", task=TaskFraming("recommendation", "fb", source, None, {},
                                                        {**roles, "user": "event_id"}))
-    worded = df.selectExpr("event_id", "user_id", "item_id", "CASE WHEN plays = 3 THEN 'many' ELSE plays END AS plays")
+    worded = df.selectExpr("event_id", "user_id", "item_id", "CASE WHEN plays = 3 THEN 'many' ELSE CAST(plays AS STRING) END AS plays")
     with pytest.raises(InputDataError, match="rating column 'plays' holds 'many', not a number"):
         frame(worded, None, source, "fb", task=TaskFraming("recommendation", "fb", source, None, {},
                                                            {**roles, "rating": "plays"}))
