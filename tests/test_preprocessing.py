@@ -364,14 +364,16 @@ def test_boolean_and_date_categoricals_are_one_hot_encoded_as_text(spark):
     assert [s for _, s in slot_names(model, df)] == ["member"] * 3 + ["day"] * 3
 
 
-def test_default_plan_keeps_the_original_stages_and_slot_names(spark):
+def test_default_plan_keeps_the_original_stages_plus_empty_levels_as_null(spark):
     df = spark.createDataFrame([("1", "1", "a", 0.0), ("2", "3", "b", 1.0)], "id string, t string, c string, y double")
     plan, model = _fit(df, FeaturesConfig(numeric=["t"], categorical=["c"]), PreprocessingConfig())
     legacy = preprocessing_pipeline(FeatureRoles(["t"], ["c"]), PreprocessingConfig()).fit(df)
     assert [type(s).__name__ for s in model.stages] == [
-        "SQLTransformer", "ImputerModel", "StringIndexerModel", "OneHotEncoderModel", "VectorAssembler", "StandardScalerModel",
-        "VectorAssembler"]
+        "SQLTransformer", "ImputerModel", "SQLTransformer", "StringIndexerModel", "OneHotEncoderModel", "VectorAssembler",
+        "StandardScalerModel", "VectorAssembler"]
     assert model.stages[0].getStatement() == "SELECT *, try_cast(`t` AS DOUBLE) AS `t__num` FROM __THIS__"
+    # the one stage added since: an empty text level is missing (Spark's OneHotEncoder cannot name a level '')
+    assert model.stages[2].getStatement() == "SELECT *, NULLIF(`c`, '') AS `c__lvl` FROM __THIS__"
     assert_df_equality(_vec(model, df), _vec(legacy, df))
     assert [s for _, s in slot_names(model, df)] == ["t", "c", "c", "c"]
 
