@@ -47,7 +47,31 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--mlflow-batches", type=int, default=5)
     p.add_argument("--out", default=str(ROOT / "docs" / "bench_serve.json"))
     p.add_argument("--md", default=str(ROOT / "docs" / "bench" / "serve.md"))
+    p.add_argument("--work", help="reuse the work folder of an earlier run (its MLflow store and export): no training")
     return p.parse_args()
+
+
+def reuse(work: Path) -> tuple:
+    """An earlier run's store and export; the Telco rows typed by the export's manifest (no Spark)."""
+    import csv
+
+    from lakeforge.core import tracking
+    from lakeforge.core.settings import load_settings
+
+    manifest = json.loads((work / "export" / "manifest.json").read_text())
+    settings = load_settings(overlays=[work / "overlay.yaml"], conf_dir=ROOT / "conf")
+    convert = {"integer": int, "long": int, "double": float, "float": float}
+    types = {c["name"]: c["type"] for c in manifest["inputs"]}
+    records = []
+    with open(ROOT / "data" / "telco-customer-churn" / "Telco-Customer-Churn.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            rec = {manifest["key"]: row[manifest["key"]]}
+            for c, t in types.items():
+                v = row[c]
+                rec[c] = (convert[t](v) if v.strip() else None) if t in convert else v
+            records.append(rec)
+    ref = tracking.ModelRef(manifest["name"], manifest["version"])
+    return work / "overlay.yaml", work / "export", records, settings.tracking_uri, ref
 
 
 def train_and_export(work: Path) -> tuple:
@@ -125,10 +149,13 @@ def measure(client: httpx.Client, path: str, wrap, records: list[dict], single: 
     bodies = [json.dumps(wrap([records[i % len(records)]])) for i in range(single)]
     for b in bodies[: max(20, single // 10)]:  # warm-up
         client.post(path, content=b, headers=headers).raise_for_status()
-    lat = []
+    lat, failed = [], 0
     for b in bodies:
         t = time.perf_counter()
-        client.post(path, content=b, headers=headers).raise_for_status()
+        try:
+            client.post(path, content=b, headers=headers).raise_for_status()
+        except httpx.HTTPError:
+            failed += 1  # a timeout counts at its full duration
         lat.append((time.perf_counter() - t) * 1000)
     batch_bodies = [json.dumps(wrap(records[(i * 1000) % 6000:(i * 1000) % 6000 + 1000])) for i in range(batches)]
     t = time.perf_counter()
@@ -136,7 +163,8 @@ def measure(client: httpx.Client, path: str, wrap, records: list[dict], single: 
         client.post(path, content=b, headers=headers).raise_for_status()
     secs = time.perf_counter() - t
     return {"p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
-            "rows_per_s": batches * 1000 / secs, "single_requests": single, "batch_requests": batches}
+            "rows_per_s": batches * 1000 / secs, "single_requests": single, "batch_requests": batches,
+            "failed_requests": failed}
 
 
 def start_servers(overlay: Path, export: Path, tracking_uri: str, ref) -> tuple:
@@ -183,9 +211,12 @@ def main() -> None:
     args = parse_args()
     import tempfile
 
-    work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
-    print(f"training and exporting the Telco model in {work} ...", flush=True)
-    overlay, export, records, tracking_uri, ref = train_and_export(work)
+    if args.work:
+        overlay, export, records, tracking_uri, ref = reuse(Path(args.work))
+    else:
+        work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+        print(f"training and exporting the Telco model in {work} ...", flush=True)
+        overlay, export, records, tracking_uri, ref = train_and_export(work)
     (lf, lf_port), (ml, ml_port) = start_servers(overlay, export, tracking_uri, ref)
     runs = {"lakeforge": [], "mlflow": []}
     try:
