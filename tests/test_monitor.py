@@ -34,9 +34,12 @@ def world(spark, settings, tmp_path_factory):
     pipe = load_pipeline(write_pipeline(
         folder, name=NAME, **{"tables": {"bronze": f"bronze_{NAME}", "predictions": f"predictions_{NAME}"},
                               "model.registered_name": NAME, "model.search": "train_validation_split",
+                              "model.max_iter": 15, "source.checks": [], "features.numeric": ["tenure", "MonthlyCharges"],
+                              "features.categorical": ["SeniorCitizen", "Contract", "InternetService", "PaymentMethod",
+                                                       "TechSupport", "PaperlessBilling"],
                               "model.algorithms": {"logistic_regression": {"regParam": [0.01], "elasticNetParam": [0.0]}},
                               "scoring.input_table": f"inputs_{NAME}",
-                              "monitoring": {"min_rows": 300, "dataset_drift_share": 0.1, "performance_lookback_days": 10,
+                              "monitoring": {"min_rows": 300, "dataset_drift_share": 0.2, "performance_lookback_days": 10,
                                              "actuals": {"table": f"actuals_{NAME}"}}}))
     ingest(spark, settings, pipe, "i1", DAY0)
     trained = train(spark, settings, pipe, "t1", DAY0)
@@ -49,7 +52,7 @@ def world(spark, settings, tmp_path_factory):
             rows = (rows.withColumn("MonthlyCharges", F.col("MonthlyCharges") * 1.3)
                     .withColumn("Contract", F.when(shifted, F.lit("Two year")).otherwise(F.col("Contract"))))
         write_table(rows, settings.table(pipe.scoring_input), overwrite_schema=True)
-        res = score(spark, settings, pipe, day)
+        res = score(spark, settings, pipe, day, model=trained.model)
         record = RunRecord(f"s{i}", "score", pipe.name, day, input_table=res.input_table, input_version=res.input_version)
         record_run(spark, settings, record.finish("succeeded"))
         churn = F.col("Churn")
@@ -125,6 +128,13 @@ def test_retrain_answers_the_open_alert_and_records_the_decision(spark, settings
     assert len(row) == 1 and row[0]["status"] == res.decision and "answers drift alert" in row[0]["detail"]
     assert open_alert(spark, alerts, pipe.name) is None
     assert retrain(spark, settings, pipe, "r2", DAYS[9]).decision == "skipped"
+    # rerunning monitor on an answered window neither re-dates nor reopens its alert
+    drift = F.col("alert_type") == "drift"
+    first = {r["window_start"]: (r["status"], r["created_at"]) for r in spark.table(alerts).where(drift).collect()}
+    assert first and {s for s, _ in first.values()} == {"answered"}
+    assert len(monitor(spark, settings, pipe, [DAYS[6]]).alerts) == 1
+    again = {r["window_start"]: (r["status"], r["created_at"]) for r in spark.table(alerts).where(drift).collect()}
+    assert again == first and open_alert(spark, alerts, pipe.name) is None
 
 
 def test_bad_input_is_one_line_and_writes_nothing(spark, settings, world):

@@ -31,7 +31,7 @@ class Alert:
     window_start: dt.date
     model_name: str
     model_version: str
-    status: str  # "confirmed", "promoted", "kept"
+    status: str  # "confirmed" (or "answered" once a retrain answered it), "promoted", "kept"
     breaches: int
     of_last: int
     detail: str
@@ -56,16 +56,52 @@ def alerts_table(pipeline_name: str) -> str:
     return f"{pipeline_name}_alerts"
 
 
+ANSWERED = "answered"  # a confirmed drift / performance alert a later retrain decision answered
+WATCHED = ("drift", "performance")
+
+
 def write_alerts(spark: SparkSession, table: str, pipeline: str, alert_type: str, windows: list[dt.date],
                  alerts: list[Alert]) -> None:
-    """Replace the alerts of this kind for these windows (a rerun writes each confirmed one once,
-    and removes one that no longer holds)."""
+    """Replace the alerts of this kind for these windows, idempotent per (window, alert): a drift or
+    performance alert confirmed again keeps its first confirmation time and an ``answered`` status
+    (a rerun neither re-dates nor reopens it); one that no longer holds is removed."""
     if not windows:
         return
     now = dt.datetime.now()
-    df = spark.createDataFrame([a.row(now) for a in alerts], ALERTS_SCHEMA)
+    first = _first_seen(spark, table, pipeline, alert_type, windows) if alert_type in WATCHED and alerts else {}
+    rows = []
+    for a in alerts:
+        row = a.row(now)
+        if a.window_start in first:
+            status, created = first[a.window_start]
+            row["created_at"] = created
+            row["status"] = ANSWERED if status == ANSWERED else row["status"]
+        rows.append(row)
+    df = spark.createDataFrame(rows, ALERTS_SCHEMA)
     starts = ", ".join(f"DATE'{w.isoformat()}'" for w in sorted(set(windows)))
     write_table(df, table, replace_where=f"pipeline = '{pipeline}' AND alert_type = '{alert_type}' AND window_start IN ({starts})")
+
+
+def _first_seen(spark: SparkSession, table: str, pipeline: str, alert_type: str, windows: list[dt.date]) -> dict:
+    """window start -> (status, created_at) of the stored alerts of this kind (one small query)."""
+    if not spark.catalog.tableExists(table):
+        return {}
+    rows = (spark.table(table).where((F.col("pipeline") == pipeline) & (F.col("alert_type") == alert_type)
+                                     & F.col("window_start").isin(sorted(set(windows))))
+            .select("window_start", "status", "created_at").collect())
+    return {r["window_start"]: (r["status"], r["created_at"]) for r in rows}
+
+
+def mark_answered(spark: SparkSession, table: str, pipeline: str, until: dt.datetime) -> None:
+    """The confirmed drift / performance alerts created up to ``until`` become ``answered`` (one
+    Delta update: a retrain decision answers every alert open when it started)."""
+    from delta.tables import DeltaTable
+
+    if not spark.catalog.tableExists(table):
+        return
+    cond = ((F.col("pipeline") == pipeline) & F.col("alert_type").isin(*WATCHED) & (F.col("status") == "confirmed")
+            & (F.col("created_at") <= F.lit(until)))
+    DeltaTable.forName(spark, table).update(cond, {"status": F.lit(ANSWERED)})
 
 
 def open_alert(spark: SparkSession, table: str, pipeline: str) -> dict | None:
@@ -75,7 +111,7 @@ def open_alert(spark: SparkSession, table: str, pipeline: str) -> dict | None:
     rows = spark.table(table).where(F.col("pipeline") == pipeline).orderBy("created_at").collect()
     latest = None
     for r in rows:
-        if r["alert_type"] in ("drift", "performance") and r["status"] == "confirmed":
+        if r["alert_type"] in WATCHED and r["status"] == "confirmed":
             latest = r.asDict()
         elif r["alert_type"] == "retrain":
             latest = None

@@ -23,11 +23,12 @@ from lakeforge.core import tracking
 from lakeforge.core.columns import LABEL_COL
 from lakeforge.core.config import PipelineConfig
 from lakeforge.core.errors import InputDataError
-from lakeforge.core.io import latest_version, read_version, write_table
+from lakeforge.core.io import read_version, write_table
 from lakeforge.core.settings import Settings
 from lakeforge.core.sql import q
 from lakeforge.monitoring import alerts as al
 from lakeforge.monitoring.performance import labelled_predictions
+from lakeforge.monitoring.windows import score_inputs
 from lakeforge.training import evaluation
 
 NEVER = 1e9  # a promotion margin no test score beats: training's gate never promotes a challenger
@@ -54,6 +55,7 @@ def retrain(spark: SparkSession, settings: Settings, pipeline: PipelineConfig, r
     say = progress or (lambda _m: None)
     cfg = pipeline.monitoring
     alerts_table = settings.table(al.alerts_table(pipeline.name))
+    started = dt.datetime.now()  # the alerts open now are the ones this decision answers
     alert = al.open_alert(spark, alerts_table, pipeline.name)
     if alert is None and not force:
         return RetrainResult("skipped", "no confirmed alert is open; nothing to retrain (--force retrains anyway)")
@@ -66,7 +68,7 @@ def retrain(spark: SparkSession, settings: Settings, pipeline: PipelineConfig, r
         raise InputDataError(f"retrain needs labelled predictions on at least two run dates since {since} "
                              f"(found {len(dates)}); wait for labels or widen monitoring.retrain.recent_windows")
     latest = dates[-1]
-    rows = _with_inputs(spark, settings, pipeline, labelled)
+    rows = _with_inputs(spark, settings, pipeline, labelled, dates)
     table = settings.table(f"{pipeline.name}_retrain_data")
     write_table(rows.where(F.col("run_date") < F.lit(latest)).drop("run_date", "__y"), table, overwrite_schema=True)
     compare = rows.where(F.col("run_date") == F.lit(latest)).withColumn(LABEL_COL, F.col("__y")).cache()
@@ -92,7 +94,7 @@ def retrain(spark: SparkSession, settings: Settings, pipeline: PipelineConfig, r
                + ("challenger promoted to champion" if better else "champion kept"))
     result = RetrainResult(decision, message, alert, trained.model, champion, scores["champion"], scores["challenger"],
                            metric, trained.rows_train + trained.rows_test, n)
-    _record(spark, settings, pipeline, result, run_date)
+    _record(spark, settings, pipeline, result, run_date, started)
     return result
 
 
@@ -104,13 +106,24 @@ def evaluation_better(metric: str, challenger: float, champion: float, margin: f
     return challenger < champion - margin
 
 
-def _with_inputs(spark: SparkSession, settings: Settings, pipeline: PipelineConfig, labelled: DataFrame) -> DataFrame:
-    """The input rows the labelled predictions scored (latest input version), the true label as the target."""
-    source_table = settings.table(pipeline.scoring_input)
-    source = read_version(spark, source_table, latest_version(spark, source_table))
+def _with_inputs(spark: SparkSession, settings: Settings, pipeline: PipelineConfig, labelled: DataFrame,
+                 dates: list[dt.date]) -> DataFrame:
+    """The input rows each date's score run read (the input version job_runs recorded for it),
+    joined with that date's labelled predictions; the true label as the target."""
+    inputs = score_inputs(spark, settings, pipeline.name, dates)
+    missing = [str(d) for d in dates if d not in inputs]
+    if missing:
+        raise InputDataError(f"retrain: job_runs records no successful score run with its input version for run "
+                             f"date(s) {', '.join(missing)}; rescore them ('lakeforge score {pipeline.file} "
+                             f"--run-date ...') so their inputs are known; nothing was written")
+    parts = [read_version(spark, table, version).withColumn("run_date", F.lit(d))
+             for d, (table, version) in sorted(inputs.items()) if d in dates]
+    source = parts[0]
+    for p in parts[1:]:
+        source = source.unionByName(p, allowMissingColumns=True)
     keys = labelled.select(F.col(q(pipeline.key)), "run_date", "__y")
     label = _label_as_target(source, pipeline)
-    return source.drop(pipeline.target).join(keys, pipeline.key).withColumn(pipeline.target, label)
+    return source.drop(pipeline.target).join(keys, [pipeline.key, "run_date"]).withColumn(pipeline.target, label)
 
 
 def _label_as_target(source: DataFrame, pipeline: PipelineConfig):
@@ -127,12 +140,15 @@ def _score(model, rows: DataFrame, metric: str) -> float:
     return evaluation.evaluate_binary(model.transform(rows), LABEL_COL).metrics[metric]
 
 
-def _record(spark: SparkSession, settings: Settings, pipeline: PipelineConfig, r: RetrainResult, run_date: dt.date) -> None:
-    """The decision in the alerts table (replacing this run date's) and on the challenger's MLflow run."""
+def _record(spark: SparkSession, settings: Settings, pipeline: PipelineConfig, r: RetrainResult, run_date: dt.date,
+            started: dt.datetime) -> None:
+    """The decision in the alerts table (replacing this run date's; the alerts open at ``started``
+    become answered) and on the challenger's MLflow run."""
     answered = f"answers {r.alert['alert_type']} alert of window {r.alert['window_start']}; " if r.alert else "forced; "
     alert = al.Alert(pipeline.name, "retrain", run_date, r.challenger.name, r.challenger.version, r.decision, 0, 0,
                      answered + r.message)
     al.write_alerts(spark, settings.table(al.alerts_table(pipeline.name)), pipeline.name, "retrain", [run_date], [alert])
+    al.mark_answered(spark, settings.table(al.alerts_table(pipeline.name)), pipeline.name, started)
     client = tracking.MlflowClient()
     run_id = client.get_model_version(r.challenger.name, r.challenger.version).run_id
     client.log_metric(run_id, f"retrain_challenger_{r.metric}", r.challenger_score)

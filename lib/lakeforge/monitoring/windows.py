@@ -67,7 +67,7 @@ def date_batches(spark: SparkSession, settings: Settings, pipeline: PipelineConf
         raise InputDataError(
             f"{table} has no scored rows for run date(s) {', '.join(map(str, empty))}; score them first "
             f"('lakeforge score {pipeline.file} --run-date ...') or monitor other dates; nothing was written")
-    inputs = _score_inputs(spark, settings, pipeline.name, dates)
+    inputs = score_inputs(spark, settings, pipeline.name, dates)
     batches = []
     for d in dates:
         main = max(by_date[d], key=lambda r: r["count"])  # a date is scored by one version
@@ -77,7 +77,7 @@ def date_batches(spark: SparkSession, settings: Settings, pipeline: PipelineConf
     return batches
 
 
-def _score_inputs(spark: SparkSession, settings: Settings, pipeline: str, dates: list[dt.date]) -> dict:
+def score_inputs(spark: SparkSession, settings: Settings, pipeline: str, dates: list[dt.date]) -> dict:
     """run date -> (input table, input version) of its last successful score run."""
     runs = settings.table(JOB_RUNS_TABLE)
     if not spark.catalog.tableExists(runs):
