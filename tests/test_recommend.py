@@ -47,7 +47,8 @@ def recommendation_pipeline(folder, csv, name="feedback", **rec):
            "ingest": {"mode": "overwrite"},
            "model": {"registered_name": name, "task": "recommendation", "search": "train_validation_split",
                      "recommendation": {"user": "user_id", "item": "item_id", "rating": "plays", "implicit": True,
-                                        "grid": {"rank": [4], "regParam": [0.1], "alpha": [10.0]}, "top_n": 5, **rec}}}
+                                        "grid": {"rank": [4], "regParam": [0.1], "alpha": [10.0]}, "max_iter": 5, "top_n": 5,
+                                        **rec}}}
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return load_pipeline(path)
