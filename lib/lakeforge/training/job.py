@@ -146,10 +146,7 @@ def train(
     t0 = time.perf_counter()
     d = _read_and_split(spark, settings, pipeline, allow_failed_checks, say)
     timings["read_split"] = time.perf_counter() - t0
-    say(f"{d.target.task} target {pipeline.target!r}: {d.rows_train:,} training rows, {d.rows_test:,} test rows; "
-        f"metric {d.metric}")
-    for line in d.plan.report.lines():
-        say(f"preprocessing: {line}")
+    _announce(pipeline, d, say)
 
     t = time.perf_counter()
     feats = _preprocess(pipeline, d)
@@ -182,9 +179,7 @@ def train(
                       d.split_info, timings, prep_report=d.plan.report)
     lineage = Lineage(d.table, d.version, run_id, run_date)
     t = time.perf_counter()
-    reg = log_and_register(settings, pipeline, lineage, trained)
-    tag_null_shares(reg.model, d.plan)  # read by scoring
-    reference_from_training(spark, settings, pipeline, reg.model, model, d.test_df, d.plan.inputs)  # lakeforge monitor
+    reg = _register(spark, settings, pipeline, d, lineage, trained)
     timings["mlflow_log_register"] = time.perf_counter() - t
     feats.train_features.unpersist()
     d.labelled.unpersist()  # the cache under data, train_df and test_df
@@ -194,6 +189,23 @@ def train(
     return TrainResult(reg.model, reg.mlflow_run_id, d.table, d.version, d.rows_train, d.rows_test, task, metric,
                        test_eval.metrics, board, reg.promoted, reg.decision, reg.champion_version, threshold, timings,
                        reg.report, preprocessing=d.plan.report.to_dict())
+
+
+def _announce(pipeline: PipelineConfig, d: _Data, say: Callable[[str], None]) -> None:
+    say(f"{d.target.task} target {pipeline.target!r}: {d.rows_train:,} training rows, {d.rows_test:,} test rows; "
+        f"metric {d.metric}")
+    for line in d.plan.report.lines():
+        say(f"preprocessing: {line}")
+
+
+def _register(spark: SparkSession, settings: Settings, pipeline: PipelineConfig, d: _Data, lineage: Lineage,
+              trained: Trained):
+    """Log and register the model, then what later stages read from the version: the training rows'
+    null shares (scoring) and the monitoring reference (lakeforge monitor, from the test rows)."""
+    reg = log_and_register(settings, pipeline, lineage, trained)
+    tag_null_shares(reg.model, d.plan)
+    reference_from_training(spark, settings, pipeline, reg.model, trained.model, d.test_df, d.plan.inputs)
+    return reg
 
 
 def _read_and_split(spark: SparkSession, settings: Settings, pipeline: PipelineConfig, allow_failed_checks: bool,
