@@ -39,7 +39,8 @@ def clustering_pipeline(folder, csv, name="blobs", **model):
            "tables": {"bronze": f"{name}_bronze", "predictions": f"{name}_predictions", "leaderboard": f"{name}_leaderboard"},
            "ingest": {"mode": "overwrite"}, "features": {"numeric": ["x", "y"], "categorical": ["colour"]},
            "model": {"registered_name": name, "task": "clustering",
-                     "clustering": {"k": [2, 3], "algorithms": ["kmeans", "gaussian_mixture"]}, **model}}
+                     "clustering": {"k": [2, 3], "algorithms": ["kmeans", "gaussian_mixture"]},
+                     "max_iter": 20, **model}}
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return load_pipeline(path)
