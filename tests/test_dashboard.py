@@ -47,7 +47,8 @@ def _pipeline_file(folder: Path, csv: Path, algorithms: dict, bronze: str = f"{N
     return write_pipeline(folder, **{
         "name": NAME, "source.path": str(csv), "source.checks": checks, "tables.bronze": bronze,
         "tables.predictions": f"{NAME}_predictions", "tables.leaderboard": f"{NAME}_leaderboard",
-        "model.registered_name": NAME, "model.folds": 2, "model.algorithms": algorithms})
+        "model.registered_name": NAME, "model.search": "train_validation_split", "model.max_iter": 10,
+        "model.algorithms": algorithms})
 
 
 @pytest.fixture(scope="module")
