@@ -169,7 +169,9 @@ def measure(client: httpx.Client, path: str, wrap, records: list[dict], single: 
 
 def start_servers(overlay: Path, export: Path, tracking_uri: str, ref) -> tuple:
     lf_port, ml_port = free_port(), free_port()
-    env = {**os.environ, "LAKEFORGE_HOME": str(ROOT)}
+    # the venv's bin first on PATH: mlflow models serve runs `uvicorn` by name
+    env = {**os.environ, "LAKEFORGE_HOME": str(ROOT),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     exe = Path(sys.executable).with_name
     lf = subprocess.Popen([str(exe("lakeforge")), "-c", str(overlay), "serve", "--model-dir", str(export),
                            "--port", str(lf_port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
