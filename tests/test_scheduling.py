@@ -111,8 +111,9 @@ def test_job_runs_records_successes_and_failures(spark, overlay, trained, tmp_pa
                                          "model.registered_name": "sched_model",
                                          "scoring.input_table": "no_such_table"})
     assert _invoke(overlay, "score", str(broken), "--run-date", "2026-03-02") == 2
+    # the latest run per date: other files on this worker share the session's job_runs and dates
     rows = {str(r.run_date): r for r in spark.sql(
-        "SELECT * FROM lakeforge.job_runs WHERE job = 'score' AND run_date >= DATE'2026-03-01'").collect()}
+        "SELECT * FROM lakeforge.job_runs WHERE job = 'score' AND run_date >= DATE'2026-03-01' ORDER BY started_at").collect()}
     ok, failed = rows["2026-03-01"], rows["2026-03-02"]
     assert (ok.status, ok.rows_in, ok.rows_out, ok.model_name, ok.model_version) == ("succeeded", 7043, 7043, "sched_model", "1")
     assert ok.duration_s == (ok.finished_at - ok.started_at).total_seconds() and ok.message is None

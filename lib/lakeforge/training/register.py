@@ -102,7 +102,7 @@ def log_and_register(settings: Settings, pipeline: PipelineConfig, lineage: Line
         _log_training(settings, pipeline, lineage, t)
         for c in t.candidates:  # one child run per candidate
             _log_candidate(experiment_id, tags, c, t.target.task)
-        new_version = _log_model(cfg.registered_name, t.model, t.inputs)
+        new_version = log_model(cfg.registered_name, t.model, t.inputs)
         gate = promote(client, cfg, t.target, t.metric, t.test_eval.metrics[t.metric], t.test_df, new_version)
         mlflow.set_tags({"lakeforge.decision": gate.decision, "lakeforge.promoted": str(gate.promoted)})
         if gate.champion_score is not None:
@@ -189,9 +189,9 @@ def _log_candidate(experiment_id: str, tags: dict[str, str], c: Candidate, task:
         mlflow.log_metric("fit_seconds", c.fit_seconds)
 
 
-def _log_model(registered_name: str, model: PipelineModel, inputs: DataFrame) -> str:
-    """Log the Spark model with a signature and a 2-row input example, registered under
-    ``registered_name``; returns the new version."""
+def log_model(registered_name: str, model: PipelineModel, inputs: DataFrame) -> str:
+    """Log the Spark model with a signature (from 5 input rows) and a 2-row input example,
+    registered under ``registered_name``; returns the new version. Every task registers through it."""
     import mlflow
     import mlflow.spark
     import pyspark

@@ -19,8 +19,6 @@ from pathlib import Path
 
 from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame, Row, SparkSession
-from pyspark.sql import functions as F
-from pyspark.sql.types import DecimalType
 
 from lakeforge.core import tracking
 from lakeforge.core.config import PipelineConfig
@@ -29,7 +27,7 @@ from lakeforge.core.io import read_version, write_table
 from lakeforge.core.settings import Settings
 from lakeforge.core.tasks import higher_is_better
 from lakeforge.ingest.job import checked_version
-from lakeforge.training.register import Lineage, Promotion, Registration, finite
+from lakeforge.training.register import Lineage, Promotion, Registration, finite, log_model
 
 
 @dataclass
@@ -109,7 +107,7 @@ def register_task(settings: Settings, pipeline: PipelineConfig, lineage: Lineage
         mlflow.log_metrics({f"seconds_{k}": v for k, v in run.timings.items()})
         mlflow.log_dict(pipeline.model_dump(mode="json"), "config/pipeline.json")
         mlflow.log_dict({"leaderboard": run.leaderboard}, "leaderboard.json")
-        version = _log_model(cfg.registered_name, run.model, run.inputs)
+        version = log_model(cfg.registered_name, run.model, run.inputs)
         gate = promote_task(cfg.registered_name, run, version, cfg.promotion_margin)
         mlflow.set_tags({"lakeforge.decision": gate.decision, "lakeforge.promoted": str(gate.promoted)})
         report = _report(settings, pipeline, lineage, run, gate.decision, version)
@@ -119,21 +117,6 @@ def register_task(settings: Settings, pipeline: PipelineConfig, lineage: Lineage
         client.set_model_version_tag(cfg.registered_name, version, k, v)
     ref = tracking.ModelRef(cfg.registered_name, version, "challenger")
     return Registration(ref, mrun.info.run_id, gate.promoted, gate.decision, gate.champion_version, report)
-
-
-def _log_model(name: str, model: PipelineModel, inputs: DataFrame) -> str:
-    """The Spark model logged with a signature (from 5 input rows) and registered; its version."""
-    import mlflow
-    import mlflow.spark
-    import pyspark
-    from mlflow.models import infer_signature
-
-    example = inputs.limit(5).select(*[
-        F.col(f"`{f.name}`").cast("double").alias(f.name) if isinstance(f.dataType, DecimalType) else f"`{f.name}`"
-        for f in inputs.schema.fields]).toPandas()
-    info = mlflow.spark.log_model(model, "model", registered_model_name=name, signature=infer_signature(example),
-                                  pip_requirements=[f"pyspark=={pyspark.__version__}", f"mlflow=={mlflow.__version__}"])
-    return str(info.registered_model_version)
 
 
 def promote_task(name: str, run: TaskRun, new_version: str, margin: float) -> Promotion:
