@@ -38,10 +38,9 @@ from lakeforge.features.plan import FeaturePlan, plan_features
 from lakeforge.features.statistics import feature_statistics
 from lakeforge.training.cluster_profile import cluster_profile, profile_html
 from lakeforge.training.input_nulls import tag_null_shares
-from lakeforge.training.register import Lineage
+from lakeforge.training.register import Lineage, TrainResult
 from lakeforge.training.task_register import (
     TaskRun,
-    TaskTrainResult,
     html_table,
     read_input,
     register_task,
@@ -75,7 +74,7 @@ def fit_cost(model) -> tuple[str, float]:
 
 def train_clustering(spark: SparkSession, settings: Settings, pipeline: PipelineConfig, run_id: str,
                      run_date: dt.date, progress: Callable[[str], None] | None = None,
-                     allow_failed_checks: bool = False) -> TaskTrainResult:
+                     allow_failed_checks: bool = False) -> TrainResult:
     say = progress or (lambda _msg: None)
     cfg = pipeline.model
     t0 = time.perf_counter()
@@ -128,7 +127,7 @@ def train_clustering(spark: SparkSession, settings: Settings, pipeline: Pipeline
     assigned.unpersist()
     eval_raw.unpersist()
     eval_features.unpersist()
-    return TaskTrainResult(reg.model, reg.mlflow_run_id, table, version, rows_train, rows_test, "clustering",
+    return TrainResult(reg.model, reg.mlflow_run_id, table, version, rows_train, rows_test, "clustering",
                            "silhouette", test_metrics, board, reg.promoted, reg.decision, reg.champion_version,
                            timings=timings, report=reg.report, preprocessing=plan.report.to_dict())
 

@@ -45,14 +45,13 @@ import datetime as dt
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pyspark.ml import PipelineModel
 from pyspark.ml.feature import IndexToString
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
-from lakeforge.core import tracking
 from lakeforge.core.columns import FEATURES_COL, FOLD_COL, LABEL_COL, WEIGHT_COL
 from lakeforge.core.config import PipelineConfig
 from lakeforge.core.settings import Settings
@@ -72,31 +71,10 @@ from lakeforge.training.choose import choose_threshold, leaderboard, rank, refit
 from lakeforge.training.importances import feature_importances
 from lakeforge.training.input_nulls import tag_null_shares
 from lakeforge.monitoring.reference import reference_from_training
-from lakeforge.training.register import Lineage, Registration, Trained, log_and_register
+from lakeforge.training.register import Lineage, Registration, Trained, TrainResult, log_and_register
 from lakeforge.training.search import Candidate, SearchSpec, candidates, fold_frames, search
 from lakeforge.training.split import check_counts, record_counts, split_counts, split_rows, with_class_weights
 from lakeforge.training.target import Target, infer_target, label_column, metric_and_algorithms
-
-
-@dataclass
-class TrainResult:
-    model: tracking.ModelRef
-    mlflow_run_id: str
-    table: str
-    table_version: int
-    rows_train: int
-    rows_test: int
-    task: str
-    metric: str
-    test_metrics: dict[str, float]
-    leaderboard: list[dict]
-    promoted: bool
-    decision: str
-    champion_version: str | None
-    threshold: float | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    report: str | None = None
-    preprocessing: dict | None = None  # lakeforge.features.report.PreprocessingReport as a dict
 
 
 @dataclass

@@ -29,10 +29,9 @@ from lakeforge.core.config import PipelineConfig
 from lakeforge.core.errors import InputDataError
 from lakeforge.core.settings import Settings
 from lakeforge.training.recommend_steps import evaluate, grid, als_pipeline, interactions, split_interactions
-from lakeforge.training.register import Lineage
+from lakeforge.training.register import Lineage, TrainResult
 from lakeforge.training.task_register import (
     TaskRun,
-    TaskTrainResult,
     html_table,
     read_input,
     register_task,
@@ -42,7 +41,7 @@ from lakeforge.training.task_register import (
 
 def train_recommender(spark: SparkSession, settings: Settings, pipeline: PipelineConfig, run_id: str,
                       run_date: dt.date, progress: Callable[[str], None] | None = None,
-                      allow_failed_checks: bool = False) -> TaskTrainResult:
+                      allow_failed_checks: bool = False) -> TrainResult:
     say = progress or (lambda _msg: None)
     cfg, rc = pipeline.model, pipeline.model.recommendation
     t0 = time.perf_counter()
@@ -95,7 +94,7 @@ def train_recommender(spark: SparkSession, settings: Settings, pipeline: Pipelin
         write_leaderboard(spark, settings.table(pipeline.tables.leaderboard), board, lineage, reg.mlflow_run_id,
                           "ndcg_at_k")
     data.unpersist()
-    return TaskTrainResult(reg.model, reg.mlflow_run_id, table, version, rows_train, rows_test, "recommendation",
+    return TrainResult(reg.model, reg.mlflow_run_id, table, version, rows_train, rows_test, "recommendation",
                            "ndcg_at_k", test_metrics, board, reg.promoted, reg.decision, reg.champion_version,
                            timings=timings, report=reg.report, notes=[] if beats else [verdict])
 

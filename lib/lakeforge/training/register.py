@@ -15,7 +15,7 @@ import math
 import re
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +37,29 @@ from lakeforge.training.target import Target
 
 if TYPE_CHECKING:
     from lakeforge.features.report import PreprocessingReport
+
+
+@dataclass
+class TrainResult:
+    """What a training returns, whatever its task (lakeforge.training.job, .unsupervised)."""
+
+    model: tracking.ModelRef
+    mlflow_run_id: str
+    table: str
+    table_version: int
+    rows_train: int
+    rows_test: int
+    task: str
+    metric: str
+    test_metrics: dict[str, float]
+    leaderboard: list[dict]
+    promoted: bool
+    decision: str
+    champion_version: str | None
+    threshold: float | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    report: str | None = None
+    preprocessing: dict | None = None  # lakeforge.features.report.PreprocessingReport as a dict
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,7 @@ registered as ``challenger`` and the promotion gate (the champion is scored on t
 rows), the leaderboard Delta table (the same schema as the supervised tasks') and the HTML report.
 
 lakeforge.training.clustering and lakeforge.training.recommend build a ``TaskRun`` and call
-``register_task``; their result (``TaskTrainResult``) has the fields the command line prints
-for every training (lakeforge.training.job.TrainResult's).
+``register_task``; their result is the same ``TrainResult`` every training returns.
 """
 
 from __future__ import annotations
@@ -48,30 +47,6 @@ class TaskRun:
     sections: list[tuple[str, str]] = field(default_factory=list)  # report sections: (title, HTML)
     images: dict[str, bytes] = field(default_factory=dict)  # report plots: name -> PNG
     timings: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class TaskTrainResult:
-    """The fields of lakeforge.training.job.TrainResult, for a clustering or recommendation."""
-
-    model: tracking.ModelRef
-    mlflow_run_id: str
-    table: str
-    table_version: int
-    rows_train: int
-    rows_test: int
-    task: str
-    metric: str
-    test_metrics: dict[str, float]
-    leaderboard: list[dict]
-    promoted: bool
-    decision: str
-    champion_version: str | None
-    threshold: float | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    report: str | None = None
-    preprocessing: dict | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 def read_input(spark: SparkSession, settings: Settings, pipeline: PipelineConfig, allow_failed_checks: bool,

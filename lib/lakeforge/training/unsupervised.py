@@ -8,6 +8,6 @@ from lakeforge.training.recommend import train_recommender
 
 
 def train_task(spark, settings, pipeline, run_id, run_date, progress=None, allow_failed_checks=False):
-    """Train ``pipeline.model.task`` (clustering or recommendation): a TaskTrainResult."""
+    """Train ``pipeline.model.task`` (clustering or recommendation): a TrainResult."""
     trainer = train_clustering if pipeline.model.task == "clustering" else train_recommender
     return trainer(spark, settings, pipeline, run_id, run_date, progress, allow_failed_checks)
