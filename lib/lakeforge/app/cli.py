@@ -19,20 +19,12 @@ from rich.table import Table
 from lakeforge import __version__
 from lakeforge.app import runner
 from lakeforge.app.console import done, err, error, note, out, print_card, print_profile, stage
+from lakeforge.app.options import iso_date
 from lakeforge.app.runner import Context
 from lakeforge.app.cli_serve import export_cmd, serve_cmd
 from lakeforge.app.cli_dashboard import dashboard_cmd
 from lakeforge.app.cli_monitor import monitor_cmd, retrain_cmd
 from lakeforge.core.errors import LakeforgeError
-
-
-def _run_date(_ctx, _param, value: str | None) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"expected a date as YYYY-MM-DD, got {value!r}") from None
 
 
 def _dates(run_date: dt.date | None, date_from: dt.date | None, date_to: dt.date | None) -> list[dt.date]:
@@ -44,10 +36,10 @@ def _dates(run_date: dt.date | None, date_from: dt.date | None, date_to: dt.date
 
 def run_date_options(f):
     """--run-date, or a backfill range --from/--to (inclusive, one run per date, in order)."""
-    f = click.option("--to", "date_to", callback=_run_date, metavar="YYYY-MM-DD", help="Last date of a backfill range.")(f)
-    f = click.option("--from", "date_from", callback=_run_date, metavar="YYYY-MM-DD", help="First date of a backfill range.")(f)
+    f = click.option("--to", "date_to", callback=iso_date, metavar="YYYY-MM-DD", help="Last date of a backfill range.")(f)
+    f = click.option("--from", "date_from", callback=iso_date, metavar="YYYY-MM-DD", help="First date of a backfill range.")(f)
     return click.option(
-        "--run-date", callback=_run_date, metavar="YYYY-MM-DD",
+        "--run-date", callback=iso_date, metavar="YYYY-MM-DD",
         help="Logical date of this run (default: today). Rerunning a date replaces its output.",
     )(f)
 

@@ -9,23 +9,15 @@ from rich.markup import escape
 
 from lakeforge.app import runner
 from lakeforge.app.console import done, err, note, out, stage
+from lakeforge.app.options import iso_date
 from lakeforge.app.runner import Context
-
-
-def _date(_ctx, _param, value: str | None) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"expected a date as YYYY-MM-DD, got {value!r}") from None
 
 
 @click.command("monitor")
 @click.argument("pipeline_file", metavar="PIPELINE_YAML", type=click.Path(dir_okay=False))
-@click.option("--run-date", callback=_date, metavar="YYYY-MM-DD", help="The run date (window) to monitor (default: today).")
-@click.option("--from", "date_from", callback=_date, metavar="YYYY-MM-DD", help="First run date of a range.")
-@click.option("--to", "date_to", callback=_date, metavar="YYYY-MM-DD", help="Last run date of a range.")
+@click.option("--run-date", callback=iso_date, metavar="YYYY-MM-DD", help="The run date (window) to monitor (default: today).")
+@click.option("--from", "date_from", callback=iso_date, metavar="YYYY-MM-DD", help="First run date of a range.")
+@click.option("--to", "date_to", callback=iso_date, metavar="YYYY-MM-DD", help="Last run date of a range.")
 @click.pass_obj
 def monitor_cmd(ctx: Context, pipeline_file: str, run_date, date_from, date_to) -> None:
     """Profile and drift metrics of the scored rows per window, against the training reference
@@ -77,7 +69,7 @@ def _monitor_stage(dates: list[dt.date]):
 
 @click.command("retrain")
 @click.argument("pipeline_file", metavar="PIPELINE_YAML", type=click.Path(dir_okay=False))
-@click.option("--run-date", callback=_date, metavar="YYYY-MM-DD", help="Logical date of this run (default: today).")
+@click.option("--run-date", callback=iso_date, metavar="YYYY-MM-DD", help="Logical date of this run (default: today).")
 @click.option("--force", is_flag=True, help="Retrain even when no confirmed alert is open.")
 @click.pass_obj
 def retrain_cmd(ctx: Context, pipeline_file: str, run_date, force: bool) -> None:

@@ -56,13 +56,12 @@ from lakeforge.core.columns import FEATURES_COL, FOLD_COL, LABEL_COL, WEIGHT_COL
 from lakeforge.core.config import PipelineConfig
 from lakeforge.core.settings import Settings
 from lakeforge.core.errors import InputDataError
-from lakeforge.core.io import read_version, require_columns, write_table
+from lakeforge.core.io import require_columns, write_table
 from lakeforge.features.dedupe import deduplicate
 from lakeforge.features.pipeline import is_supervised, preprocessing_pipeline
 from lakeforge.features.plan import FeaturePlan, plan_features, resolve_roles
 from lakeforge.features.slots import feature_table
 from lakeforge.features.statistics import feature_statistics
-from lakeforge.ingest.job import checked_version
 from lakeforge.training import evaluation
 from lakeforge.training.algorithms import Estimators
 from lakeforge.core.tasks import UNSUPERVISED
@@ -72,6 +71,7 @@ from lakeforge.training.importances import feature_importances
 from lakeforge.training.input_nulls import tag_null_shares
 from lakeforge.monitoring.reference import reference_from_training
 from lakeforge.training.register import Lineage, Registration, Trained, TrainResult, log_and_register
+from lakeforge.training.task_register import read_input
 from lakeforge.training.search import Candidate, SearchSpec, candidates, fold_frames, search
 from lakeforge.training.split import check_counts, record_counts, split_counts, split_rows, with_class_weights
 from lakeforge.training.target import Target, infer_target, label_column, metric_and_algorithms
@@ -191,14 +191,7 @@ def _read_and_split(spark: SparkSession, settings: Settings, pipeline: PipelineC
     """Read the bronze version the data-quality gate allows, plan the features, infer the target,
     split and profile."""
     cfg = pipeline.model
-    table = settings.table(pipeline.tables.bronze)
-    if not spark.catalog.tableExists(table):
-        raise InputDataError(f"table {table} does not exist; run 'lakeforge ingest {pipeline.file}' first")
-    choice = checked_version(spark, settings, table, "training", allow_failed_checks)
-    if choice.note:
-        say(choice.note)
-    version = choice.version
-    raw = read_version(spark, table, version)
+    table, version, raw = read_input(spark, settings, pipeline, allow_failed_checks, say)
     require_columns(raw, [pipeline.key, pipeline.target], f"table {table}")
     roles = resolve_roles(raw, pipeline.features, pipeline.key, pipeline.target)
     require_columns(raw, roles.columns, f"table {table} (features in {pipeline.file})")

@@ -1,0 +1,17 @@
+"""Click helpers shared by the command modules (app/cli.py and app/cli_*.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import click
+
+
+def iso_date(_ctx, _param, value: str | None) -> dt.date | None:
+    """A click callback: ``YYYY-MM-DD`` as a date (None stays None), else a usage error naming it."""
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"expected a date as YYYY-MM-DD, got {value!r}") from None
