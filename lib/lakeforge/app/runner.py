@@ -163,6 +163,8 @@ def train_stage(spark, settings, pipeline, record, timings, allow_failed_checks:
         f"model {res.model.name} version {res.model.version} (alias challenger; champion: "
         f"v{res.champion_version}); test {res.metric} {res.test_metrics[res.metric]:.4f} ({steps})",
     )
+    for line in res.notes:
+        err.print(f"   [yellow]{escape(line)}[/yellow]", highlight=False)
     print_leaderboard(res, pipeline)
     return res
 

@@ -60,6 +60,7 @@ class TrainResult:
     timings: dict[str, float] = field(default_factory=dict)
     report: str | None = None
     preprocessing: dict | None = None  # lakeforge.features.report.PreprocessingReport as a dict
+    notes: list[str] = field(default_factory=list)  # warnings the command line prints after the stage
 
 
 @dataclass(frozen=True)
