@@ -167,6 +167,36 @@ class TargetEncodingConfig(StrictModel):
     max_levels: int = Field(1000, ge=1)
 
 
+class EncodingConfig(StrictModel):
+    """Categorical columns encoded by their number of levels (``preprocessing.encoding``)."""
+
+    # Columns with at most this many levels (distinct values in the training rows) are one-hot
+    # encoded, every level; null: every column so (the wide one-hot).
+    max_onehot_levels: int | None = Field(50, ge=1)
+    # A column with more levels: its ``top_levels`` most frequent levels seen in at least
+    # ``min_count`` training rows are one-hot encoded, the others (and levels first seen at
+    # scoring time) share one slot; plus, by ``high_cardinality``:
+    top_levels: int = Field(50, ge=1)
+    min_count: int = Field(20, ge=1)
+    # target: the smoothed target mean of each level, (sum + smoothing * prior) / (count +
+    # smoothing), fitted inside every CV fold on its training rows only (one per class for
+    # multiclass targets; clustering falls back to frequency); frequency: the level's share of
+    # the training rows; none: the grouped one-hot only.
+    high_cardinality: Literal["target", "frequency", "none"] = "target"
+    smoothing: float = Field(10.0, ge=0.0)
+
+    def choose(self, levels: int, key_path: str = "preprocessing.encoding") -> tuple[str, str]:
+        """(encoding, why) for a column with ``levels`` levels: 'onehot' or 'bounded'."""
+        if self.max_onehot_levels is None:
+            return "onehot", f"{levels:,} levels, one-hot (every level: {key_path}.max_onehot_levels is null)"
+        if levels <= self.max_onehot_levels:
+            return "onehot", f"{levels:,} levels <= {key_path}.max_onehot_levels {self.max_onehot_levels}: one-hot"
+        extra = {"target": " + its target mean per level (fitted in-fold)", "frequency": " + its frequency per level",
+                 "none": ""}[self.high_cardinality]
+        return "bounded", (f"{levels:,} levels > {key_path}.max_onehot_levels {self.max_onehot_levels}: the top "
+                           f"{self.top_levels} levels (>= {self.min_count} rows) one-hot, the rest one slot{extra}")
+
+
 class DropConfig(StrictModel):
     columns: list[str] = Field(default_factory=list)  # always dropped (reported as user-listed)
     constant: bool = False  # one value in every training row (nulls aside)
@@ -197,6 +227,8 @@ class PreprocessingConfig(StrictModel):
     # Ordinal encoding: column -> its levels in order (-> 0, 1, 2...; unknown levels: missing).
     ordinal: dict[str, list[str]] = Field(default_factory=dict)
     target_encoding: TargetEncodingConfig | None = None
+    # one-hot for few levels, a bounded encoding for many (see EncodingConfig)
+    encoding: EncodingConfig = EncodingConfig()
     # Training rows only (scoring scores every row): rows (identical but for ingestion metadata)
     # or key (one row per key: the latest ingested).
     deduplicate: Literal["none", "rows", "key"] = "none"

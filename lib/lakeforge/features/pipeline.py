@@ -13,8 +13,10 @@ stages 2, 6, 8, 11 and 12 are exactly lakeforge's original pipeline):
 3. quantile clipping (SQLTransformer with the quantiles fitted), 4. log1p (SQLTransformer),
 5. "was missing" indicators (SQLTransformer);
 6. Imputer per strategy (mean / median / mode), constants by SQLTransformer;
-7. categorical columns: mode / constant fill, rare-level grouping, target encoding
-   (SQLTransformers with the fitted levels and means);
+7. categorical columns: mode / constant fill; a column with many levels (preprocessing.encoding,
+   lakeforge.features.encodings) gets its target mean or frequency per level (LevelEncoder:
+   SQLTransformer, StringIndexerModel, SQLTransformer) and only its top levels one-hot; rare-level
+   grouping, target encoding (SQLTransformers with the fitted levels and means);
 8. StringIndexer (``handleInvalid='keep'``: nulls and categories unseen at fit time get their
    own index) and OneHotEncoder;
 9. Bucketizer / QuantileDiscretizer + OneHotEncoder, 10. Interaction, free text as TF-IDF
@@ -52,6 +54,7 @@ from pyspark.ml.feature import (
 from lakeforge.core.columns import FEATURES_COL, LABEL_COL
 from lakeforge.core.config_features import FeatureSelectionConfig, PreprocessingConfig
 from lakeforge.core.sql import dbl, lit, q, select_sql
+from lakeforge.features.encodings import LevelEncoder, LevelSpec
 from lakeforge.features.plan import FeaturePlan, FeatureRoles
 from lakeforge.features.stages import (
     FitSQL,
@@ -97,7 +100,8 @@ def preprocessing_pipeline(
     texts = _text_stages(plan, stages)
 
     # assemble: the numeric block (scaled), indicators, one-hot vectors, buckets, interactions, text
-    block = [imputed[c] for c in plan.numeric if plan.keeps_numeric(c)] + [o for c in plan.target_encoded for o in cat.target_encoded[c]]
+    block = ([imputed[c] for c in plan.numeric if plan.keeps_numeric(c)] + [o for c in plan.target_encoded for o in cat.target_encoded[c]]
+             + [o for outs in cat.level_encoded.values() for o in outs])
     numeric_part = block
     scaler = _scaler(prep.scale)
     if scaler is not None and block:
@@ -182,6 +186,7 @@ class _Categorical:
     current: dict[str, str]  # feature -> its column after fill / rare-level grouping
     target_encoded: dict[str, list[str]] = field(default_factory=dict)  # feature -> its target-encoded column(s)
     vectors: list[str] = field(default_factory=list)  # the one-hot vectors
+    level_encoded: dict[str, list[str]] = field(default_factory=dict)  # many-level feature -> its value(s) per level
 
 
 def _categorical_stages(plan: FeaturePlan, fitted_stats: dict | None, label_col: str, classes: list[float] | None,
@@ -197,6 +202,8 @@ def _categorical_stages(plan: FeaturePlan, fitted_stats: dict | None, label_col:
     if mode_cols:
         stages.append(FitSQL(mode_fill({c: f"{c}__fill" for c in mode_cols}), "mode"))
     ccur.update({c: f"{c}__fill" for c in constant_fill + mode_cols})
+    levels_out = _level_stages(plan, ccur, fitted_stats, LevelSpec(plan.level_encoding, label_col, classes,
+                                                                    prep.encoding.smoothing), stages)
     rare = prep.rare_levels
     rare_cols = [c for c in (rare.columns if rare and rare.columns is not None else categorical if rare else []) if c in ccur]
     if rare_cols:
@@ -204,6 +211,13 @@ def _categorical_stages(plan: FeaturePlan, fitted_stats: dict | None, label_col:
         stages.append(FitSQL(rare_grouping({ccur[c]: f"{c}__grp" for c in rare_cols}, rare.min_count, rare.min_fraction,
                                            rare.max_levels, rare.label, stats), "rare_levels"))
         ccur.update({c: f"{c}__grp" for c in rare_cols})
+    top_cols = [c for c in plan.bounded if c in ccur and c not in rare_cols]
+    if top_cols:  # many levels: the most frequent ones keep a slot (preprocessing.encoding)
+        enc = prep.encoding
+        stats = fitted_stats.setdefault("top_levels", {}) if fitted_stats is not None else None
+        stages.append(FitSQL(rare_grouping({ccur[c]: f"{c}__grp" for c in top_cols}, enc.min_count, 0.0, enc.top_levels,
+                                           rare.label if rare else "__rare__", stats), "top_levels"))
+        ccur.update({c: f"{c}__grp" for c in top_cols})
     te_cols = plan.target_encoded
     te_out: dict[str, list[str]] = {}
     if te_cols:
@@ -221,7 +235,20 @@ def _categorical_stages(plan: FeaturePlan, fitted_stats: dict | None, label_col:
         stages.append(StringIndexer(inputCols=[ccur[c] for c in onehot], outputCols=[f"{c}__idx" for c in onehot],
                                     handleInvalid="keep", stringOrderType="frequencyDesc"))
         stages.append(OneHotEncoder(inputCols=[f"{c}__idx" for c in onehot], outputCols=cat_vec, handleInvalid="keep"))
-    return _Categorical(ccur, te_out, cat_vec)
+    return _Categorical(ccur, te_out, cat_vec, levels_out)
+
+
+def _level_stages(plan: FeaturePlan, ccur: dict[str, str], fitted_stats: dict | None, spec: LevelSpec,
+                  stages: list) -> dict[str, list[str]]:
+    """Many-level columns: a target mean or frequency per level (LevelEncoder), read from the
+    column before its levels are grouped. Returns column -> its output column(s)."""
+    cols = [c for c in plan.bounded if c in ccur and c not in plan.target_encoded]
+    if not cols or spec.kind == "none":
+        return {}
+    out = {c: spec.outputs(c) for c in cols}
+    stats = fitted_stats.setdefault("level_encoding", {}) if fitted_stats is not None else None
+    stages.append(LevelEncoder({ccur[c]: out[c] for c in cols}, spec, stats))
+    return out
 
 
 def _bucket_stages(plan: FeaturePlan, imputed: dict[str, str], stages: list) -> list[str]:

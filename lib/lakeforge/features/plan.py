@@ -65,6 +65,8 @@ class FeaturePlan:
     indicators: list[str] = field(default_factory=list)  # features with a "was missing" column
     report: PreprocessingReport = field(default_factory=PreprocessingReport)
     as_text: set[str] = field(default_factory=set)  # categorical inputs neither text nor numbers (booleans, dates)
+    bounded: dict[str, int] = field(default_factory=dict)  # many-level column -> its levels (preprocessing.encoding)
+    labelled: bool = True  # there is a target (clustering: none)
 
     @classmethod
     def from_roles(cls, roles: FeatureRoles, prep: PreprocessingConfig | None = None) -> "FeaturePlan":
@@ -82,8 +84,14 @@ class FeaturePlan:
         return [c for c in self.categorical if te and c in te.columns]
 
     @property
+    def level_encoding(self) -> str:
+        """What many-level columns get beside their top levels: target, frequency or none."""
+        kind = self.prep.encoding.high_cardinality
+        return "frequency" if kind == "target" and not self.labelled else kind
+
+    @property
     def supervised(self) -> bool:
-        return bool(self.target_encoded)
+        return bool(self.target_encoded) or bool(self.bounded and self.level_encoding == "target")
 
     def typed_sql(self, col: str) -> str:
         """SQL giving the numeric feature ``col`` as a double (null when it does not parse)."""
@@ -146,7 +154,8 @@ def plan_features(df: DataFrame, features: FeaturesConfig, prep: PreprocessingCo
     indicators = list(prep.missing_indicators) if isinstance(prep.missing_indicators, list) else []
     plan = FeaturePlan(numeric, categorical, prep, features, cols.derived, cols.reference_dates, {}, integral, cols.inputs,
                        cols.reads, indicators, report,
-                       {c for c in categorical if c in types and not isinstance(types[c], (StringType, NumericType))})
+                       {c for c in categorical if c in types and not isinstance(types[c], (StringType, NumericType))},
+                       labelled=target is not None)
     coercible = cols.coercible
     for c in numeric:  # parsed value, what it is parsed as, the source value
         if c in prep.ordinal:

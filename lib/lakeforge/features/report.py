@@ -22,6 +22,7 @@ class PreprocessingReport:
     categorical: list[str] = field(default_factory=list)
     fitted: dict[str, dict] = field(default_factory=dict)  # fit-time statistics (clip bounds, kept levels)
     ranking: list[dict] = field(default_factory=list)  # feature selection
+    encodings: list[dict] = field(default_factory=list)  # per categorical feature: {column, levels, encoding, reason}
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -38,6 +39,9 @@ class PreprocessingReport:
             out["prep.dropped_columns"] = json.dumps({d["column"]: d["reason"] for d in self.dropped_columns})[:6000]
         if self.coerced_to_null:
             out["prep.coerced_to_null"] = json.dumps({c: v["count"] for c, v in self.coerced_to_null.items()})[:6000]
+        bounded = {e["column"]: e["levels"] for e in self.encodings if e["encoding"] == "bounded"}
+        if bounded:
+            out["prep.bounded_encoding"] = json.dumps(bounded)[:6000]
         if self.ranking:
             out["prep.selected_features"] = len({r["feature"] for r in self.ranking if r.get("selected")})
         return out
@@ -52,6 +56,11 @@ class PreprocessingReport:
             out.append(f"{c}: {v['count']:,} value(s) not readable as {v['as']} became null (e.g. {v['example']!r})")
         for d in self.dropped_columns:
             out.append(f"column {d['column']!r} dropped: {d['reason']} ({d['detail']})")
+        onehot = [e for e in self.encodings if e["encoding"] == "onehot"]
+        if onehot:
+            most = max(e["levels"] for e in onehot)
+            out.append(f"encoding: {len(onehot)} categorical column(s) one-hot (at most {most:,} levels each)")
+        out += [f"encoding: {e['column']}: {e['reason']}" for e in self.encodings if e["encoding"] == "bounded"]
         out += self.notes
         if self.ranking:
             kept = sorted({r["feature"] for r in self.ranking if r.get("selected")})

@@ -261,7 +261,7 @@ class SlotNamer:
         return [self(by_index[i]) if by_index.get(i) else (f"f{i}", f"f{i}") for i in range(size)]
 
 
-_TAGGED = re.compile(r"^(.*?)__(ohe|imp|num|clip|log|te\d*|bucket|missing|tfidf)(?:_(.*))?$", re.S)
+_TAGGED = re.compile(r"^(.*?)__(ohe|imp|num|clip|log|te\d*|freq|bucket|missing|tfidf)(?:_(.*))?$", re.S)
 
 
 def _split_attr(attr: str) -> tuple[str, str | None]:
@@ -282,6 +282,8 @@ def describe(col: str, suffix: str | None) -> tuple[str, str]:
         return f"{source} in [{suffix})", source
     if tag == "missing":
         return f"{source} missing", source
+    if tag == "freq":
+        return f"{source} frequency", source
     if tag == "tfidf":  # HashingTF slot: the words hashed to it
         return f"{source} words #{suffix}", source
     if tag == "int":  # Interaction attributes: "a__imp:b__ohe_level"

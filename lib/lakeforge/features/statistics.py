@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 
 from lakeforge.core.errors import InputDataError
 from lakeforge.core.sql import q
+from lakeforge.features.encodings import choose_encodings
 from lakeforge.features.plan import FeaturePlan
 from lakeforge.features.stages import stacked
 
@@ -32,7 +33,7 @@ def feature_statistics(plan: FeaturePlan, df: DataFrame, where: str, train: Colu
     frame = df.selectExpr("*", *[f"{e} AS {q(n)}" for n, e in generated.items()]) if generated else df
     cols = [*plan.numeric, *plan.categorical]
     value = {c: F.expr(plan.typed_sql(c)) if c in plan.numeric else F.col(c) for c in cols}
-    missing = _count_values(plan, frame, mask, cols, value, where)
+    missing, levels = _count_values(plan, frame, mask, cols, value, where)
     rows = plan.report.rows_profiled
 
     dropped: dict[str, tuple[str, str]] = {}
@@ -51,19 +52,22 @@ def feature_statistics(plan: FeaturePlan, df: DataFrame, where: str, train: Colu
     plan.report.dropped_columns += [{"column": c, "reason": r, "detail": t} for c, (r, t) in dropped.items()]
     if not dropped:
         plan.report.numeric, plan.report.categorical = list(plan.numeric), list(plan.categorical)
-        return _resolve_indicators(plan)
-    return _without(plan, dropped, where)
+        return _choose_encodings(_resolve_indicators(plan), levels)
+    return _choose_encodings(_without(plan, dropped, where), levels)
 
 
 def _count_values(plan: FeaturePlan, frame: DataFrame, mask: Column, cols: list[str], value: dict[str, Column],
-                  where: str) -> dict[str, int]:
-    """One aggregation: training rows, missing values per feature (training rows), values not
-    readable as what they are parsed as (every row). Fills the report; returns the missing counts."""
+                  where: str) -> tuple[dict[str, int], dict[str, int]]:
+    """One aggregation: training rows, missing values per feature and levels per categorical
+    feature (training rows; approximate, 1 % error, exact for few levels), values not readable as
+    what they are parsed as (every row). Fills the report; returns (missing, levels) counts."""
     aggs = [F.count_if(mask).alias("rows")]
     for i, c in enumerate(cols):
         v = value[c]
         missing = v.isNull() | F.isnan(v) if c in plan.numeric else v.isNull()
         aggs.append(F.count_if(mask & missing).alias(f"m{i}"))
+        if c in plan.categorical:
+            aggs.append(F.approx_count_distinct(F.when(mask, v.cast("string")), 0.01).alias(f"d{i}"))
     coercible = list(plan.coercible.items())
     for i, (c, spec) in enumerate(coercible):
         parsed, src = F.expr(spec[0]), F.expr(spec[2])
@@ -85,7 +89,7 @@ def _count_values(plan: FeaturePlan, frame: DataFrame, mask: Column, cols: list[
     plan.report.coerced_to_null = coerced
     missing = {c: int(row[f"m{i}"]) for i, c in enumerate(cols)}
     plan.report.missing_counts = {c: n for c, n in missing.items() if n}
-    return missing
+    return missing, {c: int(row[f"d{i}"]) for i, c in enumerate(cols) if c in plan.categorical}
 
 
 def _low_information(plan: FeaturePlan, training: DataFrame, value: dict[str, Column], live: list[str]) -> dict[str, tuple[str, str]]:
@@ -136,9 +140,19 @@ def _without(plan: FeaturePlan, dropped: dict[str, tuple[str, str]], where: str)
         coercible={c: s for c, s in plan.coercible.items() if c not in dropped}, integral=plan.integral - set(dropped),
         inputs=[c for c in plan.inputs if c in kept_inputs], reads=plan.reads,
         indicators=[c for c in plan.indicators if c not in dropped], report=report, as_text=plan.as_text - set(dropped),
+        labelled=plan.labelled,
     )
     plan.report.numeric, plan.report.categorical = list(numeric), list(categorical)
     return _resolve_indicators(plan)
+
+
+def _choose_encodings(plan: FeaturePlan, levels: dict[str, int]) -> FeaturePlan:
+    """The many-level columns (preprocessing.encoding) and why, into the plan and its report.
+    Target-encoded columns keep their encoding (preprocessing.target_encoding)."""
+    plan.bounded, rows = choose_encodings(plan.categorical, levels, plan.prep.encoding, set(plan.target_encoded),
+                                          plan.labelled)
+    plan.report.encodings = rows
+    return plan
 
 
 def _resolve_indicators(plan: FeaturePlan) -> FeaturePlan:

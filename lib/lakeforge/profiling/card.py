@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lakeforge.core.config_features import EncodingConfig
+
 
 @dataclass
 class Column:
@@ -16,6 +18,8 @@ class Column:
     distinct: int = 0
     derived: dict[str, dict] = field(default_factory=dict)  # feature name -> {expr, role}: SQL over this column
     date_parts: list[str] = field(default_factory=list)  # datetime: the parts that become features
+    encoding: str = ""  # categorical: onehot or bounded (preprocessing.encoding), with ``encoding_reason``
+    encoding_reason: str = ""
 
 
 @dataclass
@@ -38,6 +42,8 @@ class ProblemCard:
     key_note: str = ""  # why no column is the key ("title is not unique: ..."); "": none looked like one
     task_config: dict = field(default_factory=dict)  # model.<task> of a clustering / recommendation card
     hint: str = ""  # e.g. the table looks like user-item pairs (lakeforge.profiling.frame_tasks)
+    memory: str = ""  # the cached feature frame's estimated size and the driver memory it wants
+    encoding: dict = field(default_factory=lambda: EncodingConfig().model_dump())  # preprocessing.encoding it writes
 
     def roles(self, role: str) -> list[str]:
         return [c.name for c in self.columns if c.role == role]
@@ -88,6 +94,22 @@ def _comments(card: ProblemCard) -> list[str]:
     lines.append("# Columns:")
     for c in card.columns:
         lines.append(f"#   {c.name:<28} {c.role:<11} {c.reason}; {c.nulls:,} nulls")
+    lines += _encoding_comments(card)
+    return lines
+
+
+def _encoding_comments(card: ProblemCard) -> list[str]:
+    """Each categorical column's encoding and why (preprocessing.encoding), and the memory note."""
+    coded = [c for c in card.columns if c.role == "categorical" and c.encoding]
+    if not coded:
+        return [f"# Memory: {card.memory}."] if card.memory else []
+    lines = ["# Encodings (by the number of levels, preprocessing.encoding; training counts them again on its rows):"]
+    onehot = [c for c in coded if c.encoding == "onehot"]
+    if onehot:
+        lines.append(f"#   one-hot: {', '.join(c.name for c in onehot)} (at most {max(c.distinct for c in onehot):,} levels each)")
+    lines += [f"#   {c.name}: {c.encoding_reason}" for c in coded if c.encoding != "onehot"]
+    if card.memory:
+        lines.append(f"# Memory: {card.memory}.")
     return lines
 
 
@@ -156,10 +178,18 @@ def _feature_lines(card: ProblemCard) -> list[str]:
 
 def _model_lines(card: ProblemCard) -> list[str]:
     """preprocessing, model, scoring."""
+    enc = card.encoding
+    notes = {"max_onehot_levels": "at most this many levels: one-hot, every level (null: always)",
+             "top_levels": "more: the most frequent levels one-hot, the rest one slot,",
+             "min_count": "each kept level seen in this many training rows,",
+             "high_cardinality": "plus the target mean per level, fitted in-fold (or frequency, none)",
+             "smoothing": "of the target mean: (sum + smoothing * prior) / (count + smoothing)"}
     lines = [
         "preprocessing:",
         "  numeric_impute: median",
         "  scale: true",
+        "  encoding:                     # categorical columns by their number of levels (see the comments above)",
+        *[f"    {f'{k}: {_q(enc[k])}':<28}# {why}" for k, why in notes.items()],
         "model:",
         f"  registered_name: {card.name}",
         f"  task: {card.task}",

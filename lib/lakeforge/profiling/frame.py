@@ -8,7 +8,8 @@ leakage check of every column (correlations, or the purity of each categorical c
 lakeforge.profiling.leakage.card_leakage); when the key is not given, one exact count of the
 distinct values of the columns that may be the key (the key must be unique: else ingest adds a
 row id). Three or four passes over the data whatever the number of columns; nothing row-level
-reaches the driver.
+reaches the driver. Each categorical column's encoding (by its levels) and the memory the search
+will want go into the card (lakeforge.profiling.frame_encodings).
 
 The helpers for the target (``infer_task``, ``default_positive``, ``as_text``, ``MAX_CLASSES``)
 are shared with the EDA profile and training.
@@ -26,6 +27,7 @@ from lakeforge.core.errors import InputDataError, delimiter_hint, wrong_delimite
 from lakeforge.core.names import normalise_names
 from lakeforge.profiling.card import ProblemCard
 from lakeforge.profiling.frame_tasks import TaskFraming, frame_task, interaction_hint, no_target_message
+from lakeforge.profiling.frame_encodings import card_encodings, memory_note
 from lakeforge.profiling.frame_columns import choose_key, detect_columns, framing_statistics, key_candidates, key_repeats
 from lakeforge.profiling.leakage import card_leakage
 
@@ -90,8 +92,10 @@ def frame(df: DataFrame, target: str | None, source: dict, name: str, key: str |
         key, row_id, key_note = choose_key(candidates, key_repeats(df, [c.name for c in candidates]), df.columns)
     leakage = card_leakage(df, target, columns, task, rows)
     metric, metric_reason = _metric(task, shares)
+    card_encodings(columns)
     return ProblemCard(name, source, rows, target, task, task_reason, key, positive, metric, metric_reason,
-                       shares, columns, leakage, renamed, row_id, key_note, hint=interaction_hint(columns, rows))
+                       shares, columns, leakage, renamed, row_id, key_note, hint=interaction_hint(columns, rows),
+                       memory=memory_note(columns, rows, supervised=True))
 
 
 def _bronze_names(df: DataFrame, target: str, key: str | None) -> tuple[DataFrame, str, str | None, dict[str, str]]:

@@ -13,7 +13,8 @@ load whose error checks failed: then the last version that passed (lakeforge.ing
    time``, the latest rows by a timestamp column; the search's folds are a hash of the key, so
    every algorithm sees the SAME folds.
 3. Preprocessing (lakeforge.features) is fitted ONCE on the training split; its output
-   (label, feature vector, fold number, weight) is cached. Preprocessing that reads the label
+   (label, feature vector, fold number, weight) is cached (lakeforge.training.feature_cache:
+   MEMORY_AND_DISK, sparse vectors kept sparse, its size logged). Preprocessing that reads the label
    (target encoding, univariate or model-based feature selection) is instead refitted inside
    each fold. What it did (rows without a target, dropped columns and why, values coerced to
    null, the feature ranking) is printed and logged (PreprocessingReport); the ranking and the
@@ -63,6 +64,7 @@ from lakeforge.features.plan import FeaturePlan, plan_features, resolve_roles
 from lakeforge.features.slots import feature_table
 from lakeforge.features.statistics import feature_statistics
 from lakeforge.training import evaluation
+from lakeforge.training.feature_cache import cache_features, refit_in_fold
 from lakeforge.training.algorithms import Estimators
 from lakeforge.core.tasks import UNSUPERVISED
 from lakeforge.training.unsupervised import train_task
@@ -127,7 +129,7 @@ def train(
     _announce(pipeline, d, say)
 
     t = time.perf_counter()
-    feats = _preprocess(pipeline, d)
+    feats = _preprocess(pipeline, d, say)
     timings["preprocess_fit"] = time.perf_counter() - t
     if feats.fold_data:
         say("preprocessing reads the label: refitted inside each fold")
@@ -224,9 +226,10 @@ def _read_and_split(spark: SparkSession, settings: Settings, pipeline: PipelineC
                  data.where(F.col("_is_test")), split_info, rows_train, rows_test, weight)
 
 
-def _preprocess(pipeline: PipelineConfig, d: _Data) -> _Features:
-    """Fit the preprocessing on the training split and cache its output; when it reads the label,
-    also how to refit it inside each fold."""
+def _preprocess(pipeline: PipelineConfig, d: _Data, say: Callable[[str], None]) -> _Features:
+    """Fit the preprocessing on the training split and cache its output (lakeforge.training.
+    feature_cache: MEMORY_AND_DISK, its size said); when it reads the label, also how to refit it
+    inside each fold."""
     task = d.target.task
     classes = [float(i) for i in range(len(d.target.labels))] if task == "multiclass" else None
 
@@ -236,19 +239,16 @@ def _preprocess(pipeline: PipelineConfig, d: _Data) -> _Features:
 
     prep_model = prep_pipeline(d.plan.report.ranking).fit(d.train_df)
     keep = [LABEL_COL, FEATURES_COL, FOLD_COL] + ([WEIGHT_COL] if d.weight else [])
-    train_features = _cached(prep_model.transform(d.train_df).select(*keep))
+    train_features = cache_features(prep_model.transform(d.train_df).select(*keep), "training features", say)
     num_features = train_features.select(FEATURES_COL).first()[0].size
-
-    def refit_in_fold(k: int):
-        fit_rows = d.train_df.where(F.col(FOLD_COL) != k)
-        fold_model = prep_pipeline().fit(fit_rows)
-        train_k = _cached(fold_model.transform(fit_rows).select(*keep))
-        valid_k = fold_model.transform(d.train_df.where(F.col(FOLD_COL) == k)).select(*keep).cache()
-        return train_k, valid_k, train_k.select(FEATURES_COL).first()[0].size
+    say(f"feature vector: {num_features:,} slots")
 
     # Target encoding and supervised selection read the label: they are refitted inside every
     # fold, so no validation label leaks into the features it is scored on.
-    fold_data = refit_in_fold if is_supervised(d.plan, pipeline.selection) else None
+    fold_data = None
+    if is_supervised(d.plan, pipeline.selection):
+        def fold_data(k: int):
+            return refit_in_fold(prep_pipeline(), d.train_df, keep, k, say)
     return _Features(prep_model, train_features, num_features, fold_data)
 
 
@@ -294,15 +294,6 @@ def _refit(pipeline: PipelineConfig, d: _Data, feats: _Features, estimators: Est
     if task == "multiclass":
         stages.append(IndexToString(inputCol="prediction", outputCol="predicted_class", labels=d.target.labels))
     return PipelineModel(stages=stages), fitted, refit_params, threshold
-
-
-def _cached(df: DataFrame) -> DataFrame:
-    """``df`` cached and materialised by one job over all its partitions. (``first()`` alone
-    would compute the first partition on one core and leave the rest to the first fits, which
-    then wait on each other: 2M rows, 4.1 s on one core before the search began.)"""
-    df = df.cache()
-    df.count()
-    return df
 
 
 def _write_sinks(spark: SparkSession, settings: Settings, pipeline: PipelineConfig, d: _Data, feats: _Features,

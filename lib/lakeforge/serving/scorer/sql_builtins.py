@@ -39,17 +39,35 @@ def _bracket(node) -> Fn:
             return None if safe or not offset else SqlError(f"[MAP_KEY_DOES_NOT_EXIST] key {k!r}")
 
         return lambda scope, n: [k if is_bad(k) else lookup(k) for k in key(scope, n)]
+    items = _literal_array(target)
+    if items is not None:  # array(<literals>)[i]: built once (a level encoding's values: thousands of them)
+        return nary(lambda k: _element(items, k, safe, offset), [key])
     container = compile_expr(target)
 
     def one(c, k):
         if isinstance(c, dict):
             return c.get(k) if k in c or safe or not offset else SqlError(f"[MAP_KEY_DOES_NOT_EXIST] key {k!r}")
-        i = int(k) - offset if k > 0 or not offset else len(c) + int(k)
-        if 0 <= i < len(c):
-            return c[i]
-        return None if safe else SqlError(f"[INVALID_ARRAY_INDEX] index {k} for an array of {len(c)}")
+        return _element(c, k, safe, offset)
 
     return nary(one, [container, key])
+
+
+def _literal_array(node) -> list | None:
+    """The values of an ``array(...)`` of literals, else None."""
+    if not isinstance(node, E.Array):
+        return None
+    try:
+        return [literal_value(e) for e in node.expressions]
+    except UnsupportedStage:
+        return None
+
+
+def _element(items: list, k, safe: bool, offset: int):
+    """``element_at`` (offset 1) / ``[]`` (offset 0) of a Python list with Spark's index rules."""
+    i = int(k) - offset if k > 0 or not offset else len(items) + int(k)
+    if 0 <= i < len(items):
+        return items[i]
+    return None if safe else SqlError(f"[INVALID_ARRAY_INDEX] index {k} for an array of {len(items)}")
 
 
 def _size(node) -> Fn:

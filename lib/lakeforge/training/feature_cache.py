@@ -1,0 +1,108 @@
+"""The feature frames the model search reads, cached once and sized.
+
+Every candidate of the search reads the preprocessed rows (label, feature vector, fold) many
+times, so they are cached once (``cache_features``):
+
+* storage level MEMORY_AND_DISK: the columnar batches are kept serialized in memory and a
+  partition that does not fit goes to local disk and is read back from there, never recomputed
+  (recomputing means re-running the whole preprocessing, one-hot encoders and all, on every
+  iteration of every fit);
+* vectors stay as the assembler made them: a one-hot block is sparse (VectorAssembler keeps the
+  smaller of the sparse and dense forms; nothing here densifies it);
+* its size is read back from Spark's storage info of the cached RDD (memory, disk, partitions)
+  and logged, with the storage memory of the driver, and a hint when it did not fit.
+
+With preprocessing that reads the label (target encoding), ``refit_in_fold`` refits it on each
+fold's training rows only and caches that fold's rows the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pyspark import StorageLevel
+from pyspark.ml import Pipeline
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from lakeforge.core.columns import FEATURES_COL, FOLD_COL
+
+LEVEL = StorageLevel.MEMORY_AND_DISK
+LEVEL_NAME = "MEMORY_AND_DISK"
+
+
+@dataclass(frozen=True)
+class CacheSize:
+    """What Spark's storage info says of one cached frame."""
+
+    memory_bytes: int
+    disk_bytes: int
+    partitions_cached: int
+    partitions: int
+    storage_free_bytes: int | None = None  # the driver's storage memory left (local mode: the executor's)
+    storage_max_bytes: int | None = None
+
+    def line(self, what: str) -> str:
+        text = (f"cached {what}: {_size(self.memory_bytes)} in memory, {_size(self.disk_bytes)} on disk, "
+                f"{self.partitions_cached}/{self.partitions} partitions ({LEVEL_NAME})")
+        if self.storage_max_bytes:
+            text += f"; storage memory {_size(self.storage_free_bytes or 0)} free of {_size(self.storage_max_bytes)}"
+        if self.disk_bytes:
+            text += "; it spilled to disk: a larger spark.driver_memory keeps it in memory (faster fits)"
+        return text
+
+
+def cache_features(df: DataFrame, what: str = "feature frame", say: Callable[[str], None] | None = None) -> DataFrame:
+    """``df`` persisted MEMORY_AND_DISK and materialised by one job over all its partitions (the
+    first fits would otherwise wait on each other computing it), its size logged by ``say``."""
+    df = df.persist(LEVEL)
+    df.count()
+    if say is not None:
+        size = cached_size(df)
+        if size is not None:
+            say(size.line(what))
+    return df
+
+
+def cached_size(df: DataFrame) -> CacheSize | None:
+    """The cached size of ``df`` from Spark's RDD storage info (None when it is not cached)."""
+    spark = df.sparkSession
+    try:
+        cached = spark._jsparkSession.sharedState().cacheManager().lookupCachedData(df._jdf)  # noqa: SLF001
+        if not cached.isDefined():
+            return None
+        rdd_id = cached.get().cachedRepresentation().cacheBuilder().cachedColumnBuffers().id()
+        sc = spark.sparkContext._jsc.sc()  # noqa: SLF001
+        info = next((i for i in sc.getRDDStorageInfo() if i.id() == rdd_id), None)
+        status = sc.getExecutorMemoryStatus()
+        free = total = 0
+        it = status.values().iterator()
+        while it.hasNext():
+            pair = it.next()
+            total, free = total + int(pair._1()), free + int(pair._2())
+    except Exception:  # noqa: BLE001 - a Spark without these internals: no size, training goes on
+        return None
+    if info is None:
+        return CacheSize(0, 0, 0, df.rdd.getNumPartitions(), free or None, total or None)
+    return CacheSize(int(info.memSize()), int(info.diskSize()), int(info.numCachedPartitions()), int(info.numPartitions()),
+                     free or None, total or None)
+
+
+def refit_in_fold(prep: Pipeline, train_df: DataFrame, keep: list[str], k: int,
+                  say: Callable[[str], None] | None = None) -> tuple[DataFrame, DataFrame, int]:
+    """Fold ``k``: the preprocessing fitted on the rows of the other folds only (no label of
+    fold ``k`` reaches it), (its training rows, its validation rows, the vector size), cached."""
+    fit_rows = train_df.where(F.col(FOLD_COL) != k)
+    fold_model = prep.fit(fit_rows)
+    train_k = cache_features(fold_model.transform(fit_rows).select(*keep), f"fold {k + 1} training features", say)
+    valid_k = cache_features(fold_model.transform(train_df.where(F.col(FOLD_COL) == k)).select(*keep))
+    return train_k, valid_k, train_k.select(FEATURES_COL).first()[0].size
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
