@@ -18,8 +18,15 @@ from lakeforge.app.runner import Context
 @click.option("--run-date", callback=iso_date, metavar="YYYY-MM-DD", help="The run date (window) to monitor (default: today).")
 @click.option("--from", "date_from", callback=iso_date, metavar="YYYY-MM-DD", help="First run date of a range.")
 @click.option("--to", "date_to", callback=iso_date, metavar="YYYY-MM-DD", help="Last run date of a range.")
+@click.option("--follow", is_flag=True,
+              help="Near real time: monitor the online prediction log as it grows, in windows of "
+                   "monitoring.follow_minutes minutes (Spark Structured Streaming; runs until Ctrl-C).")
+@click.option("--available-now", is_flag=True,
+              help="With --follow: read what is logged so far, write every window that is complete, then exit "
+                   "(for cron; the next run goes on from the checkpoint).")
 @click.pass_obj
-def monitor_cmd(ctx: Context, pipeline_file: str, run_date, date_from, date_to) -> None:
+def monitor_cmd(ctx: Context, pipeline_file: str, run_date, date_from, date_to, follow: bool,
+                available_now: bool) -> None:
     """Profile and drift metrics of the scored rows per window, against the training reference
     (BASELINE) and the previous window (CONSECUTIVE); performance when monitoring.actuals is set.
 
@@ -27,16 +34,35 @@ def monitor_cmd(ctx: Context, pipeline_file: str, run_date, date_from, date_to) 
     Writes <pipeline>_profile_metrics, <pipeline>_drift_metrics, <pipeline>_performance_metrics
     and <pipeline>_alerts (a rerun replaces its windows). Exit code 3 when an alert is confirmed
     (M of the last N windows breach, the latest too).
+
+    \b
+    --follow: the same metrics and alert rule over the prediction log of 'lakeforge serve'
+    (Delta table monitoring.prediction_log, default prediction_log_<pipeline>; unless a source
+    of the pipeline loads it, --follow streams the finished <serving.log_dir>/<pipeline>/*.jsonl
+    files into it itself), in windows of monitoring.follow_minutes (5) minutes by the records'
+    logged_at. A window is written once it is complete: monitoring.follow_late_minutes (2) after
+    its end, by the latest record seen (records later than that are dropped). One line per
+    window; tables <pipeline>_live_profile_metrics, <pipeline>_live_drift_metrics and
+    <pipeline>_live_alerts. Checkpoints under <warehouse>/_checkpoints/monitor_follow/: a
+    restart (even after kill -9) repeats and skips no window.
     """
     from lakeforge.monitoring.alerts import ALERT_EXIT_CODE
 
+    if follow or available_now:
+        if not follow:
+            raise click.UsageError("--available-now goes with --follow")
+        if run_date or date_from or date_to:
+            raise click.UsageError("--follow monitors the prediction log as it grows: no --run-date/--from/--to")
+        if _follow(ctx, pipeline_file, available_now):
+            raise SystemExit(ALERT_EXIT_CODE)
+        return
     try:
         dates = runner.dates(run_date, date_from, date_to)
     except runner.UsageProblem as exc:
         raise click.UsageError(str(exc)) from None
     results = runner.run_job(ctx, "monitor", pipeline_file, [dates[-1]], [("monitor", _monitor_stage(dates))])
-    if any(r.alerts for r in results):
-        raise click.exceptions.Exit(ALERT_EXIT_CODE)
+    if any(r.alerts for r in results):  # SystemExit: cli.main (standalone_mode=False) drops click's Exit code
+        raise SystemExit(ALERT_EXIT_CODE)
 
 
 def _monitor_stage(dates: list[dt.date]):
@@ -65,6 +91,28 @@ def _monitor_stage(dates: list[dt.date]):
         return res
 
     return step
+
+
+def _follow(ctx: Context, pipeline_file: str, available_now: bool) -> bool:
+    """``monitor --follow``; True when --available-now confirmed an alert."""
+    from lakeforge.core.runs import job_lock
+    from lakeforge.monitoring.follow import follow
+
+    settings, pipeline = ctx.load(pipeline_file)
+
+    def say(line: str) -> None:
+        if line.startswith("ALERT"):
+            out.print(escape(line), highlight=False)
+        elif line.startswith("window"):
+            out.print(f"  {escape(line)}", highlight=False)
+        else:
+            note(escape(line))
+
+    with job_lock(settings, "monitor-follow", pipeline.name), runner.session(settings) as spark:
+        t0 = stage(f"monitor {pipeline.name} --follow" + (" --available-now" if available_now else ""))
+        res = follow(spark, settings, pipeline, available_now=available_now, progress=say)
+        done(t0, f"{len(res.windows)} window(s) closed, {len(res.alerts)} alert(s)")
+    return available_now and bool(res.alerts)
 
 
 @click.command("retrain")

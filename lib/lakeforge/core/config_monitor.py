@@ -62,6 +62,8 @@ class MonitoringConfig(StrictModel):
     dataset_drift_share: float = Field(0.5, gt=0, le=1)  # dataset drift when this share of columns drift
     performance_lookback_days: int = Field(30, ge=1)  # late labels recompute the windows this far back
     follow_minutes: int = Field(5, ge=1)  # --follow: window length on the prediction log
+    follow_late_minutes: int = Field(2, ge=0)  # --follow: a window closes this long after its end (watermark)
+    follow_trigger_seconds: int = Field(10, ge=1)  # --follow: how often new log records are read
     prediction_log: str | None = None  # --follow reads this table (default prediction_log_<pipeline>)
     alert: AlertConfig = AlertConfig()
     actuals: ActualsConfig | None = None
