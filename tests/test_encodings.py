@@ -112,14 +112,14 @@ def test_the_target_mean_per_level_is_fitted_on_the_given_rows_only(spark, towns
 def test_the_in_fold_target_mean_of_an_id_column_does_not_predict_the_held_out_label(spark):
     """A column with one level per row: a target mean fitted on all rows would give each
     validation row its own label (ROC-AUC 1); fitted on the other folds it is the prior."""
-    rows = spark.range(300).select(F.col("id").cast("string").alias("id"), F.concat(F.lit("u"), F.col("id")).alias("uid"),
+    rows = spark.range(200).select(F.col("id").cast("string").alias("id"), F.concat(F.lit("u"), F.col("id")).alias("uid"),
                                    (F.xxhash64("id") % 2 == 0).cast("double").alias(LABEL_COL),
-                                   (F.col("id") % 3).cast("int").alias(FOLD_COL))
+                                   (F.col("id") % 2).cast("int").alias(FOLD_COL))
     prep = PreprocessingConfig(scale=False, encoding={"max_onehot_levels": 10})
     plan = feature_statistics(plan_features(rows, FeaturesConfig(categorical=["uid"]), prep, "id", LABEL_COL, "t"), rows, "t")
     pipe = preprocessing_pipeline(plan, label_col=LABEL_COL)
     keep = [LABEL_COL, FEATURES_COL, FOLD_COL]
-    for k in range(3):
+    for k in range(2):
         train_k, valid_k, _ = refit_in_fold(pipe, rows, keep, k)
         prior = train_k.agg(F.avg(LABEL_COL)).first()[0]
         te = valid_k.select(vector_to_array(FEATURES_COL)[0].alias("te")).distinct().collect()
