@@ -56,11 +56,12 @@ def records(minute: int, n: int, drift: bool, seed: int) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def reference(spark):
+def reference(spark, settings):
     rng = np.random.default_rng(7)
     rows = [(float(rng.normal()), str(rng.choice(["a", "b", "c"])), float(rng.uniform()), int(rng.integers(0, 2)))
             for _ in range(300)]
     df = spark.createDataFrame(rows, "x double, seg string, score double, predicted_label int")
+    tracking.configure(settings)  # save_reference looks the version up in MLflow (the session's store)
     return compute_reference(df, COLUMNS, 20, 10)
 
 
