@@ -4,8 +4,10 @@ against a temporary warehouse, metastore and MLflow store."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,7 +22,10 @@ from lakeforge.core.settings import load_settings
 # and parallel GC threads cost more CPU than they save on 2 cores. Measured on a Telco ingest +
 # train (3 candidates, 2 folds) + score in one session: JVM start 24.2 -> 11.8 CPU seconds, the
 # whole run 139 -> 90 CPU seconds. The product's own JVMs keep the defaults.
+# The session's JVM (one per xdist worker) lives for the whole suite: it keeps the C2 compiler
+# (test_scheduling.py alone: 283 -> 256 CPU seconds of its processes, java 261 -> 234).
 TEST_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+SESSION_JVM_OPTIONS = "-XX:+UseSerialGC"
 for _variable in ("SPARK_SUBMIT_OPTS", "SPARK_DAEMON_JAVA_OPTS", "SPARK_BEELINE_OPTS"):
     os.environ.setdefault(_variable, TEST_JVM_OPTIONS)
 
@@ -30,9 +35,29 @@ TELCO_CSV = ROOT / "data" / "telco-customer-churn" / "Telco-Customer-Churn.csv"
 TELCO_PIPELINE = ROOT / "conf" / "pipelines" / "telco_churn.yaml"
 
 
+def _mlflow_template() -> Path:
+    """An empty MLflow SQLite store with every migration applied, made once per MLflow version:
+    a new store runs MLflow's ~50 Alembic migrations (2-4 s of CPU, 12 s on a loaded machine),
+    and the suite makes one per project folder. Copies of it are byte for byte what MLflow would
+    create (lakeforge logs into an experiment of its own, never the default one). A new user's
+    first run still creates its store (the demo, README)."""
+    import mlflow
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    path = Path(tempfile.gettempdir()) / f"lakeforge-test-mlflow-{mlflow.__version__}-{os.getuid()}.db"
+    if not path.exists():
+        part = path.with_name(f"{path.name}.{os.getpid()}.part")
+        SqlAlchemyStore(f"sqlite:///{part}", str(part.parent / "lakeforge-test-mlflow-artifacts")).engine.dispose()
+        os.replace(part, path)  # atomic: two xdist workers may both make one
+    return path
+
+
 def write_overlay(folder: Path, **extra_spark) -> Path:
-    """A settings overlay that keeps every store under ``folder``."""
+    """A settings overlay that keeps every store under ``folder`` (the MLflow store starts as a
+    copy of the migrated empty one)."""
     folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "mlflow.db").exists():
+        shutil.copyfile(_mlflow_template(), folder / "mlflow.db")
     overlay = {
         "spark": {"master": "local[2]", "shuffle_partitions": 2, "ui": False, "driver_memory": "2g", **extra_spark},
         "catalog": {"warehouse_dir": str(folder / "warehouse")},
@@ -98,7 +123,15 @@ def settings(overlay):
 def spark(settings):
     from lakeforge.core.spark import get_spark
 
-    session = get_spark(settings)
+    saved = os.environ.get("SPARK_SUBMIT_OPTS")
+    os.environ["SPARK_SUBMIT_OPTS"] = SESSION_JVM_OPTIONS
+    try:
+        session = get_spark(settings)
+    finally:
+        if saved is None:
+            os.environ.pop("SPARK_SUBMIT_OPTS")
+        else:
+            os.environ["SPARK_SUBMIT_OPTS"] = saved
     yield session
     session.stop()
 

@@ -245,7 +245,9 @@ def test_monitoring_tables_are_shown_once_they_exist(project, settings):
 
 
 def test_a_project_with_nothing_run_gets_notes_not_errors(tmp_path):
-    settings = load_settings(overlays=[write_overlay(tmp_path / "empty")], conf_dir=ROOT / "conf")
+    overlay = write_overlay(tmp_path / "empty")
+    (tmp_path / "empty" / "mlflow.db").unlink()  # write_overlay's copy of a migrated store: none here
+    settings = load_settings(overlays=[overlay], conf_dir=ROOT / "conf")
     page = render_page(settings, load_pipeline(ROOT / "conf" / "pipelines" / "telco_churn.yaml"))
     text = _text(page)
     for note in ("No training yet", "No registered version to show", "No predictions yet", "No job runs recorded yet",

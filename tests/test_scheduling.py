@@ -102,6 +102,12 @@ def test_backfill_range_scores_each_date_once_with_one_model_version(spark, over
     assert [(str(r.run_date), r.model_version, r.n, r.keys) for r in rows] == [
         ("2026-01-01", "1", 7043, 7043), ("2026-01-02", "1", 7043, 7043),
         ("2026-01-03", "1", 7043, 7043), ("2026-02-01", "1", 7043, 7043)]
+    # the version's PipelineModel was loaded once in this process for the four dates
+    from lakeforge.core import tracking
+    ref = tracking.ModelRef("sched_model", "1")
+    loaded = tracking.load_spark_model(ref)
+    assert tracking.load_spark_model(ref) is loaded and loaded.stages
+    assert sum(key[2:4] == ("sched_model", "1") for key in tracking._LOADED) == 1
 
 
 def test_job_runs_records_successes_and_failures(spark, overlay, trained, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,11 +91,34 @@ def set_alias(name: str, alias: str, version: str) -> None:
     MlflowClient().set_registered_model_alias(name, alias, str(version))
 
 
-def load_spark_model(ref: ModelRef):
-    """The registered version as a Spark PipelineModel."""
-    import mlflow.spark
+# Loaded PipelineModels, newest last: a registered version's files never change, so a process
+# that scores several run dates (a backfill, a monitoring replay) or compares a champion again
+# loads it once. Keyed by the stores, the version's run and the SparkContext it was loaded into.
+_LOADED: OrderedDict[tuple, object] = OrderedDict()
+_LOADED_MAX = 4
 
-    return mlflow.spark.load_model(ref.uri)
+
+def load_spark_model(ref: ModelRef):
+    """The registered version as a Spark PipelineModel (loaded once per process and SparkContext)."""
+    import mlflow.spark
+    from pyspark import SparkContext
+
+    try:
+        run_id = MlflowClient().get_model_version(ref.name, ref.version).run_id
+    except MlflowException:
+        run_id = None  # not a registered version (e.g. a runs:/ URI): never cached
+    context = SparkContext._active_spark_context
+    key = (mlflow.get_tracking_uri(), mlflow.get_registry_uri(), ref.name, ref.version, run_id,
+           id(context._jsc) if context is not None else None)
+    if run_id is not None and key in _LOADED:
+        _LOADED.move_to_end(key)
+        return _LOADED[key]
+    model = mlflow.spark.load_model(ref.uri)
+    if run_id is not None:
+        _LOADED[key] = model
+        while len(_LOADED) > _LOADED_MAX:
+            _LOADED.popitem(last=False)
+    return model
 
 
 def model_task(ref: ModelRef) -> str:
