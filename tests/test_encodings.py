@@ -33,11 +33,11 @@ def _fit(df, features, prep, task="binary", classes=None, target="y"):
 
 @pytest.fixture(scope="module")
 def towns(spark):
-    """city: 6 levels (a x4, b x3, c x2, d, e, f) and a null; plan: 2 levels."""
+    """city: 6 levels (a x4, b x3, c x2, d, e, f) and a null; plan: 2 levels; street: 4 levels."""
     cities = ["a", "a", "a", "a", "b", "b", "b", "c", "c", "d", "e", "f", None]
     ys = [1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0]
-    rows = [(str(i), c, "p" if i % 2 else "q", float(i), y) for i, (c, y) in enumerate(zip(cities, ys))]
-    return spark.createDataFrame(rows, "id string, city string, plan string, x double, y double")
+    rows = [(str(i), c, "p" if i % 2 else "q", "wwwxxyz"[i % 7], float(i), y) for i, (c, y) in enumerate(zip(cities, ys))]
+    return spark.createDataFrame(rows, "id string, city string, plan string, street string, x double, y double")
 
 
 def test_a_many_level_column_gets_the_bounded_encoding_with_its_reason(towns):
@@ -150,12 +150,16 @@ def test_the_feature_cache_spills_instead_of_recomputing_keeps_vectors_sparse_an
 def test_numpy_scorer_equals_spark_on_level_encodings(spark, towns, tmp_path):
     from test_scorer_features import assert_parity
 
+    """Two many-level columns with different numbers of levels (each its own indexer), nulls, ''
+    and levels unseen at fit time, for the frequency and the per-class target mean."""
     score = spark.createDataFrame(
-        [(str(i), c, p, x, None) for i, (c, p, x) in enumerate(
-            [("a", "p", 1.0), ("b", "q", 2.0), ("f", "p", None), (None, None, 3.0), ("", "", 4.0), ("zz", "new", 5.0), ("c", "q", 0.0)])],
-        "id string, city string, plan string, x double, y double")
+        [(str(i), c, p, s, x, None) for i, (c, p, s, x) in enumerate(
+            [("a", "p", "w", 1.0), ("b", "q", "y", 2.0), ("f", "p", "new", None), (None, None, None, 3.0), ("", "", "", 4.0),
+             ("zz", "new", "z", 5.0), ("c", "q", "x", 0.0)])],
+        "id string, city string, plan string, street string, x double, y double")
     for kind, task, classes in (("frequency", "binary", None), ("target", "multiclass", [0.0, 1.0])):
         prep = PreprocessingConfig(scale=False, encoding={**SMALL, "high_cardinality": kind})
-        _, model = _fit(towns, FeaturesConfig(numeric=["x"], categorical=["city", "plan"]), prep, task, classes)
+        _, model = _fit(towns, FeaturesConfig(numeric=["x"], categorical=["city", "plan", "street"]), prep, task, classes)
         got = assert_parity(model, score, tmp_path / f"{kind}_{task}", order="id")
-        assert np.asarray(got[FEATURES_COL]).shape[1] == (10 if task == "multiclass" else 9)
+        # x, city's and street's value(s); city: __rare__, a, b, unknown; plan: q, p, unknown; street: w, x, __rare__, unknown
+        assert np.asarray(got[FEATURES_COL]).shape[1] == (16 if task == "multiclass" else 14)

@@ -15,7 +15,7 @@ slot) plus one number per level from ``LevelEncoder``:
 ``LevelEncoder`` fits with one grouped aggregation (at most LEVEL_CAP levels per column reach the
 driver, most frequent first; the others count as unseen) and returns built-in stages only: a
 SQLTransformer (the level as text, '' as null, as the one-hot path reads it), a StringIndexerModel
-(level -> index, a hash lookup in the JVM) and a SQLTransformer that takes each index's value
+per column (level -> index, a hash lookup in the JVM) and a SQLTransformer that takes each index's value
 from an array literal: constant work per row. A map literal is a linear search per row in Spark,
 and so is the CASE WHEN chain of Spark 4's own ``TargetEncoderModel``, which also marks its output
 as a nominal attribute with one value per encoding, so tree learners refuse it ("maxBins ... at
@@ -75,8 +75,8 @@ def choose_encodings(categorical: list[str], levels: dict[str, int], cfg: Encodi
 
 class LevelEncoder(Estimator):
     """One number per level of each column (``cols``: input column -> output columns) by ``spec``;
-    fits to [SQLTransformer, StringIndexerModel, SQLTransformer] in a PipelineModel (spliced
-    into the flat stage list by FlatPipeline)."""
+    fits to [SQLTransformer, a StringIndexerModel per column, SQLTransformer] in a PipelineModel
+    (spliced into the flat stage list by FlatPipeline)."""
 
     def __init__(self, cols: dict[str, list[str]], spec: LevelSpec, report: dict | None = None):
         super().__init__()
@@ -94,11 +94,10 @@ class LevelEncoder(Estimator):
         totals = self._totals(data, targets)
         per_level = self._level_stats(data, [keys[c] for c in src], targets)
         stages, lookups = [keyed], []
-        indexed = [c for c in src if per_level[keys[c]][0]]
-        if indexed:
-            stages.append(StringIndexerModel.from_arrays_of_labels(
-                [[v for v, _ in per_level[keys[c]][0]] for c in indexed], inputCols=[keys[c] for c in indexed],
-                outputCols=[f"{c}__code" for c in indexed], handleInvalid="keep"))
+        for c in src:  # one indexer per column: from_arrays_of_labels pads shorter label lists with nulls
+            if per_level[keys[c]][0]:
+                stages.append(StringIndexerModel.from_labels([v for v, _ in per_level[keys[c]][0]], inputCol=keys[c],
+                                                             outputCol=f"{c}__code", handleInvalid="keep"))
         for c in src:
             levels, null_row = per_level[keys[c]]
             for i, out in enumerate(self.cols[c]):
