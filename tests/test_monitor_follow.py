@@ -28,6 +28,7 @@ from pyspark.sql import functions as F
 from conftest import ROOT, run_lakeforge, write_overlay, write_pipeline
 from lakeforge.core import tracking
 from lakeforge.core.config import load_pipeline
+from lakeforge.core.errors import InputDataError
 from lakeforge.core.io import table_location, write_table
 from lakeforge.monitoring.aggregates import build, summarise
 from lakeforge.monitoring.follow import follow, window_groups
@@ -144,6 +145,26 @@ def test_follow_in_process_on_an_ingested_table_and_a_replayed_batch(spark, sett
     replay(closed, 0)
     assert [(w.key.start.minute, w.rows) for w in replay.closed] == [(0, 12), (1, 13), (2, 14), (3, 15)]
     assert {k: snapshot(spark, t) for k, t in tables.items()} == before
+
+
+def test_follow_refuses_bad_setups_before_anything_is_written(spark, settings, reference, tmp_path):
+    """No reference; a monitored column the reference lacks; a log table that another loader
+    filled (--follow would load the files again): one clear error each, no query started,
+    no table or checkpoint written."""
+    bare = load_pipeline(write_pipeline(tmp_path / "bare", name="follow_bare", **{"model.registered_name": "follow"}))
+    with pytest.raises(InputDataError, match="no monitoring reference in lakeforge.follow_bare_monitor_reference"):
+        follow(spark, settings, bare, available_now=True)
+    owned = pipeline_with_reference(spark, settings, reference, tmp_path, "follow_bad")
+    typo = load_pipeline(write_pipeline(tmp_path / "typo", name="follow_bad", **{
+        "model.registered_name": "follow", "monitoring": {**MONITORING, "columns": ["x", "sgement"]}}))
+    with pytest.raises(InputDataError, match=r"monitoring.columns \['sgement'\] are not in the reference"):
+        follow(spark, settings, typo, available_now=True)
+    write_table(log_frame(spark, {0: 3}, drift_from=9, seed=1), settings.table("prediction_log_follow_bad"), append=True)
+    with pytest.raises(InputDataError, match="prediction_log_follow_bad already has rows that --follow did not load"):
+        follow(spark, settings, owned, available_now=True)
+    assert not any(spark.catalog.tableExists(settings.table(t)) for t in live_tables(owned).values())
+    assert not (Path(settings.warehouse) / "_checkpoints" / "monitor_follow" / owned.name).exists()
+    assert not (settings.path(settings.serving.log_dir) / owned.name).exists()
 
 
 # ------------------------------------------------------------------------------------------

@@ -40,10 +40,10 @@ def monitor_cmd(ctx: Context, pipeline_file: str, run_date, date_from, date_to, 
     (Delta table monitoring.prediction_log, default prediction_log_<pipeline>; unless a source
     of the pipeline loads it, --follow streams the finished <serving.log_dir>/<pipeline>/*.jsonl
     files into it itself), in windows of monitoring.follow_minutes (5) minutes by the records'
-    logged_at. A window is written once it is complete: monitoring.follow_late_minutes (2) after
-    its end, by the latest record seen (records later than that are dropped). One line per
-    window; tables <pipeline>_live_profile_metrics, <pipeline>_live_drift_metrics and
-    <pipeline>_live_alerts. Checkpoints under <warehouse>/_checkpoints/monitor_follow/: a
+    logged_at. A window is written once, when it is complete: when the latest record read is
+    monitoring.follow_late_minutes (2) past its end (a record arriving after that is dropped).
+    One line per window; tables <pipeline>_live_profile_metrics, <pipeline>_live_drift_metrics
+    and <pipeline>_live_alerts. Checkpoints under <warehouse>/_checkpoints/monitor_follow/: a
     restart (even after kill -9) repeats and skips no window.
     """
     from lakeforge.monitoring.alerts import ALERT_EXIT_CODE
