@@ -54,6 +54,10 @@ SCORE_WINDOWS = 6  # the score distributions of the latest windows drawn
 WIDE = "<style>#drift, #alerts { grid-column: 1 / -1; }</style>"  # the heat map and the alerts: full width
 DRIFT_COLUMNS = ("window_start", "granularity", "model_name", "model_version", "column_name", "test", "statistic",
                  "threshold", "drifted", "verdict", "psi", "rows", "drift_share")
+PERFORMANCE_COLUMNS = ("window_start", "granularity", "model_name", "model_version", "metric", "realised", "estimated",
+                       "training", "rows", "labelled_rows", "breach")
+ALERT_COLUMNS = ("pipeline", "alert_type", "window_start", "model_name", "model_version", "status", "breaches", "of_last",
+                 "detail", "created_at")
 BIN_COLUMNS = ("window_start", "granularity", "model_name", "model_version", "column_name", "data_type", "count",
                "num_nulls", "bin_edges", "bin_counts", "bin_sums", "sumsq", "min", "max", "exact")
 
@@ -83,10 +87,8 @@ def report_data(settings: Settings, pipeline: PipelineConfig) -> ReportData:
     found.drift = _read(settings, names["drift"], DRIFT_COLUMNS,
                         [("drift_type", "=", "BASELINE"), ("granularity", "=", g)])
     found.scores = _read(settings, names["profile"], BIN_COLUMNS, [("column_name", "=", "score"), ("granularity", "=", g)])
-    perf = data.open_table(settings, names["performance"])
-    found.performance = None if perf is None else [r for r in perf.to_pyarrow_table().to_pylist() if r["granularity"] == g]
-    alerts = data.open_table(settings, names["alerts"])
-    found.alerts = None if alerts is None else alerts.to_pyarrow_table().to_pylist()
+    found.performance = _read(settings, names["performance"], PERFORMANCE_COLUMNS, [("granularity", "=", g)])
+    found.alerts = _read(settings, names["alerts"], ALERT_COLUMNS, [("pipeline", "=", pipeline.name)])
     if found.scores:
         latest = max(found.scores, key=lambda r: r["window_start"])
         refs = _read(settings, reference_table(pipeline),
@@ -97,7 +99,7 @@ def report_data(settings: Settings, pipeline: PipelineConfig) -> ReportData:
     return found
 
 
-def _styled(title: str, y_title: str, x_title: str = "window") -> go.Figure:
+def _styled(title: str, y_title: str, x_title: str | None = None) -> go.Figure:
     """An empty figure in the dashboard's style (template, title, height, margins, legend)."""
     fig = figures.lines_figure(title, {}, y_title, "drift")
     fig.update_xaxes(title=x_title)
@@ -153,7 +155,7 @@ def share_figure(rows: list[dict], share: float) -> go.Figure:
                                {"drifting share": (x, [r["drift_share"] for r in table])}, "share", "drift")
     fig.add_hline(y=share, line={"color": COLOURS["threshold"], "dash": "dash", "width": 2},
                   annotation_text=f"dataset drift at {share:.0%}", annotation_position="top left")
-    fig.update_xaxes(type="category", title="window")
+    fig.update_xaxes(type="category", title=None)  # the ticks are the windows' first days
     fig.update_yaxes(range=[0, 1.05], tickformat=".0%")
     return fig
 
