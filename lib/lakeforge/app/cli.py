@@ -24,6 +24,7 @@ from lakeforge.app.runner import Context
 from lakeforge.app.cli_serve import export_cmd, serve_cmd
 from lakeforge.app.cli_dashboard import dashboard_cmd
 from lakeforge.app.cli_monitor import monitor_cmd, retrain_cmd
+from lakeforge.app.cli_monitor_report import monitor_report_cmd
 from lakeforge.app.cli_sql import sql_cmd, sql_server_cmd, tables_cmd
 from lakeforge.core.errors import LakeforgeError
 
@@ -284,6 +285,7 @@ cli.add_command(export_cmd, "export")
 cli.add_command(dashboard_cmd, "dashboard")
 cli.add_command(monitor_cmd, "monitor")
 cli.add_command(retrain_cmd, "retrain")
+cli.add_command(monitor_report_cmd, "monitor-report")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
