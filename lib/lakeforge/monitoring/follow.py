@@ -2,7 +2,8 @@
 over the online prediction log, in windows of ``monitoring.follow_minutes`` minutes.
 
 Two streaming queries, each with its checkpoint under the warehouse
-(``<warehouse>/_checkpoints/monitor_follow/<pipeline>/``):
+(``<warehouse>/_checkpoints/monitor_follow/<pipeline>/<log table>/{log,windows_<N>min}``: a new
+window length computes the windows again from the start of the table; the files stay loaded once):
 
 1. **log** (when no ingest source of the pipeline loads the log table): the finished JSON-lines
    files of ``lakeforge serve`` (``<serving.log_dir>/<pipeline>/*.jsonl``; a ``.jsonl.part`` file
@@ -42,6 +43,7 @@ from lakeforge.monitoring import alerts as al
 from lakeforge.monitoring.aggregates import NULL_BIN, ColumnSpec, bucket
 from lakeforge.monitoring.follow_windows import ROWS_ENTRY, ClosedWindow, VersionPlan, WindowCloser
 from lakeforge.monitoring.reference import load_reference, reference_table, window_specs
+from lakeforge.monitoring.statistics import NumericHist
 
 LOG_TYPES = {"request_id": "string", "record_index": "bigint", "logged_at": "string", "model_name": "string",
              "model_version": "string"}
@@ -54,12 +56,8 @@ class FollowPlan:
     table: str  # the prediction log's Delta table (qualified)
     files: str | None  # the log folder --follow streams into it (None: a configured ingest source loads it)
     versions: dict[tuple[str, str], VersionPlan]
-    checkpoint: str  # the folder of both queries' checkpoints
-
-    @property
-    def columns(self) -> dict[str, bool]:
-        """Every monitored column of every version -> numeric?"""
-        return {s.name: s.numeric for p in self.versions.values() for s in p.specs}
+    checkpoint: str  # the folder of both queries' checkpoints (log, windows_<N>min)
+    log_columns: dict[str, bool] = field(default_factory=dict)  # the key and every reference column -> numeric?
 
 
 @dataclass
@@ -84,9 +82,10 @@ def plan_follow(spark: SparkSession, settings: Settings, pipeline: PipelineConfi
             raise InputDataError(f"serving.log_dir is null (no prediction log) and no source of {pipeline.file} "
                                  f"loads {table}: set serving.log_dir, or add a source that loads {table}")
         files = str(settings.path(settings.serving.log_dir) / pipeline.name)
-    versions = {}
+    versions, log_columns = {}, {pipeline.key: False}
     for name, version in reference_versions(spark, settings, pipeline):
         reference = load_reference(spark, settings, pipeline, name, version)
+        log_columns.update({c: isinstance(s, NumericHist) for c, s in reference.items()})
         wanted = pipeline.monitoring.columns or sorted(reference)
         unknown = [c for c in wanted if c not in reference]
         if unknown:
@@ -94,9 +93,8 @@ def plan_follow(spark: SparkSession, settings: Settings, pipeline: PipelineConfi
                                  f"{version} (it has {sorted(reference)}); fix monitoring.columns; nothing was written")
         kept = {c: reference[c] for c in wanted}
         versions[(name, version)] = VersionPlan(name, version, kept, window_specs(kept))
-    granularity = f"windows_{pipeline.monitoring.follow_minutes}min"
-    checkpoint = f"{settings.warehouse.rstrip('/')}/_checkpoints/monitor_follow/{pipeline.name}/{granularity}"
-    return FollowPlan(table, files, versions, checkpoint)
+    checkpoint = f"{settings.warehouse.rstrip('/')}/_checkpoints/monitor_follow/{pipeline.name}/{table}"
+    return FollowPlan(table, files, versions, checkpoint, log_columns)
 
 
 def reference_versions(spark: SparkSession, settings: Settings, pipeline: PipelineConfig) -> list[tuple[str, str]]:
@@ -116,9 +114,9 @@ def reference_versions(spark: SparkSession, settings: Settings, pipeline: Pipeli
 
 
 def log_rows(raw: DataFrame, columns: dict[str, bool]) -> DataFrame:
-    """The log's JSON fields typed for the table: the model's numeric inputs and outputs as
-    doubles (``try_cast``: a value that is not a number becomes null), the others as text,
-    ``logged_at`` as a timestamp; plus ``_source`` (the file) and ``_ingested_at``."""
+    """The log's JSON fields typed for the table: the key as text, the model's numeric inputs and
+    outputs as doubles (``try_cast``: a value that is not a number becomes null), the others as
+    text, ``logged_at`` as a timestamp; plus ``_source`` (the file) and ``_ingested_at``."""
     typed = [F.col(q(c)) if c != "logged_at" else F.try_to_timestamp(F.col("logged_at")).alias("logged_at")
              for c in LOG_TYPES]
     typed += [F.expr(f"try_cast({q(c)} AS double)").alias(c) if numeric else F.col(q(c)) for c, numeric in columns.items()
@@ -127,10 +125,11 @@ def log_rows(raw: DataFrame, columns: dict[str, bool]) -> DataFrame:
 
 
 def _start_log_query(spark: SparkSession, plan: FollowPlan, trigger: dict) -> StreamingQuery:
-    fields = [f"{q(c)} {t}" for c, t in LOG_TYPES.items()] + [f"{q(c)} string" for c in plan.columns if c not in LOG_TYPES]
+    columns = plan.log_columns
+    fields = [f"{q(c)} {t}" for c, t in LOG_TYPES.items()] + [f"{q(c)} string" for c in columns if c not in LOG_TYPES]
     raw = (spark.readStream.format("json").schema(", ".join(fields)).option("pathGlobFilter", "*.jsonl")
            .load(plan.files))
-    return (log_rows(raw, plan.columns).writeStream.format("delta").outputMode("append").option("mergeSchema", "true")
+    return (log_rows(raw, columns).writeStream.format("delta").outputMode("append").option("mergeSchema", "true")
             .option("checkpointLocation", f"{plan.checkpoint}/log").queryName("prediction-log")
             .trigger(**trigger).toTable(plan.table))
 
@@ -217,7 +216,8 @@ def _start_window_query(spark: SparkSession, plan: FollowPlan, pipeline: Pipelin
         reader = reader.option("skipChangeCommits", "true")
     groups = window_groups(reader.table(plan.table), plan.versions, cfg.follow_minutes, cfg.follow_late_minutes)
     return (groups.writeStream.outputMode("append").foreachBatch(closer).queryName("monitor-windows")
-            .option("checkpointLocation", f"{plan.checkpoint}/windows").trigger(**trigger).start())
+            .option("checkpointLocation", f"{plan.checkpoint}/windows_{cfg.follow_minutes}min").trigger(**trigger)
+            .start())
 
 
 # ------------------------------------------------------------------------------------------
