@@ -26,6 +26,7 @@ import numpy as np
 import yaml
 
 from lakeforge.core.errors import ConfigError, LakeforgeError
+from lakeforge.serving.scorer.pipeline import PIPELINE_CLASSES
 
 log = logging.getLogger("lakeforge.serve")
 MANIFEST = "manifest.json"
@@ -88,16 +89,21 @@ class ModelFiles:
 
 # --- reading an MLflow model folder (no MLflow import) -------------------------------------------
 
-def signature_inputs(model_folder: Path) -> list[InputColumn]:
-    """The input columns of the MLmodel file's signature."""
+def signature_columns(model_folder: Path) -> list[dict]:
+    """The MLmodel file's input signature as MLflow writes it: one dict per column (``name``,
+    ``type``, and ``properties`` / ``items`` for objects and arrays)."""
     mlmodel = Path(model_folder) / "MLmodel"
     if not mlmodel.is_file():
         raise ConfigError(f"{model_folder}: no MLmodel file: not an MLflow model folder")
     sig = (yaml.safe_load(mlmodel.read_text()) or {}).get("signature") or {}
     if not sig.get("inputs"):
         raise ConfigError(f"{mlmodel}: the model has no input signature; retrain it with lakeforge train")
-    cols = json.loads(sig["inputs"])
-    return [InputColumn(c["name"], _type_name(c)) for c in cols]
+    return json.loads(sig["inputs"])
+
+
+def signature_inputs(model_folder: Path) -> list[InputColumn]:
+    """The input columns of the MLmodel file's signature."""
+    return [InputColumn(c["name"], _type_name(c)) for c in signature_columns(model_folder)]
 
 
 def _type_name(col: dict) -> str:
@@ -108,12 +114,14 @@ def _type_name(col: dict) -> str:
 def stage_classes(spark_dir: Path) -> list[str]:
     """The Spark class names of a saved PipelineModel's stages, nested pipelines flattened."""
     meta = json.loads(next(iter(sorted((spark_dir / "metadata").glob("part-*")))).read_text().splitlines()[0])
-    if meta["class"] != "org.apache.spark.ml.PipelineModel":
+    if meta["class"] not in PIPELINE_CLASSES:
         return [meta["class"].rsplit(".", 1)[-1]]
     out: list[str] = []
     uids = meta.get("paramMap", {}).get("stageUids", [])
     for i, uid in enumerate(uids):
         d = spark_dir / "stages" / f"{i}_{uid}"
+        if not d.exists():  # Spark pads the index to the width of the stage count: 00_..., 01_...
+            d = next(iter(sorted((spark_dir / "stages").glob(f"*_{uid}"))), d)
         out += stage_classes(d)
     return out
 

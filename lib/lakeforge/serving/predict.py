@@ -5,7 +5,8 @@ Checks (each a ``RequestError`` with an HTTP status, a kind for /metrics, and a 
 the column and the expected type, never a value of the request): malformed JSON (400), a body
 that is not an object or a list of objects (400), more than ``max_records`` (413), an input
 column missing (422), a field that is neither an input nor the key (422 unless ignored), a value
-of the wrong type for the MLflow signature (422), NaN/Infinity where not allowed (422).
+of the wrong type for the MLflow signature (422), NaN/Infinity where not allowed (422), a record
+the model cannot compute, as Spark's batch scoring cannot (422, naming the record and the stage).
 
 The outputs are those of lakeforge.scoring.transforms.with_predictions: binary score =
 P(positive) (the sigmoid of the raw margin without probabilities), predicted_label = the model's
@@ -18,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +27,7 @@ import numpy as np
 from lakeforge.serving.model_store import InputColumn, ServedModel
 
 INT_RANGE = {"integer": 2**31, "long": 2**63}
+STAGE_OR_ERROR = re.compile(r"^(?:([A-Za-z][A-Za-z0-9]*):|(\[[A-Z_.]+\]))")  # "IndexToString: ...", "[DIVIDE_BY_ZERO] ..."
 
 
 class RequestError(Exception):
@@ -188,9 +191,42 @@ def scores_and_labels(model: ServedModel, out: dict[str, np.ndarray]) -> tuple[l
     return _finite(scores), [int(v) for v in np.asarray(out["prediction"], dtype=np.float64).tolist()]
 
 
+def _first_failing(scorer, frame: dict[str, np.ndarray], n: int) -> int:
+    """The first record the scorer cannot compute (its rows are independent: a binary search over
+    prefixes, log2(n) transforms)."""
+    def fails(lo: int, hi: int) -> bool:
+        try:
+            scorer.transform({c: v[lo:hi] for c, v in frame.items()})
+        except (ValueError, ArithmeticError):
+            return True
+        return False
+
+    lo, hi = 0, n
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if fails(lo, mid) else (mid, hi)
+    return lo
+
+
+def score_frame(model: ServedModel, frame: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    """The scorer's output; a record it cannot compute (a stage Spark's batch scoring fails on too:
+    an ANSI cast or division error, a OneVsRest predicting no class for IndexToString...) is a 422
+    naming the record and the stage, never the values."""
+    try:
+        return model.scorer.transform(frame)
+    except (ValueError, ArithmeticError) as exc:
+        failing = STAGE_OR_ERROR.match(str(exc))
+        if failing is None:  # not a failure the scorer mirrors from Spark: an internal error (500, logged)
+            raise
+        what = failing.group(1) or failing.group(2)
+        where = "" if n == 1 else f"record {_first_failing(model.scorer, frame, n)}: "
+        raise RequestError(422, "unscorable", f"{where}{what} cannot compute the record "
+                           "(Spark's batch scoring fails on it too)") from None
+
+
 def predict(model: ServedModel, records: list[dict], limits: Limits) -> list[dict]:
     """The predictions table's fields for each record (key, score, predicted_label, model name/version)."""
-    out = model.scorer.transform(to_frame(records, model, limits))
+    out = score_frame(model, to_frame(records, model, limits), len(records))
     scores, labels = scores_and_labels(model, out)
     key = model.key
     rows = []

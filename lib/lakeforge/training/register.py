@@ -14,15 +14,12 @@ import json
 import math
 import re
 import tempfile
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
-from pyspark.sql.types import DecimalType
 
 from lakeforge.core import tracking
 from lakeforge.core.columns import LABEL_COL
@@ -33,6 +30,7 @@ from lakeforge.core.tasks import METRICS, higher_is_better
 from lakeforge.training import evaluation
 from lakeforge.training.report import ReportInput, training_report
 from lakeforge.training.search import Candidate
+from lakeforge.training.signature import input_signature, without_decimals
 from lakeforge.training.target import Target
 
 if TYPE_CHECKING:
@@ -214,27 +212,22 @@ def _log_candidate(experiment_id: str, tags: dict[str, str], c: Candidate, task:
 
 
 def log_model(registered_name: str, model: PipelineModel, inputs: DataFrame) -> str:
-    """Log the Spark model with a signature (from 5 input rows) and a 2-row input example,
-    registered under ``registered_name``; returns the new version. Every task registers through it."""
+    """Log the Spark model with a signature (the input columns' types from ``inputs``' schema:
+    lakeforge.training.signature) and a 2-row input example, registered under
+    ``registered_name``; returns the new version. Every task registers through it."""
     import mlflow
     import mlflow.spark
     import pyspark
-    from mlflow.models import infer_signature
 
-    with warnings.catch_warnings():  # MLflow's hint about integer columns: not actionable here
-        warnings.simplefilter("ignore")
-        # decimals as doubles: MLflow can't infer or store Python Decimal values
-        example = inputs.limit(5).select(*[
-            F.col(f"`{f.name}`").cast("double").alias(f.name) if isinstance(f.dataType, DecimalType) else f"`{f.name}`"
-            for f in inputs.schema.fields]).toPandas()
-        signature = infer_signature(example)
+    signature = input_signature(inputs)
+    example = without_decimals(inputs.limit(2)).toPandas()  # MLflow can't store Python Decimal values
     with _no_serving_validation():
         info = mlflow.spark.log_model(
             model,
             "model",
             registered_model_name=registered_name,
             signature=signature,
-            input_example=example.head(2),
+            input_example=example,
             # Passing requirements avoids MLflow's slow inference of them (~15 s).
             pip_requirements=[f"pyspark=={pyspark.__version__}", f"mlflow=={mlflow.__version__}"],
         )
