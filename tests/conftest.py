@@ -143,8 +143,10 @@ def spark(settings):
 # `--durations=30` (fresh clone, 2 workers) after the JVM and training cuts of issue 18; files
 # not listed keep their order after these.
 LONGEST_FIRST = ("test_pipeline_e2e.py", "test_monitor.py", "test_cluster.py", "test_frame.py", "test_sql_server.py",
-                 "test_recommend.py", "test_serve.py", "test_training.py", "test_quality_gate.py", "test_scheduling.py",
-                 "test_clustering.py", "test_ingest.py", "test_cli.py", "test_dashboard.py", "test_preprocessing.py",
+                 "test_recommend.py", "test_serve.py", "test_monitor_follow.py", "test_serve_parity.py",
+                 "test_training.py", "test_quality_gate.py", "test_scheduling.py",
+                 "test_clustering.py", "test_ingest.py", "test_cli.py", "test_dashboard.py", "test_monitor_report.py", "test_encodings.py",
+                 "test_preprocessing.py",
                  "test_profile.py", "test_models.py", "test_mlflow_server.py", "test_scorer_features.py",
                  "test_scorer_models.py", "test_monitor_stats.py")
 
