@@ -131,7 +131,7 @@ def test_the_in_fold_target_mean_of_an_id_column_does_not_predict_the_held_out_l
     assert min(p["te"] for p in pairs if p[LABEL_COL] == 1) > max(p["te"] for p in pairs if p[LABEL_COL] == 0)  # what leakage looks like
 
 
-def test_the_feature_cache_spills_instead_of_recomputing_keeps_vectors_sparse_and_is_sized(spark):
+def test_the_feature_cache_is_memory_and_disk_keeps_vectors_sparse_and_is_sized(spark):
     df = spark.range(2000).select(F.col("id").cast("string").alias("id"), (F.col("id") % 500).cast("string").alias("c"),
                                   (F.col("id") % 2).cast("double").alias("y"))
     _, model = _fit(df, FeaturesConfig(categorical=["c"]), PreprocessingConfig(encoding={"max_onehot_levels": None}))

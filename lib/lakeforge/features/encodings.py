@@ -12,15 +12,15 @@ slot) plus one number per level from ``LevelEncoder``:
 * ``frequency``: the level's share of the rows it was fitted on (no label: clustering uses it
   instead of ``target``).
 
-``LevelEncoder`` fits with one grouped aggregation (at most LEVEL_CAP levels per column reach the
-driver, most frequent first; the others count as unseen) and returns built-in stages only: a
-SQLTransformer (the level as text, '' as null, as the one-hot path reads it), a StringIndexerModel
-per column (level -> index, a hash lookup in the JVM) and a SQLTransformer that takes each index's value
-from an array literal: constant work per row. A map literal is a linear search per row in Spark,
-and so is the CASE WHEN chain of Spark 4's own ``TargetEncoderModel``, which also marks its output
-as a nominal attribute with one value per encoding, so tree learners refuse it ("maxBins ... at
-least as large as the number of values in each categorical feature"); docs/bench/encodings.md
-has the measurements.
+``LevelEncoder`` fits with two aggregations, the prior and the per-level sums (at most LEVEL_CAP
+levels per column reach the driver, most frequent first; the others count as unseen) and returns
+built-in stages only: a SQLTransformer (the level as text, '' as null, as the one-hot path reads
+it), a StringIndexerModel per column (level -> index, a hash lookup in the JVM) and a
+SQLTransformer that takes each index's value from an array literal: constant work per row. A map
+literal is a linear search per row in Spark, and so is the CASE WHEN chain of Spark 4's own
+``TargetEncoderModel``, which also marks its output as a nominal attribute with one value per
+encoding, so tree learners refuse it ("maxBins ... at least as large as the number of values in
+each categorical feature"); docs/bench/encodings.md has the measurements.
 """
 
 from __future__ import annotations
