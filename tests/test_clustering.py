@@ -17,7 +17,7 @@ from lakeforge.profiling.card import to_yaml
 from lakeforge.profiling.frame import frame
 from lakeforge.profiling.frame_tasks import TaskFraming
 from lakeforge.scoring.job import score
-from lakeforge.training.clustering import profile_table, silhouette
+from lakeforge.training.clustering import coarse_ks, profile_table, refine_ks, silhouette
 from lakeforge.training.job import train
 
 DAY = dt.date(2026, 5, 1)
@@ -39,8 +39,7 @@ def clustering_pipeline(folder, csv, name="blobs", **model):
            "tables": {"bronze": f"{name}_bronze", "predictions": f"{name}_predictions", "leaderboard": f"{name}_leaderboard"},
            "ingest": {"mode": "overwrite"}, "features": {"numeric": ["x", "y"], "categorical": ["colour"]},
            "model": {"registered_name": name, "task": "clustering",
-                     "clustering": {"k": [2, 3], "algorithms": ["kmeans", "gaussian_mixture"]},
-                     "max_iter": 20, **model}}
+                     "clustering": {"k": [2, 3], "algorithms": ["kmeans", "gaussian_mixture"]}, **model}}
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return load_pipeline(path)
@@ -64,6 +63,8 @@ def test_the_planted_three_clusters_win_and_are_registered(blobs, settings):
     assert '"k": 3' in best["params"] and res.test_metrics["silhouette"] > 0.8
     assert {r["algorithm"] for r in res.leaderboard} == {"kmeans", "gaussian_mixture"}
     assert res.decision.endswith("champion") and res.model.version == "1"
+    iterations = {r["algorithm"]: r["cv_iterations"] for r in res.leaderboard}
+    assert 1 <= iterations["kmeans"] <= 20 and 1 <= iterations["gaussian_mixture"] <= 30  # the clustering caps
     report = open(res.report).read()
     assert "Clusters (every row)" in report and "Elbow" not in report  # the elbow is a PNG beside it
     assert res.report.endswith(".html")
@@ -120,7 +121,7 @@ def test_no_feature_left_is_one_clear_line(spark, settings, tmp_path):
 def test_frame_writes_a_clustering_card_that_loads(spark, tmp_path):
     csv = blobs_csv(tmp_path / "blobs.csv", rows=60)
     source = {"format": "csv", "path": str(csv), "options": {"header": True}}
-    df = spark.read.csv(str(csv), header=True, inferSchema=True)
+    df = spark.read.csv(str(csv), header=True, schema="id int, x double, y double, colour string").cache()
     card = frame(df, None, source, "blobs_card", task=TaskFraming("clustering", "blobs_card", source, None, {}))
     text = to_yaml(card)
     assert "# Task: clustering (no target" in text and "\ntarget:" not in text
@@ -130,3 +131,12 @@ def test_frame_writes_a_clustering_card_that_loads(spark, tmp_path):
     assert set(pipe.features.numeric) == {"x", "y"} and pipe.features.categorical == ["colour"]
     with pytest.raises(InputDataError, match="no --target: give --target COLUMN"):
         frame(df, None, source, "blobs_card")
+
+
+def test_k_is_searched_coarse_to_fine():
+    ks = list(range(2, 13))
+    assert coarse_ks(ks) == [2, 4, 6, 8, 10, 12]
+    assert refine_ks(ks, coarse_ks(ks), 4) == [3, 5]  # between the coarse neighbours 2 and 6
+    assert refine_ks(ks, coarse_ks(ks), 2) == [3] and refine_ks(ks, coarse_ks(ks), 12) == [11]
+    assert coarse_ks([2, 3]) == [2, 3]  # two values: both at once, nothing to refine
+    assert coarse_ks([2, 3, 5, 10, 20]) == [2, 5, 20] and refine_ks([2, 3, 5, 10, 20], [2, 5, 20], 5) == [3, 10]

@@ -17,9 +17,10 @@ from lakeforge.profiling.card import to_yaml
 from lakeforge.profiling.frame import frame
 from lakeforge.profiling.frame_tasks import TaskFraming
 from lakeforge.scoring.job import score
-from lakeforge.scoring.recommendations import recommendations_table
+from lakeforge.core.tracking import load_spark_model
+from lakeforge.scoring.recommendations import recommendations_table, top_n
 from lakeforge.training.job import train
-from lakeforge.training.recommend_steps import ranking_metrics
+from lakeforge.training.recommend_steps import interactions, ranking_metrics
 
 DAY = dt.date(2026, 5, 1)
 USERS, ITEMS, GROUPS, PER_USER = 60, 80, 4, 10
@@ -74,6 +75,9 @@ def test_als_recovers_the_planted_groups_and_beats_popularity(feedback):
     assert 0 < m["precision_at_k"] <= 1 and 0 < m["recall_at_k"] <= 1 and 0 < m["map_at_k"] <= 1
     assert res.leaderboard[0]["is_best"] and res.leaderboard[0]["cv_mean"] > 0
     assert res.decision.endswith("champion")
+    report = open(res.report).read()
+    assert "<h2>ranking</h2><img" in report  # NDCG@K etc. of ALS vs the most popular items, as a PNG
+    assert open(res.report.replace(".html", "_ranking.png"), "rb").read(4) == b"\x89PNG"
 
 
 def test_scoring_writes_top_n_and_pairs_once(feedback, spark, settings):
@@ -89,6 +93,20 @@ def test_scoring_writes_top_n_and_pairs_once(feedback, spark, settings):
     pairs = spark.table(again.write.table)
     assert again.write.rows_written == pairs.count() == USERS * PER_USER
     assert pairs.where("score IS NULL OR isnan(score)").count() == 0
+
+
+def test_unknown_users_and_items_get_no_row_and_never_nan(feedback, spark):
+    pipe, _, again, _ = feedback
+    model = load_spark_model(again.model)  # loaded by the fixture's scoring: no second load
+    rows = [("k1", 0, 4, 1), ("k2", 0, 999, 2), ("k3", 999, 4, 1), ("k4", 998, 997, 3)]
+    inter = interactions(spark.createDataFrame(rows, "event_id string, user_id int, item_id int, plays int"),
+                         pipe.model.recommendation, "cold start")
+    pairs = model.transform(inter)  # known pair, unknown item, unknown user, both unknown
+    assert [(r.user_id, r.item_id) for r in pairs.collect()] == [(0, 4)]
+    assert pairs.where("prediction IS NULL OR isnan(prediction)").count() == 0
+    recs = top_n(model, inter, 5).collect()  # top-N: only the known user, 5 items, real scores
+    assert {r.user_id for r in recs} == {0} and len(recs) == 5
+    assert all(r.score is not None and not math.isnan(r.score) for r in recs)
 
 
 def test_ranking_metrics_equal_hand_counted_lists(spark):
@@ -111,7 +129,7 @@ def test_ranking_metrics_equal_hand_counted_lists(spark):
 def test_frame_writes_a_recommendation_card_and_refuses_bad_columns(spark, tmp_path):
     csv = feedback_csv(tmp_path / "feedback.csv")
     source = {"format": "csv", "path": str(csv), "options": {"header": True}}
-    df = spark.read.csv(str(csv), header=True, inferSchema=True)
+    df = spark.read.csv(str(csv), header=True, schema="event_id string, user_id int, item_id int, plays int").cache()
     roles = {"user": "user_id", "item": "item_id", "rating": None}
     card = frame(df, None, source, "fb", task=TaskFraming("recommendation", "fb", source, None, {}, roles))
     (tmp_path / "fb.yaml").write_text(to_yaml(card))

@@ -50,6 +50,12 @@ class ClusteringConfig(StrictModel):
     eval_rows: int = Field(20_000, ge=10)
     # Features per cluster named in the profile (largest standardised difference from all rows).
     profile_features: int = Field(5, ge=1)
+    # coarse_to_fine: every other k of the list (and its largest) first, then, per algorithm, the
+    # listed k between its best k's coarse neighbours; every_k: each listed k.
+    k_search: Literal["coarse_to_fine", "every_k"] = "coarse_to_fine"
+    # Iterations per fit, merged over the defaults {kmeans: 20, bisecting_kmeans: 10,
+    # gaussian_mixture: 30} (model.max_iter is the supervised algorithms').
+    max_iter: dict[Literal["kmeans", "bisecting_kmeans", "gaussian_mixture"], int] = Field(default_factory=dict)
 
     @field_validator("k")
     @classmethod
@@ -57,6 +63,13 @@ class ClusteringConfig(StrictModel):
         if not v or min(v) < 2:
             raise ValueError("expected cluster counts of at least 2")
         return sorted(set(v))
+
+    @field_validator("max_iter")
+    @classmethod
+    def _max_iter(cls, v: dict[str, int]) -> dict[str, int]:
+        if any(n < 1 for n in v.values()):
+            raise ValueError("expected iterations of at least 1 per algorithm")
+        return v
 
 
 class RecommendationConfig(StrictModel):

@@ -19,8 +19,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import statistics
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -28,7 +30,15 @@ from pyspark.sql import functions as F
 from lakeforge.core.config import PipelineConfig
 from lakeforge.core.errors import InputDataError
 from lakeforge.core.settings import Settings
-from lakeforge.training.recommend_steps import evaluate, grid, als_pipeline, interactions, split_interactions
+from lakeforge.core.plotting import png, pyplot
+from lakeforge.training.recommend_steps import (
+    RANKING,
+    als_pipeline,
+    evaluate,
+    grid,
+    interactions,
+    split_interactions,
+)
 from lakeforge.training.register import Lineage, TrainResult
 from lakeforge.training.task_register import (
     TaskRun,
@@ -61,6 +71,7 @@ def train_recommender(spark: SparkSession, settings: Settings, pipeline: Pipelin
     timings["read_split"] = time.perf_counter() - t0
 
     t = time.perf_counter()
+    als_checkpoints(spark, settings)
     board = _search(pipeline, train_df, say)
     timings["search"] = time.perf_counter() - t
     best = next(r for r in board if r["is_best"])
@@ -83,9 +94,9 @@ def train_recommender(spark: SparkSession, settings: Settings, pipeline: Pipelin
         tags={"lakeforge.beats_popularity": str(beats).lower()},
         sections=[("Against the most popular items (held-out)", html_table(
             [{"metric": m, "ALS": test_metrics[m], "most popular": test_metrics[f"popularity_{m}"]}
-             for m in ("ndcg_at_k", "precision_at_k", "recall_at_k", "map_at_k")], ["metric", "ALS", "most popular"])
+             for m in RANKING], ["metric", "ALS", "most popular"])
             + ("" if beats else "<p><b>The recommender does not beat the popularity baseline.</b></p>"))],
-        timings=timings)
+        images={"ranking": ranking_plot(board, test_metrics, rc.k)}, timings=timings)
     lineage = Lineage(table, version, run_id, run_date)
     reg = register_task(settings, pipeline, lineage, run)
     for row in board:
@@ -100,30 +111,86 @@ def train_recommender(spark: SparkSession, settings: Settings, pipeline: Pipelin
 
 
 def _search(pipeline: PipelineConfig, train_df, say: Callable[[str], None]) -> list[dict]:
-    """Every grid point fitted outside each fold and scored on it: the leaderboard, best first."""
+    """Every grid point fitted outside each fold and scored on it: the leaderboard, best first.
+    The (grid point, fold) fits run ``model.parallelism`` at a time (null: twice Spark's cores, at
+    most 4; on small data a fit is mostly driver-side job overhead), each seeded: the same data and
+    config give the same leaderboard whatever order they finish in."""
     cfg, rc = pipeline.model, pipeline.model.recommendation
     deadline = time.perf_counter() + cfg.max_minutes * 60 if cfg.max_minutes else None
-    rows = []
-    for params in grid(rc):
-        row = {"algorithm": "als", "params": json.dumps(params), "status": "ok", "fit_seconds": 0.0, "cv_mean": None,
-               "cv_std": None, "rank": None, "is_best": False}
-        rows.append(row)
-        if deadline is not None and time.perf_counter() > deadline and len(rows) > 1:
-            row["status"] = "skipped: model.max_minutes budget spent"
-            continue
+    points = grid(rc)
+    results: dict[tuple[int, int], tuple[dict | None, float]] = {}
+    started: set[int] = set()
+    lock = threading.Lock()
+
+    def fit_fold(i: int, k: int) -> None:
+        with lock:  # past model.max_minutes no new grid point starts (started ones finish their folds)
+            if deadline is not None and time.perf_counter() > deadline and started and i not in started:
+                results[(i, k)] = (None, 0.0)
+                return
+            started.add(i)
         t = time.perf_counter()
-        per_fold: list[dict[str, float]] = []
-        for k in range(cfg.n_folds):
-            seen, valid = train_df.where(F.col("__fold") != k), train_df.where(F.col("__fold") == k)
-            per_fold.append(evaluate(als_pipeline(rc, params, cfg.seed).fit(seen), seen, valid, rc))
-        for m in per_fold[0]:
-            row[f"cv_{m}"] = statistics.fmean(f[m] for f in per_fold)
-        ndcg = [f["ndcg_at_k"] for f in per_fold]
-        row["cv_mean"], row["cv_std"] = statistics.fmean(ndcg), statistics.pstdev(ndcg)
-        row["fit_seconds"] = time.perf_counter() - t
-        say(f"als {params}: NDCG@{rc.k} {row['cv_mean']:.4f} ± {row['cv_std']:.4f}")
+        seen, valid = train_df.where(F.col("__fold") != k), train_df.where(F.col("__fold") == k)
+        results[(i, k)] = (evaluate(als_pipeline(rc, points[i], cfg.seed).fit(seen), seen, valid, rc),
+                           time.perf_counter() - t)
+
+    cores = train_df.sparkSession.sparkContext.defaultParallelism
+    with ThreadPoolExecutor(max_workers=cfg.parallelism or max(1, min(4, 2 * cores))) as pool:
+        for f in [pool.submit(fit_fold, i, k) for i in range(len(points)) for k in range(cfg.n_folds)]:
+            f.result()
+    rows = [_board_row(params, [results[(i, k)] for k in range(cfg.n_folds)]) for i, params in enumerate(points)]
+    for row in rows:
+        say(f"als {row['params']}: " + (f"NDCG@{rc.k} {row['cv_mean']:.4f} ± {row['cv_std']:.4f}"
+                                        if row["cv_mean"] is not None else row["status"]))
     ok = sorted((r for r in rows if r["cv_mean"] is not None), key=lambda r: -r["cv_mean"])
     for i, r in enumerate(ok, 1):
         r["rank"] = i
     ok[0]["is_best"] = True
     return ok + [r for r in rows if r["cv_mean"] is None]
+
+
+def _board_row(params: dict, folds: list[tuple[dict | None, float]]) -> dict:
+    """A leaderboard row from one grid point's per-fold (metrics or None when skipped, seconds)."""
+    row = {"algorithm": "als", "params": json.dumps(params), "status": "ok", "fit_seconds": sum(s for _, s in folds),
+           "cv_mean": None, "cv_std": None, "rank": None, "is_best": False}
+    if any(m is None for m, _ in folds):
+        row["status"] = "skipped: model.max_minutes budget spent"
+        return row
+    for m in folds[0][0]:
+        row[f"cv_{m}"] = statistics.fmean(f[m] for f, _ in folds)
+    ndcg = [f["ndcg_at_k"] for f, _ in folds]
+    row["cv_mean"], row["cv_std"] = statistics.fmean(ndcg), statistics.pstdev(ndcg)
+    return row
+
+
+def als_checkpoints(spark: SparkSession, settings: Settings) -> None:
+    """Give the session a checkpoint directory when it has none (under the warehouse, so that a
+    cluster's executors reach it): ALS cuts its RDD lineage every ``checkpointInterval`` (10)
+    iterations only with one. Without it, 10 iterations on the README's 20,000 interactions
+    overflowed a task's stack (java.lang.StackOverflowError deserializing the lineage). ALS
+    deletes each checkpoint when it writes the next, so at most one file per fit remains."""
+    if spark.sparkContext.getCheckpointDir() is None:
+        spark.sparkContext.setCheckpointDir(f"{settings.warehouse.rstrip('/')}/_checkpoints/als")
+
+
+def ranking_plot(board: list[dict], test_metrics: dict[str, float], k: int) -> bytes:
+    """Held-out precision, recall, NDCG and MAP at K of ALS beside the most popular items, and
+    the search's cross-validated NDCG@K per grid point (mean ± std over the folds)."""
+    plt = pyplot()
+    fig, (held, cv) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [1, 1.4]})
+    names = list(RANKING)
+    x = range(len(names))
+    held.bar([i - 0.2 for i in x], [test_metrics[m] for m in names], 0.4, label="ALS")
+    held.bar([i + 0.2 for i in x], [test_metrics[f"popularity_{m}"] for m in names], 0.4, label="most popular")
+    held.set_xticks(list(x), [m.replace("_at_k", f"@{k}") for m in names], fontsize=8)
+    held.set(title=f"Held-out interactions (K={k})", ylabel="score")
+    held.legend(fontsize=8)
+    scored = [r for r in board if r["cv_mean"] is not None]
+    labels = [" ".join(f"{p}={v:g}" for p, v in json.loads(r["params"]).items()) for r in scored]
+    cv.barh(range(len(scored)), [r["cv_mean"] for r in scored], xerr=[r["cv_std"] for r in scored],
+            color=["C2" if r["is_best"] else "C0" for r in scored])
+    cv.set_yticks(range(len(scored)), labels, fontsize=7)
+    cv.invert_yaxis()
+    cv.axvline(test_metrics["popularity_ndcg_at_k"], color="C1", linestyle="--", label="most popular (held-out)")
+    cv.set(title=f"Search: NDCG@{k} per grid point (folds)", xlabel=f"NDCG@{k}")
+    cv.legend(fontsize=8, loc="lower right")
+    return png(fig)

@@ -97,38 +97,55 @@ def most_seen(seen: DataFrame) -> int:
     return seen.groupBy(USER_IDX).count().agg(F.max("count")).first()[0] or 0
 
 
-def top_items(model: PipelineModel, users: DataFrame, seen: DataFrame, k: int, extra: int | None = None) -> DataFrame:
-    """(``__user``, ``__item``, score, rank 1..k): the model's best items per user of ``users``
-    (indexed), skipping the (``__user``, ``__item``) pairs in ``seen`` (``extra``: most_seen(seen))."""
+def seen_lists(seen: DataFrame) -> DataFrame:
+    """(``__user``, ``__seen``: array<double>): each user's items in ``seen`` (indexed pairs)."""
+    return seen.groupBy(USER_IDX).agg(F.collect_set(F.col(ITEM_IDX).cast("double")).alias("__seen"))
+
+
+def _first_unseen(items: str, k: int):
+    """The first ``k`` structs of the array column ``items`` whose item is not in ``__seen``."""
+    seen = F.coalesce(F.col("__seen"), F.array().cast("array<double>"))
+    return F.slice(F.filter(items, lambda r: ~F.array_contains(seen, r[ITEM_IDX])), 1, k)
+
+
+def top_lists(model: PipelineModel, users: DataFrame, seen: DataFrame, k: int, extra: int | None = None) -> DataFrame:
+    """(``__user``, ``__top``: array<struct<__item, score>>, best first): the model's best ``k``
+    items per user of ``users`` (indexed), skipping the (``__user``, ``__item``) pairs in ``seen``
+    (``extra``: most_seen(seen)). Array functions on one row per user: no exploded pairs."""
     als = model.stages[-1]
     extra = most_seen(seen) if extra is None else extra
     n_items = len(model.stages[1].labelsArray[0])
-    recs = als.recommendForUserSubset(users.select(USER_IDX).distinct(), int(min(n_items, k + extra)))
-    flat = recs.select(USER_IDX, F.posexplode("recommendations").alias("__pos", "r")).select(
-        F.col(USER_IDX).cast("double").alias(USER_IDX), F.col("r")[ITEM_IDX].cast("double").alias(ITEM_IDX),
-        F.col("r.rating").cast("double").alias("score"), "__pos")
-    fresh = flat.join(seen.select(USER_IDX, ITEM_IDX), [USER_IDX, ITEM_IDX], "left_anti")
-    rank = F.row_number().over(Window.partitionBy(USER_IDX).orderBy("__pos"))
-    return fresh.withColumn("rank", rank).where(F.col("rank") <= k).drop("__pos")
+    recs = als.recommendForUserSubset(users.select(USER_IDX).distinct(), int(min(n_items, k + extra))).select(
+        F.col(USER_IDX).cast("double").alias(USER_IDX),
+        F.transform("recommendations", lambda r: F.struct(r[ITEM_IDX].cast("double").alias(ITEM_IDX),
+                                                          r["rating"].cast("double").alias("score"))).alias("__recs"))
+    return recs.join(seen_lists(seen), USER_IDX, "left").select(USER_IDX, _first_unseen("__recs", k).alias("__top"))
 
 
-def popular_items(seen: DataFrame, users: DataFrame, k: int, extra: int | None = None) -> DataFrame:
-    """The popularity baseline: the most interacted-with items (in ``seen``) that each user has
-    not seen, as (``__user``, ``__item``, score, rank 1..k)."""
+def popular_lists(seen: DataFrame, users: DataFrame, k: int, extra: int | None = None) -> DataFrame:
+    """The popularity baseline as top_lists: the most interacted-with items (in ``seen``, ties by
+    index) that each user of ``users`` has not seen, scored by their number of users."""
     extra = most_seen(seen) if extra is None else extra
-    top = seen.groupBy(ITEM_IDX).agg(F.count(F.lit(1)).cast("double").alias("score")) \
-        .orderBy(F.desc("score"), ITEM_IDX).limit(int(k + extra))
-    pairs = users.select(USER_IDX).distinct().crossJoin(F.broadcast(top))
-    fresh = pairs.join(seen.select(USER_IDX, ITEM_IDX), [USER_IDX, ITEM_IDX], "left_anti")
-    rank = F.row_number().over(Window.partitionBy(USER_IDX).orderBy(F.desc("score"), ITEM_IDX))
-    return fresh.withColumn("rank", rank).where(F.col("rank") <= k)
+    counts = seen.groupBy(ITEM_IDX).agg(F.count(F.lit(1)).cast("double").alias("score"))
+    top = counts.orderBy(F.desc("score"), ITEM_IDX).limit(int(k + extra)).agg(F.sort_array(F.collect_list(
+        F.struct((-F.col("score")).alias("__neg"), F.col(ITEM_IDX).cast("double").alias(ITEM_IDX), "score"))).alias("__o"))
+    ranked = top.select(F.transform("__o", lambda r: F.struct(r[ITEM_IDX].alias(ITEM_IDX), r["score"].alias("score")))
+                        .alias("__recs"))
+    pairs = users.select(USER_IDX).distinct().crossJoin(F.broadcast(ranked))
+    return pairs.join(seen_lists(seen), USER_IDX, "left").select(USER_IDX, _first_unseen("__recs", k).alias("__top"))
 
 
-def as_lists(ranked: DataFrame, relevant: DataFrame) -> DataFrame:
+def top_items(model: PipelineModel, users: DataFrame, seen: DataFrame, k: int, extra: int | None = None) -> DataFrame:
+    """(``__user``, ``__item``, score, rank 1..k): top_lists, one row per recommendation."""
+    flat = top_lists(model, users, seen, k, extra).select(USER_IDX, F.posexplode("__top").alias("__pos", "r"))
+    return flat.select(USER_IDX, F.col("r")[ITEM_IDX].alias(ITEM_IDX), F.col("r.score").alias("score"),
+                       (F.col("__pos") + 1).alias("rank"))
+
+
+def as_lists(top: DataFrame, relevant: DataFrame) -> DataFrame:
     """One row per user of ``relevant`` (``__user``, ``relevant``: array<double>) with
-    ``predicted``: its ranked items (array<double>, empty when the model had none)."""
-    lists = ranked.groupBy(USER_IDX).agg(F.sort_array(F.collect_list(F.struct("rank", ITEM_IDX))).alias("__r")) \
-        .select(USER_IDX, F.transform("__r", lambda s: s[ITEM_IDX].cast("double")).alias("predicted"))
+    ``predicted``: the items of its ``__top`` list (top_lists / popular_lists; empty when none)."""
+    lists = top.select(USER_IDX, F.transform("__top", lambda r: r[ITEM_IDX]).alias("predicted"))
     return relevant.join(lists, USER_IDX, "left").select(
         USER_IDX, "relevant", F.coalesce("predicted", F.array().cast("array<double>")).alias("predicted"))
 
@@ -163,9 +180,9 @@ def evaluate(model: PipelineModel, seen: DataFrame, heldout: DataFrame, rc: Reco
     seen_idx = indexed(model, seen).select(USER_IDX, ITEM_IDX).cache()
     relevant = relevant_items(model, heldout, rc).cache()
     extra = most_seen(seen_idx)
-    out = ranking_metrics(as_lists(top_items(model, relevant, seen_idx, rc.k, extra), relevant), rc.k)
+    out = ranking_metrics(as_lists(top_lists(model, relevant, seen_idx, rc.k, extra), relevant), rc.k)
     if baseline:
-        pop = ranking_metrics(as_lists(popular_items(seen_idx, relevant, rc.k, extra), relevant), rc.k)
+        pop = ranking_metrics(as_lists(popular_lists(seen_idx, relevant, rc.k, extra), relevant), rc.k)
         out.update({f"popularity_{m}": v for m, v in pop.items()})
     if not rc.is_implicit:
         err = model.transform(heldout).select((F.col("prediction") - F.col(RATING)).alias("e"))
