@@ -293,8 +293,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        cli.main(args=args, prog_name="lakeforge", standalone_mode=False)
-        return 0
+        # without standalone mode click returns ctx.exit(n)'s code instead of exiting with it
+        code = cli.main(args=args, prog_name="lakeforge", standalone_mode=False)
+        return code if isinstance(code, int) else 0
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
