@@ -26,7 +26,7 @@ With ``--evidently-python`` (a Python where Evidently is installed: it cannot sh
 environment, see scripts/bench_monitor_evidently.py), the size ``--evidently-rows`` is also exported
 to Parquet (the same rows, the same reference) and Evidently computes the same statistics in that
 process: load and compute time, its peak RSS, and each value beside lakeforge's (the differences
-and why they exist are listed in docs/bench/monitor.md).
+and why they exist are listed in docs/benchmarks.md (section "lakeforge monitor")).
 """
 
 from __future__ import annotations

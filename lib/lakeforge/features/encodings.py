@@ -20,7 +20,7 @@ SQLTransformer that takes each index's value from an array literal: constant wor
 literal is a linear search per row in Spark, and so is the CASE WHEN chain of Spark 4's own
 ``TargetEncoderModel``, which also marks its output as a nominal attribute with one value per
 encoding, so tree learners refuse it ("maxBins ... at least as large as the number of values in
-each categorical feature"); docs/bench/encodings.md has the measurements.
+each categorical feature"); docs/benchmarks.md has the measurements.
 """
 
 from __future__ import annotations
