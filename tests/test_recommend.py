@@ -20,6 +20,7 @@ from lakeforge.scoring.job import score
 from lakeforge.core.tracking import load_spark_model
 from lakeforge.scoring.recommendations import recommendations_table, top_n
 from lakeforge.training.job import train
+from lakeforge.training.recommend import halve_points
 from lakeforge.training.recommend_steps import interactions, ranking_metrics
 
 DAY = dt.date(2026, 5, 1)
@@ -107,6 +108,14 @@ def test_unknown_users_and_items_get_no_row_and_never_nan(feedback, spark):
     recs = top_n(model, inter, 5).collect()  # top-N: only the known user, 5 items, real scores
     assert {r.user_id for r in recs} == {0} and len(recs) == 5
     assert all(r.score is not None and not math.isnan(r.score) for r in recs)
+
+
+def test_halving_keeps_the_best_third_of_the_grid_points():
+    first = {(i, 0): ({"ndcg_at_k": v}, 1.0) for i, v in enumerate([0.10, 0.30, 0.20, 0.25, 0.05, 0.28, 0.01])}
+    keep, why = halve_points(first, 7, 10)
+    assert keep == [1, 3, 5]  # ceil(7 / 3) = 3: 0.30, 0.28, 0.25
+    assert why[2] == "pruned after fold 1 (successive halving): NDCG@10 0.2000; the best third scored at least 0.2500"
+    assert set(why) == {0, 2, 4, 6}
 
 
 def test_ranking_metrics_equal_hand_counted_lists(spark):

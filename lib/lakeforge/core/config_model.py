@@ -108,8 +108,9 @@ class ModelConfig(StrictModel):
     # standard error of the best (differences below the fold noise do not buy complexity).
     selection: Literal["best_mean", "one_standard_error"] = "one_standard_error"
     # Successive halving across folds: all candidates on the first fold; on the rest the best
-    # third and the best of each algorithm.
-    halving: bool = False
+    # third and the best of each algorithm. null: true for recommendation (ALS grid points),
+    # false for the other tasks.
+    halving: bool | None = None
     folds: int = Field(3, ge=2, le=20)
     train_ratio: float = Field(0.75, gt=0.0, lt=1.0)  # train_validation_split only
     # null: roc_auc (binary), f1_macro (multiclass), rmse (regression)

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import statistics
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from pyspark.ml import PipelineModel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -32,11 +34,18 @@ from lakeforge.core.errors import InputDataError
 from lakeforge.core.settings import Settings
 from lakeforge.core.plotting import png, pyplot
 from lakeforge.training.recommend_steps import (
+    ITEM_IDX,
     RANKING,
+    RATING,
+    USER_IDX,
+    als_estimator,
     als_pipeline,
     evaluate,
     grid,
+    holdout,
+    index_pipeline,
     interactions,
+    scores,
     split_interactions,
 )
 from lakeforge.training.register import Lineage, TrainResult
@@ -90,7 +99,8 @@ def train_recommender(spark: SparkSession, settings: Settings, pipeline: Pipelin
     run = TaskRun(
         "recommendation", "ndcg_at_k", model, raw.select(*inputs), board, test_metrics, rows_train, rows_test,
         champion_score=lambda champion: evaluate(champion, train_df, test_df, rc)["ndcg_at_k"],
-        params={"k": rc.k, "implicit": rc.is_implicit, "user": rc.user, "item": rc.item, "rating": rc.rating or ""},
+        params={"k": rc.k, "implicit": rc.is_implicit, "user": rc.user, "item": rc.item, "rating": rc.rating or "",
+                "halving": cfg.halving is not False and cfg.n_folds > 1},
         tags={"lakeforge.beats_popularity": str(beats).lower()},
         sections=[("Against the most popular items (held-out)", html_table(
             [{"metric": m, "ALS": test_metrics[m], "most popular": test_metrics[f"popularity_{m}"]}
@@ -112,32 +122,25 @@ def train_recommender(spark: SparkSession, settings: Settings, pipeline: Pipelin
 
 def _search(pipeline: PipelineConfig, train_df, say: Callable[[str], None]) -> list[dict]:
     """Every grid point fitted outside each fold and scored on it: the leaderboard, best first.
-    The (grid point, fold) fits run ``model.parallelism`` at a time (null: twice Spark's cores, at
-    most 4; on small data a fit is mostly driver-side job overhead), each seeded: the same data and
-    config give the same leaderboard whatever order they finish in."""
+
+    The ids are indexed once on all training pairs and each fold's held-out lists built once
+    (recommend_steps.Holdout), shared by every grid point. With ``model.halving`` (null: true
+    here) every point is fitted on the first fold and only the best third (at least one) on the
+    others. The fits run ``model.parallelism`` at a time (null: twice Spark's cores, at most 4),
+    each seeded: the leaderboard does not depend on the order they finish in."""
     cfg, rc = pipeline.model, pipeline.model.recommendation
-    deadline = time.perf_counter() + cfg.max_minutes * 60 if cfg.max_minutes else None
-    points = grid(rc)
-    results: dict[tuple[int, int], tuple[dict | None, float]] = {}
-    started: set[int] = set()
-    lock = threading.Lock()
-
-    def fit_fold(i: int, k: int) -> None:
-        with lock:  # past model.max_minutes no new grid point starts (started ones finish their folds)
-            if deadline is not None and time.perf_counter() > deadline and started and i not in started:
-                results[(i, k)] = (None, 0.0)
-                return
-            started.add(i)
-        t = time.perf_counter()
-        seen, valid = train_df.where(F.col("__fold") != k), train_df.where(F.col("__fold") == k)
-        results[(i, k)] = (evaluate(als_pipeline(rc, points[i], cfg.seed).fit(seen), seen, valid, rc),
-                           time.perf_counter() - t)
-
-    cores = train_df.sparkSession.sparkContext.defaultParallelism
-    with ThreadPoolExecutor(max_workers=cfg.parallelism or max(1, min(4, 2 * cores))) as pool:
-        for f in [pool.submit(fit_fold, i, k) for i in range(len(points)) for k in range(cfg.n_folds)]:
-            f.result()
-    rows = [_board_row(params, [results[(i, k)] for k in range(cfg.n_folds)]) for i, params in enumerate(points)]
+    points, n_folds = grid(rc), cfg.n_folds
+    search = _FoldFits(pipeline, train_df)
+    try:
+        search.run([(i, 0) for i in range(len(points))])
+        keep, why = list(range(len(points))), {}
+        if (cfg.halving is None or cfg.halving) and n_folds > 1 and len(points) > 2:
+            keep, why = halve_points(search.results, len(points), rc.k)
+            say(f"halving: {len(keep)} of {len(points)} grid points go on to the other folds")
+        search.run([(i, k) for k in range(1, n_folds) for i in keep])
+    finally:
+        search.release()
+    rows = [_board_row(p, [search.results.get((i, k)) for k in range(n_folds)], why.get(i)) for i, p in enumerate(points)]
     for row in rows:
         say(f"als {row['params']}: " + (f"NDCG@{rc.k} {row['cv_mean']:.4f} ± {row['cv_std']:.4f}"
                                         if row["cv_mean"] is not None else row["status"]))
@@ -148,16 +151,74 @@ def _search(pipeline: PipelineConfig, train_df, say: Callable[[str], None]) -> l
     return ok + [r for r in rows if r["cv_mean"] is None]
 
 
-def _board_row(params: dict, folds: list[tuple[dict | None, float]]) -> dict:
-    """A leaderboard row from one grid point's per-fold (metrics or None when skipped, seconds)."""
-    row = {"algorithm": "als", "params": json.dumps(params), "status": "ok", "fit_seconds": sum(s for _, s in folds),
-           "cv_mean": None, "cv_std": None, "rank": None, "is_best": False}
-    if any(m is None for m, _ in folds):
+class _FoldFits:
+    """The search's (grid point, fold) fits: results[(point, fold)] = (metrics or None when
+    skipped by model.max_minutes, seconds)."""
+
+    def __init__(self, pipeline: PipelineConfig, train_df):
+        cfg, rc = pipeline.model, pipeline.model.recommendation
+        self.rc, self.seed, self.points = rc, cfg.seed, grid(rc)
+        self.deadline = time.perf_counter() + cfg.max_minutes * 60 if cfg.max_minutes else None
+        self.indexers = index_pipeline(rc).fit(train_df)
+        self.folds, self.fit_rows = [], []
+        for k in range(cfg.n_folds):
+            seen, valid = train_df.where(F.col("__fold") != k), train_df.where(F.col("__fold") == k)
+            self.folds.append(holdout(self.indexers, seen, valid, rc))
+            self.fit_rows.append(self.indexers.transform(seen).select(USER_IDX, ITEM_IDX, RATING).cache())
+        cores = train_df.sparkSession.sparkContext.defaultParallelism
+        self.parallelism = cfg.parallelism or max(1, min(4, 2 * cores))
+        self.results: dict[tuple[int, int], tuple[dict | None, float]] = {}
+        self.started: set[int] = set()
+        self.lock = threading.Lock()
+
+    def run(self, pairs: list[tuple[int, int]]) -> None:
+        with ThreadPoolExecutor(max_workers=self.parallelism) as pool:
+            for f in [pool.submit(self.fit, i, k) for i, k in pairs]:
+                f.result()
+
+    def fit(self, i: int, k: int) -> None:
+        with self.lock:  # past model.max_minutes no new grid point starts (started ones finish)
+            if self.deadline is not None and time.perf_counter() > self.deadline and self.started \
+                    and i not in self.started:
+                self.results[(i, k)] = (None, 0.0)
+                return
+            self.started.add(i)
+        t = time.perf_counter()
+        als = als_estimator(self.rc, self.points[i], self.seed).fit(self.fit_rows[k])
+        model = PipelineModel(stages=[*self.indexers.stages, als])
+        self.results[(i, k)] = (scores(model, self.folds[k], self.rc), time.perf_counter() - t)
+
+    def release(self) -> None:
+        for h, rows in zip(self.folds, self.fit_rows):
+            h.release()
+            rows.unpersist()
+
+
+def halve_points(results: dict, n_points: int, k: int) -> tuple[list[int], dict[int, str]]:
+    """Successive halving after the first fold: the best third (at least one) of the grid points
+    by NDCG@K go on; a reason for each one that does not."""
+    scored = sorted(((i, results[(i, 0)][0]["ndcg_at_k"]) for i in range(n_points) if results[(i, 0)][0] is not None),
+                    key=lambda x: (-x[1], x[0]))
+    keep = scored[:max(1, math.ceil(len(scored) / 3))]
+    cut = keep[-1][1] if keep else math.nan
+    why = {i: f"pruned after fold 1 (successive halving): NDCG@{k} {v:.4f}; the best third scored at least {cut:.4f}"
+           for i, v in scored[len(keep):]}
+    return sorted(i for i, _ in keep), why
+
+
+def _board_row(params: dict, folds: list[tuple[dict | None, float] | None], pruned: str | None) -> dict:
+    """A leaderboard row from one grid point's per-fold (metrics or None when skipped, seconds);
+    None for a fold it was not fitted on (pruned by halving)."""
+    done = [f for f in folds if f is not None]
+    row = {"algorithm": "als", "params": json.dumps(params), "status": pruned or "ok",
+           "fit_seconds": sum(s for _, s in done), "cv_mean": None, "cv_std": None, "rank": None, "is_best": False}
+    if any(m is None for m, _ in done):
         row["status"] = "skipped: model.max_minutes budget spent"
+    if pruned or row["status"] != "ok":
         return row
-    for m in folds[0][0]:
-        row[f"cv_{m}"] = statistics.fmean(f[m] for f, _ in folds)
-    ndcg = [f["ndcg_at_k"] for f, _ in folds]
+    for m in done[0][0]:
+        row[f"cv_{m}"] = statistics.fmean(f[m] for f, _ in done)
+    ndcg = [f["ndcg_at_k"] for f, _ in done]
     row["cv_mean"], row["cv_std"] = statistics.fmean(ndcg), statistics.pstdev(ndcg)
     return row
 

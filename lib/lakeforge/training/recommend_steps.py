@@ -6,6 +6,8 @@ or numbers out; lakeforge.training.recommend and lakeforge.scoring.recommendatio
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.evaluation import RankingEvaluator
 from pyspark.ml.feature import StringIndexer
@@ -64,8 +66,15 @@ def split_interactions(inter: DataFrame, rc: RecommendationConfig, test_fraction
             .withColumn("__fold", F.when(first | test, F.lit(-1)).otherwise((h(2) % folds).cast("int"))))
 
 
-def als_pipeline(rc: RecommendationConfig, params: dict, seed: int) -> Pipeline:
-    """Ids indexed (unknown ids -> an index ALS has no factors for: dropped, never NaN), then ALS."""
+def index_pipeline(rc: RecommendationConfig) -> Pipeline:
+    """The user and item ids as indices (unknown ids -> an index ALS has no factors for: dropped,
+    never NaN)."""
+    return Pipeline(stages=[StringIndexer(inputCol=rc.user, outputCol=USER_IDX, handleInvalid="keep"),
+                            StringIndexer(inputCol=rc.item, outputCol=ITEM_IDX, handleInvalid="keep")])
+
+
+def als_estimator(rc: RecommendationConfig, params: dict, seed: int) -> ALS:
+    """ALS on the indexed pairs with the grid point ``params``."""
     spark = SparkSession.getActiveSession()
     blocks = max(1, min(10, spark.sparkContext.defaultParallelism)) if spark is not None else 10  # ALS's default: 10
     als = ALS(userCol=USER_IDX, itemCol=ITEM_IDX, ratingCol=RATING, implicitPrefs=rc.is_implicit,
@@ -73,8 +82,12 @@ def als_pipeline(rc: RecommendationConfig, params: dict, seed: int) -> Pipeline:
               regParam=float(params["regParam"]), numUserBlocks=blocks, numItemBlocks=blocks)
     if rc.is_implicit and "alpha" in params:
         als.setAlpha(float(params["alpha"]))
-    return Pipeline(stages=[StringIndexer(inputCol=rc.user, outputCol=USER_IDX, handleInvalid="keep"),
-                            StringIndexer(inputCol=rc.item, outputCol=ITEM_IDX, handleInvalid="keep"), als])
+    return als
+
+
+def als_pipeline(rc: RecommendationConfig, params: dict, seed: int) -> Pipeline:
+    """The model: the ids indexed (index_pipeline), then ALS."""
+    return Pipeline(stages=[*index_pipeline(rc).getStages(), als_estimator(rc, params, seed)])
 
 
 def grid(rc: RecommendationConfig) -> list[dict]:
@@ -88,8 +101,8 @@ def grid(rc: RecommendationConfig) -> list[dict]:
 
 
 def indexed(model: PipelineModel, df: DataFrame) -> DataFrame:
-    """``df`` with the model's user and item indices (its indexers only)."""
-    return PipelineModel(stages=model.stages[:-1]).transform(df)
+    """``df`` with the user and item indices of ``model`` (its first two stages: the indexers)."""
+    return PipelineModel(stages=model.stages[:2]).transform(df)
 
 
 def most_seen(seen: DataFrame) -> int:
@@ -108,36 +121,36 @@ def _first_unseen(items: str, k: int):
     return F.slice(F.filter(items, lambda r: ~F.array_contains(seen, r[ITEM_IDX])), 1, k)
 
 
-def top_lists(model: PipelineModel, users: DataFrame, seen: DataFrame, k: int, extra: int | None = None) -> DataFrame:
+def top_lists(model: PipelineModel, users: DataFrame, seen_sets: DataFrame, k: int, extra: int) -> DataFrame:
     """(``__user``, ``__top``: array<struct<__item, score>>, best first): the model's best ``k``
-    items per user of ``users`` (indexed), skipping the (``__user``, ``__item``) pairs in ``seen``
-    (``extra``: most_seen(seen)). Array functions on one row per user: no exploded pairs."""
+    items per user of ``users`` (indexed), skipping the user's items in ``seen_sets``
+    (seen_lists; ``extra``: most_seen). Array functions on one row per user: no exploded pairs."""
     als = model.stages[-1]
-    extra = most_seen(seen) if extra is None else extra
     n_items = len(model.stages[1].labelsArray[0])
     recs = als.recommendForUserSubset(users.select(USER_IDX).distinct(), int(min(n_items, k + extra))).select(
         F.col(USER_IDX).cast("double").alias(USER_IDX),
         F.transform("recommendations", lambda r: F.struct(r[ITEM_IDX].cast("double").alias(ITEM_IDX),
                                                           r["rating"].cast("double").alias("score"))).alias("__recs"))
-    return recs.join(seen_lists(seen), USER_IDX, "left").select(USER_IDX, _first_unseen("__recs", k).alias("__top"))
+    return recs.join(seen_sets, USER_IDX, "left").select(USER_IDX, _first_unseen("__recs", k).alias("__top"))
 
 
-def popular_lists(seen: DataFrame, users: DataFrame, k: int, extra: int | None = None) -> DataFrame:
-    """The popularity baseline as top_lists: the most interacted-with items (in ``seen``, ties by
-    index) that each user of ``users`` has not seen, scored by their number of users."""
-    extra = most_seen(seen) if extra is None else extra
+def popular_lists(seen: DataFrame, users: DataFrame, seen_sets: DataFrame, k: int, extra: int) -> DataFrame:
+    """The popularity baseline as top_lists: the most interacted-with items (in the pairs
+    ``seen``, ties by index) that each user of ``users`` has not seen, scored by their count."""
     counts = seen.groupBy(ITEM_IDX).agg(F.count(F.lit(1)).cast("double").alias("score"))
     top = counts.orderBy(F.desc("score"), ITEM_IDX).limit(int(k + extra)).agg(F.sort_array(F.collect_list(
         F.struct((-F.col("score")).alias("__neg"), F.col(ITEM_IDX).cast("double").alias(ITEM_IDX), "score"))).alias("__o"))
     ranked = top.select(F.transform("__o", lambda r: F.struct(r[ITEM_IDX].alias(ITEM_IDX), r["score"].alias("score")))
                         .alias("__recs"))
     pairs = users.select(USER_IDX).distinct().crossJoin(F.broadcast(ranked))
-    return pairs.join(seen_lists(seen), USER_IDX, "left").select(USER_IDX, _first_unseen("__recs", k).alias("__top"))
+    return pairs.join(seen_sets, USER_IDX, "left").select(USER_IDX, _first_unseen("__recs", k).alias("__top"))
 
 
-def top_items(model: PipelineModel, users: DataFrame, seen: DataFrame, k: int, extra: int | None = None) -> DataFrame:
-    """(``__user``, ``__item``, score, rank 1..k): top_lists, one row per recommendation."""
-    flat = top_lists(model, users, seen, k, extra).select(USER_IDX, F.posexplode("__top").alias("__pos", "r"))
+def top_items(model: PipelineModel, users: DataFrame, seen: DataFrame, k: int) -> DataFrame:
+    """(``__user``, ``__item``, score, rank 1..k): the model's best items per user of ``users``
+    that are not among the user's (``__user``, ``__item``) pairs in ``seen``; one row each."""
+    top = top_lists(model, users, seen_lists(seen), k, most_seen(seen))
+    flat = top.select(USER_IDX, F.posexplode("__top").alias("__pos", "r"))
     return flat.select(USER_IDX, F.col("r")[ITEM_IDX].alias(ITEM_IDX), F.col("r.score").alias("score"),
                        (F.col("__pos") + 1).alias("rank"))
 
@@ -172,23 +185,50 @@ def relevant_items(model: PipelineModel, heldout: DataFrame, rc: RecommendationC
         F.collect_set(item.cast("double")).alias("relevant"))
 
 
-def evaluate(model: PipelineModel, seen: DataFrame, heldout: DataFrame, rc: RecommendationConfig,
-             baseline: bool = False) -> dict[str, float]:
-    """The model's metrics on ``heldout`` (raw interactions) after training on ``seen``: ranking
-    metrics at K (items in ``seen`` skipped), RMSE and MAE for explicit ratings; with ``baseline``
-    also the popularity baseline's ranking metrics (``popularity_*``)."""
-    seen_idx = indexed(model, seen).select(USER_IDX, ITEM_IDX).cache()
-    relevant = relevant_items(model, heldout, rc).cache()
-    extra = most_seen(seen_idx)
-    out = ranking_metrics(as_lists(top_lists(model, relevant, seen_idx, rc.k, extra), relevant), rc.k)
+@dataclass
+class Holdout:
+    """What scoring any model on held-out interactions needs besides the model, computed (and
+    cached) once per split and shared by every grid point."""
+
+    seen: DataFrame  # (__user, __item): the training pairs, indexed
+    seen_sets: DataFrame  # (__user, __seen): seen_lists(seen)
+    relevant: DataFrame  # (__user, relevant): relevant_items
+    heldout: DataFrame  # the held-out interactions as they are (RMSE and MAE of explicit ratings)
+    extra: int  # most_seen(seen)
+
+    def release(self) -> None:
+        for df in (self.seen, self.seen_sets, self.relevant):
+            df.unpersist()
+
+
+def holdout(indexers: PipelineModel, seen: DataFrame, heldout: DataFrame, rc: RecommendationConfig) -> Holdout:
+    """The Holdout of training interactions ``seen`` and ``heldout`` under ``indexers`` (a
+    model's first two stages, or index_pipeline fitted)."""
+    seen_idx = indexed(indexers, seen).select(USER_IDX, ITEM_IDX).cache()
+    return Holdout(seen_idx, seen_lists(seen_idx).cache(), relevant_items(indexers, heldout, rc).cache(), heldout,
+                   most_seen(seen_idx))
+
+
+def scores(model: PipelineModel, h: Holdout, rc: RecommendationConfig, baseline: bool = False) -> dict[str, float]:
+    """The model's ranking metrics at K on ``h`` (items the user has seen skipped), RMSE and MAE
+    for explicit ratings; with ``baseline`` also the popularity baseline's (``popularity_*``)."""
+    out = ranking_metrics(as_lists(top_lists(model, h.relevant, h.seen_sets, rc.k, h.extra), h.relevant), rc.k)
     if baseline:
-        pop = ranking_metrics(as_lists(popular_lists(seen_idx, relevant, rc.k, extra), relevant), rc.k)
-        out.update({f"popularity_{m}": v for m, v in pop.items()})
+        pop = popular_lists(h.seen, h.relevant, h.seen_sets, rc.k, h.extra)
+        out.update({f"popularity_{m}": v for m, v in ranking_metrics(as_lists(pop, h.relevant), rc.k).items()})
     if not rc.is_implicit:
-        err = model.transform(heldout).select((F.col("prediction") - F.col(RATING)).alias("e"))
+        err = model.transform(h.heldout).select((F.col("prediction") - F.col(RATING)).alias("e"))
         row = err.agg(F.sqrt(F.avg(F.col("e") ** 2)).alias("rmse"), F.avg(F.abs("e")).alias("mae")).first()
         out.update({"rmse": float(row.rmse) if row.rmse is not None else float("nan"),
                     "mae": float(row.mae) if row.mae is not None else float("nan")})
-    seen_idx.unpersist()
-    relevant.unpersist()
     return out
+
+
+def evaluate(model: PipelineModel, seen: DataFrame, heldout: DataFrame, rc: RecommendationConfig,
+             baseline: bool = False) -> dict[str, float]:
+    """scores of ``model`` on ``heldout`` (raw interactions) after training on ``seen``."""
+    h = holdout(model, seen, heldout, rc)
+    try:
+        return scores(model, h, rc, baseline)
+    finally:
+        h.release()
