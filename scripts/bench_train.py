@@ -1,6 +1,7 @@
 """Benchmark: lakeforge's model search vs scikit-learn's GridSearchCV, side by side in one run.
 
     .venv/bin/python scripts/bench_train.py [--datasets telco,generated] [--rows 2000000] [--halving] [--out docs/bench_train.json]
+    .venv/bin/python scripts/bench_train.py --datasets clustering,als [--cluster-rows 100000] [--users 5000]
 
 Both sides get the SAME split (lakeforge's hash split of the key), the SAME folds (lakeforge's
 fold column, given to scikit-learn as a PredefinedSplit), the same algorithms and grids, and
@@ -46,6 +47,8 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", default="telco,generated", help="comma-separated: telco, generated, clustering (vs scikit-learn KMeans), als (vs the popularity baseline)")
     p.add_argument("--rows", type=int, default=2_000_000, help="rows of the generated dataset (default 2,000,000)")
+    p.add_argument("--cluster-rows", type=int, default=100_000, help="customers of the clustering row (default 100,000)")
+    p.add_argument("--users", type=int, default=5_000, help="users of the als row, 25 interactions each (default 5,000)")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     p.add_argument("--halving", action="store_true",
                    help="lakeforge searches with model.halving (all candidates on fold 1, the best third on the "
@@ -125,6 +128,7 @@ def main() -> int:
     if args.sklearn_child:
         sklearn_child(args.sklearn_child)
         return 0
+    os.environ.setdefault("SPARK_SUBMIT_OPTS", "")  # the product's JVM, not the tests' C1-only one (conftest)
     from conftest import write_pipeline
     from pyspark.sql import functions as F
 
@@ -144,7 +148,8 @@ def main() -> int:
         if dataset in ("clustering", "als"):  # the tasks without a target: scripts/bench_tasks.py
             from bench_tasks import run as run_tasks
 
-            results += [{"dataset": dataset, **r} for r in run_tasks([dataset], spark, settings, work)]
+            results += [{"dataset": dataset, **r}
+                        for r in run_tasks([dataset], spark, settings, work, args.cluster_rows, args.users)]
             continue
         if dataset == "telco":
             pipe = load_pipeline(write_pipeline(work, **{"model.algorithms": TELCO_GRIDS, "model.folds": 3,
