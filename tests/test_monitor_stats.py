@@ -13,7 +13,7 @@ from scipy.spatial.distance import jensenshannon
 
 from lakeforge.core.config_monitor import MonitoringConfig
 from lakeforge.monitoring import statistics as st
-from lakeforge.monitoring.aggregates import ColumnSpec, edge_pass, summarise
+from lakeforge.monitoring.aggregates import NULL_BIN, ColumnSpec, edge_pass, summarise, summary_rows
 from lakeforge.monitoring.drift import column_drift, dataset_drift
 from lakeforge.monitoring.reference import window_specs
 
@@ -135,3 +135,29 @@ def test_ks_pvalue_follows_scipy_in_both_modes():
         d, p = st.ks_from_counts(ca, cb)
         expected = stats.ks_2samp(a, b)
         assert abs(d - expected.statistic) < TOL and abs(p - expected.pvalue) < TOL, (n1, n2, len(edges))
+
+
+def test_bins_are_right_closed_on_edges_infinities_zeros_and_nulls(spark):
+    """Bin i is (e[i-1], e[i]] (numpy's searchsorted, side='left'), null and NaN in NULL_BIN; the
+    aggregation compiles (no interpreted fallback) with many binned columns."""
+    edges = (-2.0, -0.0, 1.5, 3.0)
+    values = [-np.inf, -3.0, -2.0, -1.0, -0.0, 0.0, 1.0, 1.5, 2.0, 3.0, 3.5, np.inf, np.nan, None]
+    specs = [ColumnSpec("x", True, edges), ColumnSpec("y", True, (0.5,))]
+    df = spark.createDataFrame([(None if v is None else float(v), 1.0) for v in values], "x double, y double")
+    assert df.where(F.isnan("x")).count() == 1 and df.where(F.col("x").isNull()).count() == 1
+    got = {(r["c"], r["b"]): r["n"] for r in summary_rows(df, specs).collect()}
+    finite = [v for v in values if v is not None and not np.isnan(v)]
+    expected = pd.Series(np.searchsorted(np.array(edges), finite, side="left")).value_counts().to_dict()
+    assert {b: n for (c, b), n in got.items() if c == 0} == {**expected, NULL_BIN: 2}
+    assert {b: n for (c, b), n in got.items() if c == 1} == {1: len(values)}
+    wide = [ColumnSpec(f"v{i}", True, tuple(float(e) for e in range(100))) for i in range(12)]
+    frame = spark.range(10).select(*[F.col("id").cast("double").alias(f"v{i}") for i in range(12)])
+    debug = getattr(getattr(spark._jvm.org.apache.spark.sql.execution.debug, "package$"), "MODULE$")  # noqa: SLF001
+    adaptive = spark.conf.get("spark.sql.adaptive.enabled")
+    spark.conf.set("spark.sql.adaptive.enabled", "false")  # the codegen stages are in the plan before it runs
+    try:
+        found = debug.codegenStringSeq(summary_rows(frame, wide)._jdf.queryExecution().executedPlan())  # noqa: SLF001
+        sizes = [found.apply(i)._3().maxMethodCodeSize() for i in range(found.size())]
+    finally:
+        spark.conf.set("spark.sql.adaptive.enabled", adaptive)
+    assert sizes and all(0 < n <= 8000 for n in sizes), sizes  # compiles (-1: it did not), and the JIT takes it
