@@ -4,7 +4,12 @@ Every entry builds a plain Spark ML estimator (JVM only). Binary-only classifier
 boosted trees, linear SVC, factorization machines) are wrapped in ``OneVsRest`` for multiclass
 targets. Grids are plain ``{param: [values]}`` mappings in the pipeline config; the parameter
 names are MLlib's own (``regParam``, ``maxDepth``, ...), plus ``hiddenLayers`` for the
-multilayer perceptron (its input and output sizes come from the data).
+multilayer perceptron (its input and output sizes come from the data) and ``validationFraction``
+for gradient-boosted trees: the share of the training rows held out to stop boosting early
+(lakeforge.training.early_stopping). The default GBT grid of binary and regression targets stops
+early (scikit-learn's HistGradientBoosting does too); its early-stopping defaults apply only with
+its default ``maxIter``: a configured ``maxIter`` means that many rounds unless the grid sets
+``validationFraction`` too.
 """
 
 from __future__ import annotations
@@ -47,6 +52,13 @@ def _choice(*allowed: str) -> Callable[[Any], str]:
     return cast
 
 
+def _share(v: Any) -> float:
+    v = _float(v)
+    if not 0.0 <= v < 1.0:
+        raise ValueError(f"expected a share in [0, 1), got {v!r}")
+    return v
+
+
 def _layers(v: Any) -> list[int]:
     if not isinstance(v, list) or not v or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v):
         raise ValueError(f"expected a list of positive layer sizes such as [16, 8], got {v!r}")
@@ -75,10 +87,26 @@ class Algorithm:
     # Model complexity for the one-standard-error rule: 0 linear, 1 naive Bayes, 2 one tree,
     # 3 factorization machines, 4 tree ensembles, 5 neural network.
     complexity: int = 0
+    # default-grid params that apply only with the default of another: {param: the one it follows}
+    follows: dict[str, str] = field(default_factory=dict)
 
     def grid_for(self, task: str) -> dict[str, list]:
         return self.default_grid.get(task) or self.default_grid.get("*", {})
 
+    def merged_grid(self, task: str, grid: dict | None) -> dict[str, list]:
+        """The default grid for ``task`` updated by a configured one; a default that follows
+        another param is dropped when the configured grid sets that param but not it."""
+        grid = grid or {}
+        full = {k: v for k, v in self.grid_for(task).items()
+                if not (k in self.follows and self.follows[k] in grid and k not in grid)}
+        full.update(grid)
+        return full
+
+
+# Boosting until a held-out tenth of the training rows stops improving (at most maxIter rounds);
+# chosen on Telco and a generated regression table: docs/bench/search_defaults.md.
+GBT_EARLY_STOPPING = {"maxIter": [200], "maxDepth": [3, 5], "stepSize": [0.1], "validationFraction": [0.1],
+                      "validationTol": [0.001]}
 
 ALGORITHMS: dict[str, Algorithm] = {
     a.name: a
@@ -102,10 +130,12 @@ ALGORITHMS: dict[str, Algorithm] = {
         ),
         Algorithm(
             "gbt", ("binary", "multiclass", "regression"),
-            dict(_TREE, maxIter=_int, stepSize=_float, subsamplingRate=_float),
-            {"*": {"maxIter": [30], "maxDepth": [3, 5], "stepSize": [0.1]}}, binary_only=True, seeded=True,
-            in_defaults=("binary", "regression"),
-            complexity=4,
+            dict(_TREE, maxIter=_int, stepSize=_float, subsamplingRate=_float, validationFraction=_share,
+                 validationTol=_float),
+            {"binary": GBT_EARLY_STOPPING, "regression": GBT_EARLY_STOPPING,
+             "*": {"maxIter": [30], "maxDepth": [3, 5], "stepSize": [0.1]}},  # multiclass: one-vs-rest
+            binary_only=True, seeded=True, in_defaults=("binary", "regression"),
+            complexity=4, follows={"validationFraction": "maxIter", "validationTol": "maxIter"},
         ),
         Algorithm(
             "linear_svc", ("binary", "multiclass"), dict(_LINEAR),
@@ -190,6 +220,8 @@ class Estimators:
         from pyspark.ml import classification as C
         from pyspark.ml import regression as R
 
+        from lakeforge.training.early_stopping import EarlyStopping
+
         task, weight = self.task, self.weight
         algo = ALGORITHMS[algorithm]
         if task not in algo.tasks:
@@ -213,6 +245,8 @@ class Estimators:
             est = (R.RandomForestRegressor if regression else C.RandomForestClassifier)(**common)
         elif algorithm == "gbt":
             est = (R.GBTRegressor if regression else C.GBTClassifier)(**common)
+            if task != "multiclass":  # one-vs-rest fits its classifiers on label and features only
+                est = EarlyStopping(est, seed=self.seed)
         elif algorithm == "linear_svc":
             est = C.LinearSVC(**common, **linear, maxIter=self.max_iter or 100)
         elif algorithm == "naive_bayes":
@@ -240,9 +274,14 @@ class Estimators:
 
 
 def inner(estimator):
-    """The estimator whose params a grid sets (the wrapped classifier of a OneVsRest)."""
+    """The estimator whose params a grid sets (the wrapped classifier of a OneVsRest, the wrapped
+    GBT of an EarlyStopping)."""
     from pyspark.ml.classification import OneVsRest
 
+    from lakeforge.training.early_stopping import EarlyStopping
+
+    if isinstance(estimator, EarlyStopping):
+        return estimator.gbt
     return estimator.getClassifier() if isinstance(estimator, OneVsRest) else estimator
 
 
@@ -256,12 +295,20 @@ def grid_points(grid: dict[str, list]) -> list[dict]:
 
 def param_map(estimator, point: dict, num_features: int, num_classes: int) -> dict:
     """One grid point as an MLlib param map of ``estimator`` (of its wrapped classifier for a
-    OneVsRest); ``hiddenLayers`` becomes the perceptron's ``layers``."""
+    OneVsRest); ``hiddenLayers`` becomes the perceptron's ``layers``, ``validationFraction`` the
+    EarlyStopping's own param."""
+    from lakeforge.training.early_stopping import EarlyStopping
+
     target = inner(estimator)
     pm = {}
     for name, value in point.items():
         if name == "hiddenLayers":
             pm[target.getParam("layers")] = [num_features, *value, num_classes]
+        elif name == "validationFraction":
+            if not isinstance(estimator, EarlyStopping):
+                raise ValueError("gbt.validationFraction: early stopping needs a binary or regression target "
+                                 "(a multiclass GBT is one-vs-rest); remove it from the grid")
+            pm[estimator.validationFraction] = value
         else:
             pm[target.getParam(name)] = value
     return pm

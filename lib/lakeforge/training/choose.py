@@ -94,7 +94,7 @@ def set_threshold(fitted, threshold: float) -> None:
 
 def leaderboard(candidates: list[Candidate], ranked: list[Candidate], best: Candidate, task: str, metric: str) -> list[dict]:
     """One row per candidate, ranked ones first: its CV mean and std of every metric of the task,
-    fit seconds, status, and whether it won."""
+    fit seconds, status, whether it won, and (early-stopped GBT) the rounds kept per fold."""
     rows = []
     order = {id(c): i for i, c in enumerate(ranked, 1)}
     for c in sorted(candidates, key=lambda c: order.get(id(c), 10**6)):
@@ -112,5 +112,7 @@ def leaderboard(candidates: list[Candidate], ranked: list[Candidate], best: Cand
         for m in METRICS[task]:
             row[f"cv_{m}_mean"] = c.mean(m) if c.status == "ok" else None
             row[f"cv_{m}_std"] = c.std(m) if c.status == "ok" else None
+        if c.rounds:  # an early-stopped GBT: the boosting rounds it kept on each fold
+            row["rounds_used"] = list(c.rounds)
         rows.append(row)
     return rows

@@ -66,6 +66,7 @@ from lakeforge.features.statistics import feature_statistics
 from lakeforge.training import evaluation
 from lakeforge.training.feature_cache import cache_features, refit_in_fold
 from lakeforge.training.algorithms import Estimators
+from lakeforge.training.early_stopping import rounds_used
 from lakeforge.core.tasks import UNSUPERVISED
 from lakeforge.training.unsupervised import train_task
 from lakeforge.training.choose import choose_threshold, leaderboard, rank, refit_penalty, select, set_threshold
@@ -286,6 +287,8 @@ def _refit(pipeline: PipelineConfig, d: _Data, feats: _Features, estimators: Est
             f"(the search's {best.params['regParam']:.6g} x {refit_params['regParam'] / best.params['regParam']:.4g}: "
             "the same total penalty on more rows)")
     fitted = est.fit(feats.train_features, estimators.param_map(est, refit_params, feats.num_features))
+    if (rounds := rounds_used(fitted)) is not None:  # the model's numTrees; its maxIter is the cap
+        say(f"refit: early stopping kept {rounds} of at most {fitted.getMaxIter()} boosting rounds")
     threshold = None
     if task == "binary":
         threshold = choose_threshold(best, cfg)
@@ -322,7 +325,8 @@ def _write_leaderboard(spark, table, leaderboard, run_id, run_date, mlflow_run_i
         Row(
             run_date=run_date, run_id=run_id, mlflow_run_id=mlflow_run_id, rank=r["rank"], algorithm=r["algorithm"],
             params=r["params"], status=r["status"], metric=metric, cv_mean=r["cv_mean"], cv_std=r["cv_std"],
-            metrics=json.dumps({k[3:]: v for k, v in r.items() if k.startswith("cv_") and k not in ("cv_mean", "cv_std")}),
+            metrics=json.dumps({**{k[3:]: v for k, v in r.items() if k.startswith("cv_") and k not in ("cv_mean", "cv_std")},
+                                **({"rounds_used": r["rounds_used"]} if r.get("rounds_used") else {})}),
             fit_seconds=float(r["fit_seconds"]), is_best=r["is_best"], model_version=r["model_version"],
         )
         for r in leaderboard

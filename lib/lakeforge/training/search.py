@@ -31,6 +31,7 @@ from lakeforge.core.tasks import higher_is_better
 from lakeforge.training import algorithms as models
 from lakeforge.training import evaluation
 from lakeforge.training.algorithms import Estimators
+from lakeforge.training.early_stopping import rounds_used
 
 PROGRESS_SECONDS = 20  # a long search reports a finished fit when nothing was said for this long
 
@@ -46,6 +47,7 @@ class Candidate:
     fit_seconds: float = 0.0
     status: str = "ok"  # ok | skipped (time budget) | failed: <reason> | pruned after fold 1 (halving)
     selected_by: str = ""  # set on the winner: why it won
+    rounds: list[int] = field(default_factory=list)  # early-stopped GBT: the boosting rounds kept per fold
 
     @property
     def label(self) -> str:
@@ -61,11 +63,11 @@ class Candidate:
 
 
 def candidates(algorithms: dict, task: str) -> list[Candidate]:
-    """One candidate per point of each algorithm's grid (its default grid updated by the config's)."""
+    """One candidate per point of each algorithm's grid (its default grid updated by the config's:
+    Algorithm.merged_grid)."""
     out = []
     for name, grid in algorithms.items():
-        full = dict(models.ALGORITHMS[name].grid_for(task))
-        full.update(grid or {})
+        full = models.ALGORITHMS[name].merged_grid(task, grid)
         out += [Candidate(name, point) for point in models.grid_points(full)]
     return out
 
@@ -143,6 +145,7 @@ class _Fits:
         self.started: set[str] = set()
         self.failed: dict[int, str] = {}  # candidate index -> why its first failed fit failed
         self.results: dict[tuple[int, int], tuple] = {}  # (fold, candidate) -> (evaluation, status, seconds)
+        self.rounds: dict[tuple[int, int], int] = {}  # (fold, candidate) -> rounds an early-stopped GBT kept
         self.done_per_fold = [0] * n_folds
         self.per_fold = [0] * n_folds  # fits submitted per fold
         self.t_start = spec.clock()
@@ -180,6 +183,9 @@ class _Fits:
             self.results[(k, ci)] = (None, why, spec.clock() - t_fit)
             return
         secs = spec.clock() - t_fit
+        rounds = rounds_used(m)
+        if rounds is not None:
+            self.rounds[(k, ci)] = rounds
         self.results[(k, ci)] = (spec.evaluate(m.transform(valid_k)), "ok", secs)
         self.progress(k, c, secs)
 
@@ -215,6 +221,8 @@ class _Fits:
                     self.spec.say(f"time budget reached: {c.algorithm} skipped")
                 continue
             c.fold_metrics.append(ev.metrics)
+            if (k, ci) in self.rounds:
+                c.rounds.append(self.rounds[(k, ci)])
             if self.spec.task == "binary":
                 c.fold_evals.append(evaluation.Evaluation("binary", {}, bins=ev.bins))
 
