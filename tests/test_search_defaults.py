@@ -1,6 +1,6 @@
 """The default search space: gradient-boosted trees stop early on a held-out share of the rows they
 are fitted on (lakeforge.training.early_stopping), the marking column is no input of the fitted
-model, and a configured ``maxIter`` keeps its exact number of rounds (the Telco demo's grid).
+model, and only a zero-config search of a large table stops early by default.
 
 A budget that cuts a search is tested elsewhere: tests/test_models.py
 test_past_the_deadline_no_new_algorithm_starts (the search loop) and tests/test_training.py
@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from lakeforge.training import evaluation
-from lakeforge.training.algorithms import ALGORITHMS, Estimators, validate_grid
+from lakeforge.training.algorithms import (
+    EARLY_STOPPING_MIN_ROWS, Estimators, default_algorithms, sized_defaults, validate_grid,
+)
 from lakeforge.training.choose import leaderboard
 from lakeforge.training.early_stopping import VALIDATION_COL, rounds_used, validation_rows
 from lakeforge.training.search import Candidate, SearchSpec, search
@@ -80,16 +82,15 @@ def test_the_search_records_the_rounds_each_fold_kept(noisy, early_stopped):
     assert row["rounds_used"] == gbt.rounds
 
 
-def test_default_gbt_grid_stops_early_unless_the_config_sets_max_iter(spark):
-    gbt = ALGORITHMS["gbt"]
-    for task in ("binary", "regression"):
-        assert gbt.merged_grid(task, None)["validationFraction"] == [0.1]
-    # the Telco demo's grid: its 30 rounds exactly, no early stopping (as before it existed)
-    assert gbt.merged_grid("binary", {"maxIter": [30], "maxDepth": [3, 5]}) == \
-        {"maxIter": [30], "maxDepth": [3, 5], "stepSize": [0.1]}
-    assert gbt.merged_grid("binary", {"maxIter": [300], "validationFraction": [0.2]})["validationFraction"] == [0.2]
-    assert gbt.merged_grid("binary", {"maxDepth": [4]})["validationFraction"] == [0.1]  # default rounds: early stop
-    assert "validationFraction" not in gbt.merged_grid("multiclass", None)  # one-vs-rest
+def test_zero_config_gbt_stops_early_on_large_tables_only(spark):
+    defaults = default_algorithms("binary")
+    small = sized_defaults(defaults, "binary", EARLY_STOPPING_MIN_ROWS - 1)
+    large = sized_defaults(defaults, "regression", EARLY_STOPPING_MIN_ROWS)
+    assert small == defaults and small["gbt"] == {"maxIter": [30], "maxDepth": [3, 5], "stepSize": [0.1]}
+    assert large["gbt"]["validationFraction"] == [0.1] and large["gbt"]["maxIter"] == [200]
+    assert {k: v for k, v in large.items() if k != "gbt"} == {k: v for k, v in defaults.items() if k != "gbt"}
+    multiclass = default_algorithms("multiclass")
+    assert sized_defaults(multiclass, "multiclass", 10**6) == multiclass  # no GBT (one-vs-rest): unchanged
     with pytest.raises(ValueError, match=r"gbt.validationFraction: expected a share in \[0, 1\), got 1.0"):
         validate_grid("gbt", {"validationFraction": [1.0]})
     builder = Estimators("multiclass", None, 7, None, 3)

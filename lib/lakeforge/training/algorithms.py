@@ -6,10 +6,11 @@ targets. Grids are plain ``{param: [values]}`` mappings in the pipeline config; 
 names are MLlib's own (``regParam``, ``maxDepth``, ...), plus ``hiddenLayers`` for the
 multilayer perceptron (its input and output sizes come from the data) and ``validationFraction``
 for gradient-boosted trees: the share of the training rows held out to stop boosting early
-(lakeforge.training.early_stopping). The default GBT grid of binary and regression targets stops
-early (scikit-learn's HistGradientBoosting does too); its early-stopping defaults apply only with
-its default ``maxIter``: a configured ``maxIter`` means that many rounds unless the grid sets
-``validationFraction`` too.
+(lakeforge.training.early_stopping). A zero-config search (no ``model.algorithms``) of a binary or
+regression target with at least EARLY_STOPPING_MIN_ROWS training rows boosts until the held-out
+rows stop improving (sized_defaults), as scikit-learn's HistGradientBoosting does from 10,000
+rows; on fewer rows MLlib's stop (at the first round that does not improve) follows the noise of
+a few hundred held-out rows, so the grid keeps its fixed rounds.
 """
 
 from __future__ import annotations
@@ -87,26 +88,16 @@ class Algorithm:
     # Model complexity for the one-standard-error rule: 0 linear, 1 naive Bayes, 2 one tree,
     # 3 factorization machines, 4 tree ensembles, 5 neural network.
     complexity: int = 0
-    # default-grid params that apply only with the default of another: {param: the one it follows}
-    follows: dict[str, str] = field(default_factory=dict)
 
     def grid_for(self, task: str) -> dict[str, list]:
         return self.default_grid.get(task) or self.default_grid.get("*", {})
 
-    def merged_grid(self, task: str, grid: dict | None) -> dict[str, list]:
-        """The default grid for ``task`` updated by a configured one; a default that follows
-        another param is dropped when the configured grid sets that param but not it."""
-        grid = grid or {}
-        full = {k: v for k, v in self.grid_for(task).items()
-                if not (k in self.follows and self.follows[k] in grid and k not in grid)}
-        full.update(grid)
-        return full
 
-
-# Boosting until a held-out tenth of the training rows stops improving (at most maxIter rounds);
-# chosen on Telco and a generated regression table: docs/bench/search_defaults.md.
+# Zero-config GBT from this many training rows: boosting until a held-out tenth of the fitted rows
+# stops improving, at most maxIter rounds (measured: docs/bench/search_defaults.md).
+EARLY_STOPPING_MIN_ROWS = 20_000
 GBT_EARLY_STOPPING = {"maxIter": [200], "maxDepth": [3, 5], "stepSize": [0.1], "validationFraction": [0.1],
-                      "validationTol": [0.001]}
+                      "validationTol": [0.0]}
 
 ALGORITHMS: dict[str, Algorithm] = {
     a.name: a
@@ -132,10 +123,9 @@ ALGORITHMS: dict[str, Algorithm] = {
             "gbt", ("binary", "multiclass", "regression"),
             dict(_TREE, maxIter=_int, stepSize=_float, subsamplingRate=_float, validationFraction=_share,
                  validationTol=_float),
-            {"binary": GBT_EARLY_STOPPING, "regression": GBT_EARLY_STOPPING,
-             "*": {"maxIter": [30], "maxDepth": [3, 5], "stepSize": [0.1]}},  # multiclass: one-vs-rest
-            binary_only=True, seeded=True, in_defaults=("binary", "regression"),
-            complexity=4, follows={"validationFraction": "maxIter", "validationTol": "maxIter"},
+            {"*": {"maxIter": [30], "maxDepth": [3, 5], "stepSize": [0.1]}}, binary_only=True, seeded=True,
+            in_defaults=("binary", "regression"),
+            complexity=4,
         ),
         Algorithm(
             "linear_svc", ("binary", "multiclass"), dict(_LINEAR),
@@ -179,6 +169,15 @@ ALGORITHMS: dict[str, Algorithm] = {
 
 def default_algorithms(task: str) -> dict[str, dict[str, list]]:
     return {a.name: a.grid_for(task) for a in ALGORITHMS.values() if task in a.in_defaults}
+
+
+def sized_defaults(algorithms: dict[str, dict], task: str, rows: int) -> dict[str, dict]:
+    """A zero-config search's grids for ``rows`` training rows: from EARLY_STOPPING_MIN_ROWS, a
+    binary or regression GBT boosts with early stopping (GBT_EARLY_STOPPING) instead of its
+    fixed rounds (a multiclass GBT is one-vs-rest: no early stopping)."""
+    if "gbt" not in algorithms or task not in ("binary", "regression") or rows < EARLY_STOPPING_MIN_ROWS:
+        return algorithms
+    return {**algorithms, "gbt": dict(GBT_EARLY_STOPPING)}
 
 
 def validate_grid(algorithm: str, grid: dict[str, Any], where: str = "") -> dict[str, list]:

@@ -35,6 +35,10 @@ load whose error checks failed: then the last version that passed (lakeforge.ing
    directly). The version's tag ``lakeforge.input_null_shares`` keeps the training rows' null
    share per input column, for scoring's check (lakeforge.training.input_nulls).
 
+A zero-config search (no ``model.algorithms``) of a large binary or regression table boosts its
+GBT with early stopping (lakeforge.training.algorithms.sized_defaults); the leaderboard records
+the rounds each fold kept.
+
 A ``model.max_minutes`` budget (from the start of training): after it no new algorithm starts
 (started ones finish their folds; the first always runs); the leaderboard lists the rest as
 skipped.
@@ -65,7 +69,7 @@ from lakeforge.features.slots import feature_table
 from lakeforge.features.statistics import feature_statistics
 from lakeforge.training import evaluation
 from lakeforge.training.feature_cache import cache_features, refit_in_fold
-from lakeforge.training.algorithms import Estimators
+from lakeforge.training.algorithms import Estimators, sized_defaults
 from lakeforge.training.early_stopping import rounds_used
 from lakeforge.core.tasks import UNSUPERVISED
 from lakeforge.training.unsupervised import train_task
@@ -257,7 +261,12 @@ def _search(spark: SparkSession, pipeline: PipelineConfig, d: _Data, feats: _Fea
             deadline: float | None, say: Callable[[str], None]) -> tuple[list[Candidate], float]:
     """Every candidate fitted and scored on every fold: (the candidates, the search's seconds)."""
     cfg, task = pipeline.model, d.target.task
-    found = candidates(d.algorithms, task)
+    # zero-config: the default grids for this many rows (GBT stops early on large tables)
+    algorithms = d.algorithms if cfg.algorithms is not None else sized_defaults(d.algorithms, task, d.rows_train)
+    if algorithms.get("gbt", {}).get("validationFraction"):
+        say(f"gbt: early stopping on a held-out {algorithms['gbt']['validationFraction'][0]:.0%} of each fit's rows "
+            f"(zero-config, {d.rows_train:,} training rows)")
+    found = candidates(algorithms, task)
     parallelism = cfg.parallelism or max(1, min(4, spark.sparkContext.defaultParallelism * 2))
     say(f"search: {len(found)} candidates from {len(d.algorithms)} algorithm(s), {cfg.search_label}, "
         f"parallelism {parallelism}")

@@ -63,11 +63,11 @@ class Candidate:
 
 
 def candidates(algorithms: dict, task: str) -> list[Candidate]:
-    """One candidate per point of each algorithm's grid (its default grid updated by the config's:
-    Algorithm.merged_grid)."""
+    """One candidate per point of each algorithm's grid (its default grid updated by the config's)."""
     out = []
     for name, grid in algorithms.items():
-        full = models.ALGORITHMS[name].merged_grid(task, grid)
+        full = dict(models.ALGORITHMS[name].grid_for(task))
+        full.update(grid or {})
         out += [Candidate(name, point) for point in models.grid_points(full)]
     return out
 
