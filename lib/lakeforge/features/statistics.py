@@ -14,6 +14,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from lakeforge.core.errors import InputDataError
+from lakeforge.core.sketches import approx_distinct
 from lakeforge.core.sql import q
 from lakeforge.features.encodings import choose_encodings
 from lakeforge.features.plan import FeaturePlan
@@ -67,7 +68,7 @@ def _count_values(plan: FeaturePlan, frame: DataFrame, mask: Column, cols: list[
         missing = v.isNull() | F.isnan(v) if c in plan.numeric else v.isNull()
         aggs.append(F.count_if(mask & missing).alias(f"m{i}"))
         if c in plan.categorical:
-            aggs.append(F.approx_count_distinct(F.when(mask, v.cast("string")), 0.01).alias(f"d{i}"))
+            aggs.append(approx_distinct(F.when(mask, v.cast("string"))).alias(f"d{i}"))
     coercible = list(plan.coercible.items())
     for i, (c, spec) in enumerate(coercible):
         parsed, src = F.expr(spec[0]), F.expr(spec[2])

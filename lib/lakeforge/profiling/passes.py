@@ -41,6 +41,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType, StringType
 
+from lakeforge.core.sketches import approx_distinct
 from lakeforge.core.sql import q
 from lakeforge.profiling.frame import MAX_CLASSES
 from lakeforge.profiling.result import ColumnProfile
@@ -48,7 +49,6 @@ from lakeforge.profiling.result import ColumnProfile
 PASSES = 3
 GRID = 100               # percentiles 1..100 % (quartiles, decile bins, rank buckets)
 ACCURACY = 1_000         # percentile_approx: rank error at most 0.1 % of the rows (buckets are 1 %)
-DISTINCT_LG_K = 14       # hll_sketch_agg: 2^14 buckets, about 0.8 % relative standard error
 HIST_BINS = 20
 TARGET_BINS = 10         # numeric columns: target rate / mean per decile bin
 TOP_K = 10
@@ -148,11 +148,9 @@ def _column_summary(c: ColumnProfile, i: int, grid: list[float], has_flag: bool)
 
 
 def _distinct(column: str, alias: str):
-    """Approximate distinct count. DataSketches HLL keeps one object per column; Spark's
-    approx_count_distinct keeps its registers as aggregation-buffer fields and measured 15 times
-    slower at a comparable (2 %) error. Hashing first makes every type acceptable."""
-    return F.expr(f"hll_sketch_estimate(hll_sketch_agg(CASE WHEN {column} IS NOT NULL THEN xxhash64({column}) END, "
-                  f"{DISTINCT_LG_K}))").alias(alias)
+    """Approximate distinct count (lakeforge.core.sketches: DataSketches HLL, not Spark's
+    approx_count_distinct, measured 15 times slower at a comparable 2 % error)."""
+    return approx_distinct(F.col(column)).alias(alias)
 
 
 def _top(column: str, alias: str, tracked: int = TOP_TRACKED):
