@@ -10,7 +10,6 @@ screenshot's pixels.
 from __future__ import annotations
 
 import datetime as dt
-import html
 import os
 import re
 import shutil
@@ -26,6 +25,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import ROOT, TELCO_CSV, write_overlay, write_pipeline
+from html_text import section, visible_text
 from lakeforge.app import runner
 from lakeforge.core.config import load_pipeline
 from lakeforge.core.errors import InputDataError
@@ -57,7 +57,7 @@ def project(spark, settings, tmp_path_factory):
     of days 2 and 3; a training that fails (its bronze table does not exist)."""
     folder = tmp_path_factory.mktemp("dashboard")
     csv = folder / "telco_1000.csv"
-    csv.write_text("\n".join(TELCO_CSV.read_text().splitlines()[:1001]) + "\n")
+    csv.writevisible_text("\n".join(TELCO_CSV.readvisible_text().splitlines()[:1001]) + "\n")
     weak = _pipeline_file(folder / "weak", csv, {"decision_tree": {"maxDepth": [2]}})
     full = _pipeline_file(folder / "full", csv, FULL_GRID)
     broken = _pipeline_file(folder / "broken", csv, FULL_GRID, bronze=f"{NAME}_missing")
@@ -106,18 +106,6 @@ def page(server) -> str:
     return answer.text
 
 
-def _section(page: str, section_id: str) -> str:
-    found = re.search(rf'<section id="{section_id}">(.*?)</section>', page, re.S)
-    assert found, f"no section {section_id}"
-    return found.group(1)
-
-
-def _text(fragment: str) -> str:
-    """The visible text (scripts, i.e. the figures' data, removed)."""
-    fragment = re.sub(r"<script.*?</script>", " ", fragment, flags=re.S)
-    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", fragment)))
-
-
 def test_the_page_bundles_plotly_once_and_loads_nothing_from_outside(page):
     assert page.count("* plotly.js v") == 1
     assert len(re.findall(r"Plotly\.newPlot", page)) >= 7  # leaderboard, registry, 3 predictions, runs, quality
@@ -127,24 +115,24 @@ def test_the_page_bundles_plotly_once_and_loads_nothing_from_outside(page):
 
 def test_leaderboard_section_holds_the_last_trainings_candidates(page, project):
     best = next(r for r in project["trains"][1].leaderboard if r["is_best"])
-    text = _text(_section(page, "leaderboard"))
+    text = visible_text(section(page, "leaderboard"))
     assert f"Training of {DAYS[1]}" in text and f"{best['cv_mean']:.4f}" in text
     assert f"best {best['algorithm']}" in text and f"version {project['trains'][1].model.version}" in text
     assert "3 candidates" in text and "decision_tree" in text
-    assert _section(page, "leaderboard").count("<tr>") == 1 + 3  # the heading and one row per candidate
+    assert section(page, "leaderboard").count("<tr>") == 1 + 3  # the heading and one row per candidate
 
 
 def test_registry_section_shows_versions_scores_and_decisions(page, project):
     first, second = project["trains"]
     assert second.promoted and second.model.version == str(int(first.model.version) + 1)
-    text = _text(_section(page, "registry"))
+    text = visible_text(section(page, "registry"))
     assert f"champion: v{second.model.version}" in text
     for res in (first, second):
         assert f"{res.test_metrics['roc_auc']:.4f}" in text and res.decision in text
 
 
 def test_predictions_section_matches_sparks_aggregation(page, project, spark, settings):
-    text = _text(_section(page, "predictions"))
+    text = visible_text(section(page, "predictions"))
     assert "3 run dates, 3,000 rows" in text
     assert [s.write.rows_written for s in project["scores"]] == [1000, 1000, 1000]
     expected = spark.sql(
@@ -159,13 +147,13 @@ def test_predictions_section_matches_sparks_aggregation(page, project, spark, se
 
 
 def test_runs_and_quality_sections(page, project):
-    runs = _text(_section(page, "runs"))
+    runs = visible_text(section(page, "runs"))
     assert "7 runs (ingest, score, train), 1 failed" in runs and f"{NAME}_missing does not exist" in runs
-    quality = _text(_section(page, "quality"))
+    quality = visible_text(section(page, "quality"))
     checks = project["ingest"][0].checks
     assert len(checks) == 4 and [c.passed for c in checks].count(False) == 1
     assert "4 checks, 0 error(s) failed, 1 warning(s) failed" in quality and "range(tenure)" in quality
-    assert "No monitoring yet" in _text(_section(page, "monitoring"))
+    assert "No monitoring yet" in visible_text(section(page, "monitoring"))
 
 
 def _pixels_near(img: np.ndarray, colour: str, tolerance: int = 6) -> int:
@@ -232,13 +220,13 @@ def test_monitoring_tables_are_shown_once_they_exist(project, settings):
             for i, day in enumerate(windows)]
     write_deltalake(table_path(settings, f"{NAME}_performance_metrics"), pa.Table.from_pylist(perf), mode="overwrite")
     try:
-        section = _section(render_page(settings, project["pipeline"]), "monitoring")
-        text = _text(section)
+        monitoring = section(render_page(settings, project["pipeline"]), "monitoring")
+        text = visible_text(monitoring)
         assert "Drift: 3 window(s); latest: 1 of 2 column(s) drifting." in text
         assert "tenure psi 0.22 > 0.1" in text and "confirmed" in text
         assert "0.2200" in text  # the latest window's tenure PSI in the table
         assert "Performance: 3 metric(s) over 3 window(s)." in text
-        assert section.count("Plotly.newPlot") == 3 and '"name":"roc_auc realised"' in section
+        assert monitoring.count("Plotly.newPlot") == 3 and '"name":"roc_auc realised"' in monitoring
     finally:
         for t in ("drift_metrics", "alerts", "performance_metrics"):
             shutil.rmtree(table_path(settings, f"{NAME}_{t}"))
@@ -249,7 +237,7 @@ def test_a_project_with_nothing_run_gets_notes_not_errors(tmp_path):
     (tmp_path / "empty" / "mlflow.db").unlink()  # write_overlay's copy of a migrated store: none here
     settings = load_settings(overlays=[overlay], conf_dir=ROOT / "conf")
     page = render_page(settings, load_pipeline(ROOT / "conf" / "pipelines" / "telco_churn.yaml"))
-    text = _text(page)
+    text = visible_text(page)
     for note in ("No training yet", "No registered version to show", "No predictions yet", "No job runs recorded yet",
                  "No loads yet", "No monitoring yet"):
         assert note in text

@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import write_pipeline
+from html_text import section, visible_text
 from lakeforge.core import tracking
 from lakeforge.core.config import load_pipeline
 from lakeforge.core.io import write_table
@@ -85,28 +86,17 @@ def test_the_monitor_run_behind_the_report(monitored):
     assert {r["window_start"] for r in result.performance} == set(DAYS)
 
 
-def _section(page: str, section_id: str) -> str:
-    found = re.search(rf'<section id="{section_id}">(.*?)</section>', page, re.S)
-    assert found, f"no section {section_id}"
-    return found.group(1)
-
-
-def _text(fragment: str) -> str:
-    fragment = re.sub(r"<script.*?</script>", " ", fragment, flags=re.S)
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", fragment))
-
-
 def test_page_summarises_the_tables(monitored, settings):
     pipe, result = monitored
     page = render_report(settings, pipe)
     assert page.count("* plotly.js v") == 1 and not re.search(r"<(script|link)[^>]+(src|href)=", page)
-    drift = _text(_section(page, "drift"))
+    drift = visible_text(section(page, "drift"))
     drifting = sorted(r.column for r in result.windows[-1].baseline if r.drifted)
     assert f"3 window(s); latest {DAYS[2]}" in drift and f"{len(drifting)} of 4 column(s) drifting" in drift
     assert "MonthlyCharges" in drifting
-    alerts = _text(_section(page, "alerts"))
+    alerts = visible_text(section(page, "alerts"))
     assert "1 open alert(s)" in alerts and result.alerts[0].detail in alerts
-    perf = _text(_section(page, "performance"))
+    perf = visible_text(section(page, "performance"))
     roc = next(r for r in result.performance if r["window_start"] == DAYS[2] and r["metric"] == "roc_auc")
     assert f"Window {DAYS[2]}" in perf and f"{roc['realised']:.4f}" in perf and f"{roc['estimated']:.4f}" in perf
 
@@ -131,7 +121,7 @@ def test_plots_have_data_in_headless_chromium(monitored, settings, tmp_path):
     path = write_report(settings, pipe, tmp_path / "monitor.html")
     dom = _chromium(["--dump-dom", path.as_uri()], tmp_path)
     assert dom.returncode == 0, dom.stderr[-2000:]
-    drift, scores, perf = (_section(dom.stdout, s) for s in ("drift", "scores", "performance"))
+    drift, scores, perf = (section(dom.stdout, s) for s in ("drift", "scores", "performance"))
     assert len(re.findall(r'class="hm"', drift)) == 1 and "data:image/png;base64," in drift  # the heat map drawn
     assert drift.count("✕") >= 2  # drifting cells marked (days 2 and 3)
     assert len(re.findall(r'class="point"', drift)) == len(DAYS)  # the share line: one marker per window
@@ -156,6 +146,6 @@ def test_command_writes_the_page_and_a_project_without_monitoring_gets_notes(mon
     assert result.exit_code == 0, result.output
     assert out.stat().st_size > 3_000_000 and str(out) in result.output
     other = load_pipeline(write_pipeline(tmp_path / "p", name="monrep_nothing"))
-    text = _text(render_report(settings, other))
+    text = visible_text(render_report(settings, other))
     for note in ("No drift metrics yet", "No score profile yet", "No performance metrics yet", "No alerts table yet"):
         assert note in text
