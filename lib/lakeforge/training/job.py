@@ -263,7 +263,7 @@ def _search(spark: SparkSession, pipeline: PipelineConfig, d: _Data, feats: _Fea
     cfg, task = pipeline.model, d.target.task
     # zero-config: the default grids for this many rows (GBT stops early on large tables)
     algorithms = d.algorithms if cfg.algorithms is not None else sized_defaults(d.algorithms, task, d.rows_train)
-    if algorithms.get("gbt", {}).get("validationFraction"):
+    if (algorithms.get("gbt") or {}).get("validationFraction"):
         say(f"gbt: early stopping on a held-out {algorithms['gbt']['validationFraction'][0]:.0%} of each fit's rows "
             f"(zero-config, {d.rows_train:,} training rows)")
     found = candidates(algorithms, task)
