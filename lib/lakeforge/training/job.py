@@ -263,9 +263,8 @@ def _search(spark: SparkSession, pipeline: PipelineConfig, d: _Data, feats: _Fea
     cfg, task = pipeline.model, d.target.task
     # zero-config: the default grids for this many rows (GBT stops early on large tables)
     algorithms = d.algorithms if cfg.algorithms is not None else sized_defaults(d.algorithms, task, d.rows_train)
-    if (algorithms.get("gbt") or {}).get("validationFraction"):
-        say(f"gbt: early stopping on a held-out {algorithms['gbt']['validationFraction'][0]:.0%} of each fit's rows "
-            f"(zero-config, {d.rows_train:,} training rows)")
+    if shares := [v for v in (algorithms.get("gbt") or {}).get("validationFraction", []) if v > 0]:
+        say(f"gbt: early stopping on a held-out {max(shares):.0%} of each fit's rows ({d.rows_train:,} training rows)")
     found = candidates(algorithms, task)
     parallelism = cfg.parallelism or max(1, min(4, spark.sparkContext.defaultParallelism * 2))
     say(f"search: {len(found)} candidates from {len(d.algorithms)} algorithm(s), {cfg.search_label}, "
