@@ -57,7 +57,7 @@ def project(spark, settings, tmp_path_factory):
     of days 2 and 3; a training that fails (its bronze table does not exist)."""
     folder = tmp_path_factory.mktemp("dashboard")
     csv = folder / "telco_1000.csv"
-    csv.writevisible_text("\n".join(TELCO_CSV.readvisible_text().splitlines()[:1001]) + "\n")
+    csv.write_text("\n".join(TELCO_CSV.read_text().splitlines()[:1001]) + "\n")
     weak = _pipeline_file(folder / "weak", csv, {"decision_tree": {"maxDepth": [2]}})
     full = _pipeline_file(folder / "full", csv, FULL_GRID)
     broken = _pipeline_file(folder / "broken", csv, FULL_GRID, bronze=f"{NAME}_missing")
