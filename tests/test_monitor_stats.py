@@ -153,11 +153,17 @@ def test_bins_are_right_closed_on_edges_infinities_zeros_and_nulls(spark):
     wide = [ColumnSpec(f"v{i}", True, tuple(float(e) for e in range(100))) for i in range(12)]
     frame = spark.range(10).select(*[F.col("id").cast("double").alias(f"v{i}") for i in range(12)])
     debug = getattr(getattr(spark._jvm.org.apache.spark.sql.execution.debug, "package$"), "MODULE$")  # noqa: SLF001
-    adaptive = spark.conf.get("spark.sql.adaptive.enabled")
-    spark.conf.set("spark.sql.adaptive.enabled", "false")  # the codegen stages are in the plan before it runs
+    # the product's settings: code generation on (the tests' sessions turn it off, conftest.py),
+    # adaptive execution off so that the codegen stages are in the plan before it runs
+    product = {"spark.sql.adaptive.enabled": "false", "spark.sql.codegen.wholeStage": "true",
+               "spark.sql.codegen.factoryMode": "FALLBACK"}
+    saved = {k: spark.conf.get(k) for k in product}
+    for k, v in product.items():
+        spark.conf.set(k, v)
     try:
         found = debug.codegenStringSeq(summary_rows(frame, wide)._jdf.queryExecution().executedPlan())  # noqa: SLF001
         sizes = [found.apply(i)._3().maxMethodCodeSize() for i in range(found.size())]
     finally:
-        spark.conf.set("spark.sql.adaptive.enabled", adaptive)
+        for k, v in saved.items():
+            spark.conf.set(k, v)
     assert sizes and all(0 < n <= 8000 for n in sizes), sizes  # compiles (-1: it did not), and the JIT takes it

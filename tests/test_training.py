@@ -150,6 +150,8 @@ def test_time_budget_skips_the_remaining_candidates(spark, settings, telco, tmp_
     assert status["logistic_regression"] == "ok"  # the first algorithm always runs
     assert status["random_forest"].startswith("skipped: time budget")
     assert status["gbt"].startswith("skipped: time budget")
+    # the best model so far is the one registered
+    assert res.model.version and [r["algorithm"] for r in res.leaderboard if r["is_best"]] == ["logistic_regression"]
 
 
 def test_successive_halving_fits_only_the_best_third_on_the_other_folds(spark, settings, telco, tmp_path, monkeypatch):
