@@ -18,7 +18,7 @@ logistic / ridge regression on imputed, scaled numbers and the same one-hot enco
 become year, month, day of week and hour for scikit-learn (lakeforge frames dates itself).
 
     nice -n 10 .venv/bin/python scripts/bench_quality.py --sample 3000 --datasets telco   # smoke
-    nice -n 10 .venv/bin/python scripts/bench_quality.py --out docs/bench/quality.json      # full run
+    nice -n 10 .venv/bin/python scripts/bench_quality.py --out docs/bench_quality.json      # full run
 
 Prints a JSON line per (dataset, tool); peak memory is the largest resident set of the tool's
 process tree (lakeforge: its subprocess and the Spark driver JVM it starts).

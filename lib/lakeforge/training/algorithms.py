@@ -94,7 +94,7 @@ class Algorithm:
 
 
 # Zero-config GBT from this many training rows: boosting until a held-out tenth of the fitted rows
-# stops improving, at most maxIter rounds (measured: docs/bench/search_defaults.md).
+# stops improving, at most maxIter rounds (measured: docs/benchmarks.md, "Default search space: GBT with early stopping").
 EARLY_STOPPING_MIN_ROWS = 20_000
 GBT_EARLY_STOPPING = {"maxIter": [200], "maxDepth": [3, 5], "stepSize": [0.1], "validationFraction": [0.1],
                       "validationTol": [0.0]}
