@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -156,32 +157,39 @@ def session_conf(settings: Settings, launching: bool = True) -> dict[str, str]:
     return conf
 
 
-def metastore_in_use(settings: Settings) -> bool:
+def metastore_in_use(settings: Settings, wait: float = 5.0) -> bool:
     """Another process holds the embedded Derby metastore of ``settings``' warehouse.
 
     Derby locks ``metastore_db/dbex.lck`` (FileChannel.tryLock, a POSIX record lock) while a JVM
     has the database open; a failed trial lock here says so at once, instead of Hive's retries
     (about 25 s and a dozen ERROR lines). The Python process never opens the database itself (the
     JVM is a child process), so taking and dropping the trial lock cannot release a lock of ours.
+    A held lock is tried again for up to ``wait`` seconds: the JVM of a command that has just
+    ended (``lakeforge frame`` then ``lakeforge run``, as the README goes) releases it about half
+    a second after its Python process exits.
     """
     import fcntl
 
     if settings.catalog.metastore != "derby" or "://" in settings.warehouse:
         return False
     lock = Path(settings.warehouse) / "metastore_db" / "dbex.lck"
-    try:
-        fd = os.open(lock, os.O_RDWR)
-    except OSError:  # no database yet, or not ours to open: Spark will say what is wrong
-        return False
-    try:
-        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    else:
-        fcntl.lockf(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except OSError:  # no database yet, or not ours to open: Spark will say what is wrong
+            return False
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            if time.monotonic() >= deadline:
+                return True
+        else:
+            fcntl.lockf(fd, fcntl.LOCK_UN)
+            return False
+        finally:
+            os.close(fd)
+        time.sleep(0.2)
 
 
 def metastore_busy_error(settings: Settings) -> RuntimeSetupError:
