@@ -4,6 +4,7 @@ with Evidently on pandas.
 
     nice -n 10 .venv/bin/python scripts/bench_monitor.py [--rows 1000000,10000000] [--reference-rows 200000]
         [--evidently-python PATH --evidently-rows 1000000] [--out docs/bench_monitor.json]
+        [--master spark://127.0.0.1:7077 --executor-memory 1g --executor-cores 1 --cores-max 2]
 
 For each size in ``--rows``, in a throwaway warehouse: an input table (a key and 18 features: 10
 numeric of several shapes, 8 categorical of 2 to 1,000 levels, some nulls) and a predictions
@@ -21,6 +22,12 @@ from Spark's status store:
 ``passes`` = records read by all stages / records of the two big tables (predictions + inputs):
 1.0 is one read of the scored rows. In local mode the driver JVM also runs the tasks, so its
 RSS and heap include the executors' buffers; the Python driver's peak RSS is reported too.
+
+With ``--master spark://HOST:PORT`` (a standalone cluster on this machine, scripts/cluster.sh) the
+driver JVM runs no tasks: its peak heap, its heap after a full GC and its peak RSS are the driver's
+alone, and the executors' JVMs (found by the application id in their command lines) are measured
+beside it (peak RSS, reset before each call). The generated tables live in the throwaway warehouse
+under /tmp, which the executors on the same machine read and write.
 
 With ``--evidently-python`` (a Python where Evidently is installed: it cannot share lakeforge's
 environment, see scripts/bench_monitor_evidently.py), the size ``--evidently-rows`` is also exported
@@ -43,6 +50,7 @@ import time
 from pathlib import Path
 
 from benchlib import ROOT, jvm_peak_rss_mb, jvm_peak_rss_reset, start  # noqa: E402
+from bench_monitor_cluster import ExecutorMeter, start_on_cluster  # noqa: E402
 from bench_monitor_data import CATEGORICAL, NUMERIC, generate  # noqa: E402
 
 NAME = "bench_monitor"
@@ -57,6 +65,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--reference-rows", type=int, default=200_000, help="rows the reference is summarised from")
     p.add_argument("--partitions", type=int, default=16, help="partitions of the generated tables")
     p.add_argument("--driver-memory", default="4g")
+    p.add_argument("--master", default=None, help="a standalone master URL (default: local mode, local[*])")
+    p.add_argument("--executor-memory", default="1g", help="with --master: spark.executor.memory")
+    p.add_argument("--executor-cores", type=int, default=1, help="with --master: spark.executor.cores")
+    p.add_argument("--cores-max", type=int, default=2, help="with --master: spark.cores.max")
     p.add_argument("--evidently-python", default=None, help="a python with evidently (and pandas, pyarrow) installed")
     p.add_argument("--evidently-rows", type=int, default=1_000_000, help="the size at which Evidently runs too")
     p.add_argument("--out", default=None, help="write the results as JSON here")
@@ -95,10 +107,12 @@ class StageMeter:
 
 
 class HeapMeter:
-    """Peak used heap of the driver JVM (the heap pools' peak usage, reset before a measurement)."""
+    """Peak used heap of the driver JVM (the heap pools' peak usage, reset before a measurement),
+    its heap after a full GC once the call returned, and with ``executors`` (on a cluster) the
+    executors' peak RSS."""
 
-    def __init__(self, spark, pid: int):
-        self.jvm, self.pid = spark._jvm, pid  # noqa: SLF001
+    def __init__(self, spark, pid: int, executors=None):
+        self.jvm, self.pid, self.executors = spark._jvm, pid, executors  # noqa: SLF001
 
     def _pools(self):
         pools = self.jvm.java.lang.management.ManagementFactory.getMemoryPoolMXBeans()
@@ -110,11 +124,22 @@ class HeapMeter:
             p.resetPeakUsage()
         jvm_peak_rss_reset(self.pid)
         jvm_peak_rss_reset(os.getpid())
+        if self.executors:
+            self.executors.reset()
 
     def read(self) -> dict:
-        return {"jvm_peak_heap_mb": round(sum(p.getPeakUsage().getUsed() for p in self._pools()) / 2**20, 1),
-                "jvm_peak_rss_mb": round(jvm_peak_rss_mb(self.pid), 1),
-                "python_peak_rss_mb": round(jvm_peak_rss_mb(os.getpid()), 1)}
+        pools = self._pools()
+        out = {"jvm_peak_heap_mb": round(sum(p.getPeakUsage().getUsed() for p in pools) / 2**20, 1),
+               "jvm_peak_heap_by_pool_mb": {str(p.getName()): round(p.getPeakUsage().getUsed() / 2**20, 1)
+                                            for p in pools},
+               "jvm_peak_rss_mb": round(jvm_peak_rss_mb(self.pid), 1),
+               "python_peak_rss_mb": round(jvm_peak_rss_mb(os.getpid()), 1)}
+        if self.executors:
+            out.update(self.executors.read())
+        self.jvm.java.lang.System.gc()
+        heap = self.jvm.java.lang.management.ManagementFactory.getMemoryMXBean().getHeapMemoryUsage()
+        out["jvm_heap_after_gc_mb"] = round(heap.getUsed() / 2**20, 1)
+        return out
 
 
 def prepare(spark, settings, work: Path, rows: int, args) -> tuple:
@@ -174,7 +199,8 @@ def one_size(spark, settings, pid: int, work: Path, rows: int, args) -> tuple[di
     from lakeforge.monitoring.job import monitor
 
     pipe, setup = prepare(spark, settings, work, rows, args)
-    meter, heap = StageMeter(spark), HeapMeter(spark, pid)
+    meter = StageMeter(spark)
+    heap = HeapMeter(spark, pid, ExecutorMeter(spark) if args.master else None)
     out = {"rows": rows, "columns": len(NUMERIC) + len(CATEGORICAL) + 2, "reference_rows": args.reference_rows, **setup}
     big = 2 * rows  # the predictions and their input rows
     frame = plain_frame(spark, settings, pipe)
@@ -233,9 +259,16 @@ def compare(result, evidently: dict) -> dict:
 def main() -> None:
     args = parse_args()
     sizes = [int(s) for s in args.rows.split(",")]
-    work, settings, spark, pid = start("lakeforge-bench-monitor-", args.driver_memory)
+    if args.master:
+        work, settings, spark, pid = start_on_cluster("lakeforge-bench-monitor-", args)
+    else:
+        work, settings, spark, pid = start("lakeforge-bench-monitor-", args.driver_memory)
     results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "spark": spark.version,
                            "load_average_at_start": os.getloadavg()},
+               "spark": {"master": spark.sparkContext.master, "driver_memory": args.driver_memory,
+                         **({"executor_memory": args.executor_memory, "executor_cores": args.executor_cores,
+                             "cores_max": args.cores_max,
+                             "driver_jvm_options": getattr(args, "driver_jvm_options", None)} if args.master else {})},
                "command": " ".join([Path(sys.executable).name, *sys.argv]), "sizes": []}
     try:
         for rows in sizes:
