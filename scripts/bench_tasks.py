@@ -15,7 +15,11 @@
   recomputed in numpy: the numpy popularity NDCG is printed beside lakeforge's as a check), on
   generated taste groups (6 groups, 25 interactions per user, 90 % in the user's group).
 
-The JVM runs with the product's defaults (the tests' C1-only options are not inherited).
+Each row reports wall time, the quality metric and peak memory of both sides. The baselines
+(scikit-learn, implicit + the numpy popularity check) run in a child process so that their peak
+memory is their own (the child's max RSS, imports included); lakeforge's is the driver JVM's peak
+RSS plus this process' (both peaks reset right before its training). The JVM runs with the
+product's defaults (the tests' C1-only options are not inherited).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import json
 import math
 import os
 import random
+import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -52,7 +58,32 @@ def _pipeline(work: Path, name: str, csv: Path, key: str, model: dict, features:
     return load_pipeline(path)
 
 
-def bench_clustering(spark, settings, work: Path, rows: int) -> dict:
+def _peaks_reset(jvm_pid: int | None) -> None:
+    from benchlib import jvm_peak_rss_reset
+
+    for pid in (jvm_pid, os.getpid()):
+        if pid:
+            jvm_peak_rss_reset(pid)  # VmHWM back to the current RSS
+
+
+def _peak_mb(jvm_pid: int | None) -> float:
+    """lakeforge's peak memory since _peaks_reset: the driver JVM's VmHWM + this process'."""
+    from benchlib import jvm_peak_rss_mb
+
+    return round(sum(jvm_peak_rss_mb(pid) for pid in (jvm_pid, os.getpid()) if pid))
+
+
+def _child(kind: str, work: Path, job: dict) -> dict:
+    """Run a baseline (``kind``: kmeans or implicit) in a child process; its JSON result."""
+    path = work / f"{kind}_job.json"
+    path.write_text(json.dumps(job))
+    out = subprocess.run([sys.executable, __file__, "--child", kind, str(path)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"the {kind} baseline failed (exit {out.returncode}): {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_clustering(spark, settings, work: Path, rows: int, jvm_pid: int | None = None) -> dict:
     from lakeforge.ingest.job import ingest
     from lakeforge.training.job import train
 
@@ -63,16 +94,19 @@ def bench_clustering(spark, settings, work: Path, rows: int) -> dict:
                      {"task": "clustering", "clustering": {"k": ks, "algorithms": ["kmeans"], "k_search": "every_k",
                                                            "eval_rows": 20000}}, {"exclude": []})
     ingest(spark, settings, pipe, "b0", DAY)
+    _peaks_reset(jvm_pid)
     t = time.perf_counter()
     res = train(spark, settings, pipe, "b1", DAY)
     lf_seconds = time.perf_counter() - t
+    lf_peak = _peak_mb(jvm_pid)
     best = next(r for r in res.leaderboard if r["is_best"])
-    sk = sklearn_kmeans(csv, ks, eval_rows=min(20000, res.rows_test))
+    sk = _child("kmeans", work, {"csv": str(csv), "ks": ks, "eval_rows": min(20000, res.rows_test)})
     return {"task": "clustering", "rows": rows, "k": f"{ks[0]}..{ks[-1]}",
             "lakeforge_seconds": round(lf_seconds, 1), "lakeforge_search_seconds": round(res.timings["search"], 1),
             "lakeforge_k": json.loads(best["params"])["k"], "lakeforge_silhouette": round(res.test_metrics["silhouette"], 4),
+            "lakeforge_peak_rss_mb": lf_peak,
             "sklearn_seconds": sk["seconds"], "sklearn_search_seconds": sk["search_seconds"], "sklearn_k": sk["k"],
-            "sklearn_silhouette": sk["silhouette"],
+            "sklearn_silhouette": sk["silhouette"], "sklearn_peak_rss_mb": sk["peak_rss_mb"],
             "note": "lakeforge: read bronze, preprocess, 7 KMeans fits + silhouettes, profile, MLflow registration; "
                     "scikit-learn: read CSV, preprocess, 7 KMeans fits (n_init=1) + silhouettes"}
 
@@ -102,10 +136,11 @@ def sklearn_kmeans(csv: Path, ks: list[int], eval_rows: int) -> dict:
     done = time.perf_counter()
     k_best = max(scores, key=scores.get)
     return {"seconds": round(done - t, 1), "search_seconds": round(done - t_search, 1), "k": k_best,
-            "silhouette": round(scores[k_best], 4)}
+            "silhouette": round(scores[k_best], 4),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
 
-def bench_als(spark, settings, work: Path, users: int) -> dict:
+def bench_als(spark, settings, work: Path, users: int, jvm_pid: int | None = None) -> dict:
     from lakeforge.ingest.job import ingest
     from lakeforge.training.job import train
 
@@ -117,39 +152,52 @@ def bench_als(spark, settings, work: Path, users: int) -> dict:
         "recommendation": {"user": "user_id", "item": "item_id", "rating": "plays", "implicit": True,
                            "grid": {k: [v] for k, v in ALS_POINT.items()}, "max_iter": 10, "k": K}})
     ingest(spark, settings, pipe, "b0", DAY)
+    _peaks_reset(jvm_pid)
     t = time.perf_counter()
     res = train(spark, settings, pipe, "b1", DAY)
     m = res.test_metrics
     row = {"task": "als", "users": users, "items": items, "interactions": users * 25,
-           "lakeforge_seconds": round(time.perf_counter() - t, 1),
+           "lakeforge_seconds": round(time.perf_counter() - t, 1), "lakeforge_peak_rss_mb": _peak_mb(jvm_pid),
            "lakeforge_refit_evaluate_seconds": round(res.timings["refit_evaluate"], 1),
            "lakeforge_ndcg_at_10": round(m["ndcg_at_k"], 4), "popularity_ndcg_at_10": round(m["popularity_ndcg_at_k"], 4)}
     if importlib.util.find_spec("implicit") is None:
         return {**row, "implicit": "not installed (not a lakeforge dependency): no implicit-ALS row"}
-    return {**row, **implicit_als(spark, settings, pipe)}
+    return {**row, **_child("implicit", work, export_split(spark, settings, pipe, work))}
 
 
-def implicit_als(spark, settings, pipe) -> dict:
-    """The implicit package's ALS on lakeforge's training pairs, NDCG@10 on the same held-out pairs."""
-    import numpy as np
-    import scipy.sparse as sp
-    from implicit.als import AlternatingLeastSquares
-    from threadpoolctl import threadpool_limits
+def export_split(spark, settings, pipe, work: Path) -> dict:
+    """lakeforge's training / held-out pairs written as Parquet for the implicit child (not timed)."""
+    from pyspark.sql import functions as F
 
     from lakeforge.training.recommend_steps import RATING, interactions as pairs_of, split_interactions
 
     cfg, rc = pipe.model, pipe.model.recommendation
     bronze = spark.table(settings.table(pipe.tables.bronze))
     split = split_interactions(pairs_of(bronze, rc, "bench"), rc, cfg.test_fraction, max(2, cfg.n_folds), cfg.seed)
-    df = split.select(rc.user, rc.item, RATING, "_is_test").toPandas()  # a benchmark's data: small enough
+    path = work / "als_split.parquet"
+    (split.select(F.col(rc.user).alias("user"), F.col(rc.item).alias("item"), F.col(RATING).alias("rating"), "_is_test")
+     .write.mode("overwrite").parquet(str(path)))
+    return {"data": str(path)}
+
+
+def implicit_als(job: dict) -> dict:
+    """The implicit package's ALS on lakeforge's training pairs, NDCG@10 on the same held-out pairs."""
+    import numpy as np
+    import pandas as pd
+    import scipy.sparse as sp
+    from implicit.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
+
+    t_all = time.perf_counter()
+    df = pd.read_parquet(job["data"])
     train_df, test_df = df[~df["_is_test"]], df[df["_is_test"]]
-    user_ids = {u: i for i, u in enumerate(sorted(train_df[rc.user].unique()))}
-    item_ids = {v: i for i, v in enumerate(sorted(train_df[rc.item].unique()))}
-    rows = train_df[rc.user].map(user_ids).to_numpy()
-    cols = train_df[rc.item].map(item_ids).to_numpy()
-    user_items = sp.csr_matrix((train_df[RATING].to_numpy(np.float32), (rows, cols)),
+    user_ids = {u: i for i, u in enumerate(sorted(train_df["user"].unique()))}
+    item_ids = {v: i for i, v in enumerate(sorted(train_df["item"].unique()))}
+    rows = train_df["user"].map(user_ids).to_numpy()
+    cols = train_df["item"].map(item_ids).to_numpy()
+    user_items = sp.csr_matrix((train_df["rating"].to_numpy(np.float32), (rows, cols)),
                                shape=(len(user_ids), len(item_ids)))
-    relevant = {user_ids[u]: set(g[rc.item]) for u, g in test_df.groupby(rc.user) if u in user_ids}
+    relevant = {user_ids[u]: set(g["item"]) for u, g in test_df.groupby("user") if u in user_ids}
     t = time.perf_counter()
     with threadpool_limits(1, "blas"):  # implicit's own threads (one per core) do the work
         model = AlternatingLeastSquares(factors=ALS_POINT["rank"], regularization=ALS_POINT["regParam"],
@@ -160,10 +208,14 @@ def implicit_als(spark, settings, pipe) -> dict:
     seconds = time.perf_counter() - t
     labels = np.array(sorted(item_ids, key=item_ids.get))
     ndcg = np.mean([ndcg_at(list(labels[ids[n]]), relevant[u], K) for n, u in enumerate(who)])
-    return {"implicit_seconds": round(seconds, 2), "implicit_ndcg_at_10": round(float(ndcg), 4),
-            "numpy_popularity_ndcg_at_10": round(popularity_ndcg(train_df, relevant, user_items, labels, rc), 4),
-            "implicit_note": "fit + top-10 of every held-out user; regularization is not on Spark's scale "
-                             "(Spark weights regParam by each user's/item's number of interactions)"}
+    pop = popularity_ndcg(train_df, relevant, user_items, labels)
+    return {"implicit_seconds": round(seconds, 2), "implicit_total_seconds": round(time.perf_counter() - t_all, 1),
+            "implicit_ndcg_at_10": round(float(ndcg), 4), "numpy_popularity_ndcg_at_10": round(pop, 4),
+            "implicit_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "implicit_note": "implicit_seconds: fit + top-10 of every held-out user; implicit_total_seconds adds reading "
+                             "the pairs, the sparse matrix and both NDCGs; peak: the child process (imports included); "
+                             "regularization is not on Spark's scale (Spark weights regParam by each user's/item's "
+                             "number of interactions)"}
 
 
 def ndcg_at(predicted: list, relevant: set, k: int) -> float:
@@ -174,10 +226,10 @@ def ndcg_at(predicted: list, relevant: set, k: int) -> float:
     return dcg / ideal if ideal else 0.0
 
 
-def popularity_ndcg(train_df, relevant: dict, user_items, labels, rc) -> float:
+def popularity_ndcg(train_df, relevant: dict, user_items, labels) -> float:
     """The popularity baseline's NDCG@K in numpy: items by their number of training pairs (ties by
     the id as text, as lakeforge's StringIndexer orders them), each user's unseen ones first."""
-    counts = train_df.groupby(rc.item).size()
+    counts = train_df.groupby("item").size()
     order = sorted(counts.index, key=lambda v: (-counts[v], str(v)))
     out = []
     for u, rel in relevant.items():
@@ -186,11 +238,12 @@ def popularity_ndcg(train_df, relevant: dict, user_items, labels, rc) -> float:
     return float(sum(out) / len(out))
 
 
-def run(datasets: list[str], spark, settings, work: Path, rows: int = 100_000, users: int = 5_000) -> list[dict]:
+def run(datasets: list[str], spark, settings, work: Path, rows: int = 100_000, users: int = 5_000,
+        jvm_pid: int | None = None) -> list[dict]:
     out = []
     for name, bench, size in (("clustering", bench_clustering, rows), ("als", bench_als, users)):
         if name in datasets:
-            out.append(bench(spark, settings, work, size))
+            out.append(bench(spark, settings, work, size, jvm_pid))
             print(json.dumps(out[-1]), flush=True)
     return out
 
@@ -202,13 +255,19 @@ def main() -> int:
     p.add_argument("--users", type=int, default=5_000, help="users of the ALS row, 25 interactions each (default 5,000)")
     p.add_argument("--driver-memory", default="4g")
     p.add_argument("--out", default=None, help="write the rows as JSON here")
+    p.add_argument("--child", nargs=2, default=None, help=argparse.SUPPRESS)  # internal: kind, job file
     args = p.parse_args()
+    if args.child:
+        job = json.loads(Path(args.child[1]).read_text())
+        out = sklearn_kmeans(job["csv"], job["ks"], job["eval_rows"]) if args.child[0] == "kmeans" else implicit_als(job)
+        print(json.dumps(out))
+        return 0
     os.environ.setdefault("SPARK_SUBMIT_OPTS", "")  # before benchlib imports the tests' conftest (C1-only JVMs)
     from benchlib import start
 
-    work, settings, spark, _ = start("lakeforge-bench-tasks-", args.driver_memory)
+    work, settings, spark, jvm_pid = start("lakeforge-bench-tasks-", args.driver_memory)
     t = time.perf_counter()
-    rows = run(args.datasets.split(","), spark, settings, work, args.rows, args.users)
+    rows = run(args.datasets.split(","), spark, settings, work, args.rows, args.users, jvm_pid)
     report = {"rows": rows, "seconds": round(time.perf_counter() - t, 1), "cpus": os.cpu_count(),
               "load_average": os.getloadavg()}
     if args.out:

@@ -149,7 +149,7 @@ def main() -> int:
             from bench_tasks import run as run_tasks
 
             results += [{"dataset": dataset, **r}
-                        for r in run_tasks([dataset], spark, settings, work, args.cluster_rows, args.users)]
+                        for r in run_tasks([dataset], spark, settings, work, args.cluster_rows, args.users, jvm_pid)]
             continue
         if dataset == "telco":
             pipe = load_pipeline(write_pipeline(work, **{"model.algorithms": TELCO_GRIDS, "model.folds": 3,
