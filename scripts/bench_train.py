@@ -216,6 +216,7 @@ def main() -> int:
     import sklearn
 
     machine["sklearn"] = sklearn.__version__
+    machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report = {"machine": machine, "results": results}
     print(json.dumps(report, indent=2, default=str))
     if args.out:
