@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from jvm_archive import ensure_archive, java_options
 from lakeforge.core.settings import load_settings
 
 # Every JVM the tests start (the session's, each `lakeforge` process, spark-submit, the Thrift
@@ -24,10 +25,19 @@ from lakeforge.core.settings import load_settings
 # whole run 139 -> 90 CPU seconds. The product's own JVMs keep the defaults.
 # The session's JVM (one per xdist worker) lives for the whole suite: it keeps the C2 compiler
 # (test_scheduling.py alone: 283 -> 256 CPU seconds of its processes, java 261 -> 234).
+# They also map a class-data sharing archive of Spark's, Delta's and MLlib's classes, made once
+# per Java and pyspark version by the first pytest process (tests/jvm_archive.py: about half of
+# a JVM's start-up CPU).
 TEST_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 SESSION_JVM_OPTIONS = "-XX:+UseSerialGC"
-for _variable in ("SPARK_SUBMIT_OPTS", "SPARK_DAEMON_JAVA_OPTS", "SPARK_BEELINE_OPTS"):
-    os.environ.setdefault(_variable, TEST_JVM_OPTIONS)
+
+
+def pytest_configure(config):
+    if not hasattr(config, "workerinput") and not config.option.collectonly:  # the controller (or the only process), once
+        ensure_archive(TEST_JVM_OPTIONS)
+    for variable in ("SPARK_SUBMIT_OPTS", "SPARK_DAEMON_JAVA_OPTS", "SPARK_BEELINE_OPTS"):
+        os.environ.setdefault(variable, java_options(TEST_JVM_OPTIONS))
+
 
 # The session's Spark (the in-process tests) evaluates expressions interpreted instead of compiling
 # generated Java for each new query shape: on the tests' tiny tables Janino's compilation costs
@@ -133,7 +143,7 @@ def spark(settings):
     from lakeforge.core.spark import get_spark
 
     saved = os.environ.get("SPARK_SUBMIT_OPTS")
-    os.environ["SPARK_SUBMIT_OPTS"] = SESSION_JVM_OPTIONS
+    os.environ["SPARK_SUBMIT_OPTS"] = java_options(SESSION_JVM_OPTIONS)
     try:
         session = get_spark(settings)
     finally:
