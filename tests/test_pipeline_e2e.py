@@ -4,11 +4,11 @@ process reads the predictions by table name (one process answers every query: it
 the statements from stdin).
 
 The first run is the shipped pipeline with a three-candidate grid, one small point of each of its
-algorithms (the shipped grid's 7 candidates are the demo's, `scripts/demo.sh`; the search itself,
-every algorithm on the same folds, is tested in process by test_training.py). The second run
-searches only the candidate the first one chose (same data, folds, seed and settings): it must
-rebuild the very same model, which then does not beat the champion, and replace the run date's
-predictions and leaderboard rows instead of adding to them."""
+algorithms, on 2 folds (the shipped grid's 7 candidates on 3 folds are the demo's,
+`scripts/demo.sh`; the search itself, every algorithm on the same folds, is tested in process by
+test_training.py). The second run searches only the candidate the first one chose (same data,
+folds, seed and settings): it must rebuild the very same model, which then does not beat the
+champion, and replace the run date's predictions and leaderboard rows instead of adding to them."""
 
 import json
 import re
@@ -29,13 +29,13 @@ SMALL_GRID = {"logistic_regression": {"regParam": [0.01], "elasticNetParam": [0.
 def project(spark, tmp_path_factory):
     folder = tmp_path_factory.mktemp("e2e")
     overlay = write_overlay(folder)
-    small = write_pipeline(folder / "first", **{"model.algorithms": SMALL_GRID})  # same name, tables and data
+    small = write_pipeline(folder / "first", **{"model.algorithms": SMALL_GRID, "model.folds": 2})  # same name, tables and data
     first = run_lakeforge("--conf", str(overlay), "run", str(small), "--run-date", RUN_DATE)
     assert first.returncode == 0, first.stderr[-3000:]
     board = _leaderboard(spark, folder).collect()  # the first run's: one candidate per algorithm
     best = next(r for r in board if r.is_best)
     chosen = {best.algorithm: {k: [v] for k, v in json.loads(best.params).items()}}
-    again = write_pipeline(folder / "again", **{"model.algorithms": chosen})  # same name, tables, data and folds
+    again = write_pipeline(folder / "again", **{"model.algorithms": chosen, "model.folds": 2})  # same name, tables, data and folds
     second = run_lakeforge("--conf", str(overlay), "run", str(again), "--run-date", RUN_DATE)
     return folder, overlay, [first, second], board
 
