@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TELCO_CSV, run_lakeforge, write_overlay, write_pipeline
+from conftest import ROOT, TELCO_CSV, run_lakeforge, telco_slice, write_overlay, write_pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 COPIES = 12  # 12 x 7043 = 84,516 customers with distinct keys: seconds of scoring per task on 1-core executors
+ROWS = 1000  # the pipeline run on the cluster: the first 1,000 Telco customers (the subject is spark-submit)
 
 
 def _free_port() -> int:
@@ -65,17 +66,19 @@ def _finish(proc, timeout=420) -> str:
 
 @pytest.fixture(scope="module")
 def trained_on_cluster(cluster):
-    """The whole Telco pipeline submitted to the cluster (small grid to keep CI short)."""
+    """The whole Telco pipeline submitted to the cluster (1,000 customers, a small grid to keep CI short)."""
     folder, env = cluster
     overlay = write_overlay(folder / "project")
-    pipeline = write_pipeline(folder / "project", **{"model.algorithms": {"logistic_regression": {"regParam": [0.01]}}, "model.folds": 2})
+    pipeline = write_pipeline(folder / "project", **{"source.path": str(telco_slice(folder / "project", ROWS)),
+                                                     "model.algorithms": {"logistic_regression": {"regParam": [0.01]}},
+                                                     "model.folds": 2})
     out = _finish(_submit(env, "run", "--env", "cluster", "--conf", str(overlay), str(pipeline), "--run-date", "2026-01-02"))
     return folder, env, overlay, out
 
 
 def test_pipeline_runs_on_the_standalone_cluster(spark, trained_on_cluster):
     folder, env, _, out = trained_on_cluster
-    assert "7043 predictions (rows of lakeforge.bronze_telco version 1) by telco_churn v1" in out
+    assert f"{ROWS} predictions (rows of lakeforge.bronze_telco version 1) by telco_churn v1" in out
     apps = _master_state(env)["completedapps"]
     assert apps and all(a["state"] == "FINISHED" for a in apps)
     assert len(_master_state(env)["workers"]) == 2
@@ -83,7 +86,7 @@ def test_pipeline_runs_on_the_standalone_cluster(spark, trained_on_cluster):
     row = predictions.selectExpr(
         "count(*) AS n", "count(DISTINCT customerID) AS keys", "collect_set(CAST(run_date AS STRING)) AS dates",
         "min(score) AS lo", "max(score) AS hi").first()
-    assert (row.n, row.keys, row.dates) == (7043, 7043, ["2026-01-02"])
+    assert (row.n, row.keys, row.dates) == (ROWS, ROWS, ["2026-01-02"])
     assert 0.0 <= row.lo and row.hi <= 1.0
 
 
