@@ -18,10 +18,16 @@ logistic / ridge regression on imputed, scaled numbers and the same one-hot enco
 become year, month, day of week and hour for scikit-learn (lakeforge frames dates itself).
 
     nice -n 10 .venv/bin/python scripts/bench_quality.py --sample 3000 --datasets telco   # smoke
-    nice -n 10 .venv/bin/python scripts/bench_quality.py --out docs/bench_quality.json      # full run
+    nice -n 10 .venv/bin/python scripts/bench_quality.py --datasets diamonds --out docs/bench_quality.json  # one at full size
 
-Prints a JSON line per (dataset, tool); peak memory is the largest resident set of the tool's
-process tree (lakeforge: its subprocess and the Spark driver JVM it starts).
+Prints a JSON line per (dataset, tool); --out merges them into a JSON file after each dataset
+(rows of other datasets already there are kept, so one run per dataset fills one file). Peak memory:
+scikit-learn, this process's peak resident set during fit and predict (VmHWM reset before each
+model; it holds the table too); lakeforge, the peak of the summed resident sets of the run's process
+tree (its Python process and the Spark JVM it starts, sampled every 0.2 s) and the largest single
+process's peak. lakeforge's row also has the run's own stage times (``stage_seconds``: ingest,
+train and its search / refit steps, score) and the path of its log, whose leaderboard shows each
+candidate's CV metric and fit seconds.
 """
 
 from __future__ import annotations
@@ -30,11 +36,11 @@ import argparse
 import glob
 import json
 import os
-import resource
 import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -132,14 +138,61 @@ def sklearn_models(task: str, train: pd.DataFrame, test: pd.DataFrame, target: s
     }
     out = []
     for name, pipe in pipes.items():
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        Path("/proc/self/clear_refs").write_text("5")  # resets this process's peak RSS (VmHWM)
         t = time.perf_counter()
         pipe.fit(xt, yt)
         secs = time.perf_counter() - t
         score = pipe.predict(xs) if task == "regression" else pipe.predict_proba(xs)[:, 1]
         out.append({"tool": name, "seconds": round(secs, 1), **_metrics(task, ys, score),
-                    "peak_mb_python": round(max(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024)})
+                    "peak_mb_process": round(_status_mb(os.getpid())["VmHWM"])})
     return out
+
+
+class TreePeak:
+    """The peak of the summed resident sets of a process and its descendants (sampled every
+    0.2 s from /proc) and the largest single peak (VmHWM) among them."""
+
+    def __init__(self, pid: int):
+        self.pid, self.sum_mb, self.largest_mb, self.done = pid, 0.0, 0.0, threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+
+    def _tree(self) -> list[int]:
+        parents = {}
+        for stat in glob.glob("/proc/[0-9]*/stat"):
+            try:
+                fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents.setdefault(int(fields[1]), []).append(int(stat.split("/")[2]))
+        tree, todo = [], [self.pid]
+        while todo:
+            pid = todo.pop()
+            tree.append(pid)
+            todo += parents.get(pid, [])
+        return tree
+
+    def _poll(self) -> None:
+        while not self.done.wait(0.2):
+            total = 0.0
+            for pid in self._tree():
+                mem = _status_mb(pid)
+                total += mem.get("VmRSS", 0.0)
+                self.largest_mb = max(self.largest_mb, mem.get("VmHWM", 0.0))
+            self.sum_mb = max(self.sum_mb, total)
+
+    def stop(self) -> dict:
+        self.done.set()
+        self.thread.join()
+        return {"peak_mb_tree": round(self.sum_mb), "peak_mb_largest_process": round(self.largest_mb)}
+
+
+def _status_mb(pid: int) -> dict[str, float]:
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return {}
+    return {k: int(v.split()[0]) / 1024 for k, v in (line.split(":", 1) for line in lines) if k in ("VmRSS", "VmHWM")}
 
 
 def _metrics(task: str, y, score) -> dict:
@@ -160,18 +213,37 @@ def lakeforge_zero_config(task: str, train: pd.DataFrame, test: pd.DataFrame, ta
     overlay = write_overlay(folder / "stores", master="local[*]", shuffle_partitions=8, driver_memory="4g")
     csv = folder / f"{name}.csv"
     train.to_csv(csv, index=False)
+    log = folder / "run.log"
     t = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "lakeforge.app.cli", "--conf", str(overlay), "run", "--input", str(csv),
-                           "--target", target, "--key", "row_id"], capture_output=True, text=True,
-                          env={**os.environ, "LAKEFORGE_HOME": str(ROOT)})
-    secs = time.perf_counter() - t
-    if done.returncode != 0:
-        return {"tool": "lakeforge zero-config", "error": done.stderr.strip().splitlines()[-1:], "seconds": round(secs, 1)}
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest process of the run
+    with log.open("w") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "lakeforge.app.cli", "--conf", str(overlay), "run", "--input",
+                                 str(csv), "--target", target, "--key", "row_id"], stdout=sink, stderr=subprocess.STDOUT,
+                                text=True, env={**os.environ, "LAKEFORGE_HOME": str(ROOT)})
+        peak = TreePeak(proc.pid)
+        code = proc.wait()
+    secs, memory = time.perf_counter() - t, peak.stop()
+    lines = log.read_text().splitlines()
+    if code != 0:
+        return {"tool": "lakeforge zero-config", "error": lines[-1:], "seconds": round(secs, 1), "log": str(log)}
     y, score = _score_test(folder / "stores", name, test, target)
-    best = [line for line in done.stdout.splitlines() + done.stderr.splitlines() if "best:" in line][-1:]
-    return {"tool": "lakeforge zero-config", "seconds": round(secs, 1), **_metrics(task, y, score),
-            "peak_mb_largest_process": round(peak), "best": best}
+    best = [line.strip() for line in lines if "best:" in line][-1:]
+    return {"tool": "lakeforge zero-config", "seconds": round(secs, 1), **_metrics(task, y, score), **memory,
+            "stage_seconds": _stage_seconds(lines), "best": best, "log": str(log)}
+
+
+def _stage_seconds(lines: list[str]) -> dict[str, float]:
+    """The run's own timings: its 'Pipeline NAME finished in Ts (last date: ingest a s, train b s,
+    score c s)' line and the train stage's steps ('(read split 1.0s, ..., search 2.0s, ...)')."""
+    import re
+
+    out: dict[str, float] = {}
+    text = " ".join(line.strip() for line in lines)  # rich wraps long lines
+    if m := re.search(r"finished in ([\d.]+)s \(last date: ([^)]*)\)", text):
+        out["pipeline"] = float(m.group(1))
+        out |= {k: float(v) for k, v in re.findall(r"([a-z_]+) ([\d.]+)s", m.group(2))}
+    if m := re.search(r"\((read split [^)]*)\)", text):
+        out |= {"train_" + k.replace(" ", "_"): float(v) for k, v in re.findall(r"([a-z][a-z ]*?) ([\d.]+)s", m.group(1))}
+    return out
 
 
 def _score_test(stores: Path, name: str, test: pd.DataFrame, target: str):
@@ -187,7 +259,8 @@ def _score_test(stores: Path, name: str, test: pd.DataFrame, target: str):
     mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
     uri = f"models:/{card['model']['registered_name']}@champion"
     columns = mlflow.models.get_model_info(uri).signature.inputs.to_dict()
-    spark = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").getOrCreate()
+    spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
+             .config("spark.ui.showConsoleProgress", "false").getOrCreate())
     frame = spark.createDataFrame(test.astype(object).where(test.notna(), None))
     frame = frame.select(*[frame[c["name"]].cast(_spark_type(c["type"])).alias(c["name"]) for c in columns])
     model = mlflow.spark.load_model(uri)
@@ -226,8 +299,19 @@ def main() -> None:
                     "load": round(os.getloadavg()[0], 1)}
             print(json.dumps(line), flush=True)
             lines.append(line)
-    if args.out:
-        Path(args.out).write_text(json.dumps(lines, indent=1) + "\n")
+        if args.out:
+            _merge(Path(args.out), lines)
+
+
+def _merge(out: Path, lines: list[dict]) -> None:
+    """Write ``lines`` to ``out``, keeping the rows of other (dataset, tool, train_rows) already there:
+    separate runs (one dataset each) fill one file."""
+    def key(row):
+        return row["dataset"], row["tool"], row["train_rows"]
+
+    new = {key(row) for row in lines}
+    kept = [row for row in (json.loads(out.read_text()) if out.exists() else []) if key(row) not in new]
+    out.write_text(json.dumps(kept + lines, indent=1) + "\n")
 
 
 if __name__ == "__main__":
