@@ -24,8 +24,8 @@ Prints a JSON line per (dataset, tool); --out merges them into a JSON file after
 (rows of other datasets already there are kept, so one run per dataset fills one file). Peak memory:
 scikit-learn, this process's peak resident set during fit and predict (VmHWM reset before each
 model; it holds the table too); lakeforge, the peak of the summed resident sets of the run's process
-tree (its Python process and the Spark JVM it starts, sampled every 0.2 s) and the largest single
-process's peak. lakeforge's row also has the run's own stage times (``stage_seconds``: ingest,
+tree (PSS, so pages shared between processes count once; its Python process, the Spark JVM it
+starts and whatever they start, sampled every 0.5 s) and each process's own peak resident set. lakeforge's row also has the run's own stage times (``stage_seconds``: ingest,
 train and its search / refit steps, score) and the path of its log, whose leaderboard shows each
 candidate's CV metric and fit seconds.
 """
@@ -149,11 +149,13 @@ def sklearn_models(task: str, train: pd.DataFrame, test: pd.DataFrame, target: s
 
 
 class TreePeak:
-    """The peak of the summed resident sets of a process and its descendants (sampled every
-    0.2 s from /proc) and the largest single peak (VmHWM) among them."""
+    """The peak of the summed proportional set sizes (PSS: shared pages split between the
+    processes that map them) of a process and its descendants, sampled every 0.5 s from /proc, and
+    each process's own peak resident set (VmHWM) by its command."""
 
     def __init__(self, pid: int):
-        self.pid, self.sum_mb, self.largest_mb, self.done = pid, 0.0, 0.0, threading.Event()
+        self.pid, self.sum_mb, self.done = pid, 0.0, threading.Event()
+        self.by_process: dict[str, float] = {}
         self.thread = threading.Thread(target=self._poll, daemon=True)
         self.thread.start()
 
@@ -173,26 +175,47 @@ class TreePeak:
         return tree
 
     def _poll(self) -> None:
-        while not self.done.wait(0.2):
+        while not self.done.wait(0.5):
             total = 0.0
             for pid in self._tree():
                 mem = _status_mb(pid)
-                total += mem.get("VmRSS", 0.0)
-                self.largest_mb = max(self.largest_mb, mem.get("VmHWM", 0.0))
+                total += mem.get("Pss", mem.get("VmRSS", 0.0))
+                name = f"{pid} {_command(pid)}"
+                self.by_process[name] = max(self.by_process.get(name, 0.0), mem.get("VmHWM", 0.0))
             self.sum_mb = max(self.sum_mb, total)
 
     def stop(self) -> dict:
         self.done.set()
         self.thread.join()
-        return {"peak_mb_tree": round(self.sum_mb), "peak_mb_largest_process": round(self.largest_mb)}
+        top = sorted(self.by_process.items(), key=lambda kv: -kv[1])[:4]
+        return {"peak_mb_tree_pss": round(self.sum_mb), "peak_mb_largest_process": round(top[0][1]) if top else 0,
+                "peak_mb_by_process": {k: round(v) for k, v in top}}
+
+
+def _command(pid: int) -> str:
+    """The program and, for python or java, its main module or class."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return "?"
+    name = Path(args[0]).name
+    if name.startswith("python") and "-m" in args:
+        return f"{name} -m {args[args.index('-m') + 1]}"
+    if name == "java":
+        return f"java {next((a for a in args[1:] if a.startswith('org.')), '')}"
+    return " ".join([name, *args[1:2]])[:60]
 
 
 def _status_mb(pid: int) -> dict[str, float]:
-    try:
-        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-    except OSError:
-        return {}
-    return {k: int(v.split()[0]) / 1024 for k, v in (line.split(":", 1) for line in lines) if k in ("VmRSS", "VmHWM")}
+    out = {}
+    for source in (f"/proc/{pid}/status", f"/proc/{pid}/smaps_rollup"):
+        try:
+            lines = Path(source).read_text().splitlines()
+        except OSError:
+            continue
+        out |= {k: int(v.split()[0]) / 1024 for k, v in (line.split(":", 1) for line in lines if ":" in line)
+                if k in ("VmRSS", "VmHWM", "Pss")}
+    return out
 
 
 def _metrics(task: str, y, score) -> dict:
