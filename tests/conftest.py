@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jvm_archive import ensure_archive, java_options
 from lakeforge.core.settings import load_settings
 
 # Every JVM the tests start (the session's, each `lakeforge` process, spark-submit, the Thrift
@@ -25,18 +24,17 @@ from lakeforge.core.settings import load_settings
 # whole run 139 -> 90 CPU seconds. The product's own JVMs keep the defaults.
 # The session's JVM (one per xdist worker) lives for the whole suite: it keeps the C2 compiler
 # (test_scheduling.py alone: 283 -> 256 CPU seconds of its processes, java 261 -> 234).
-# They also map a class-data sharing archive of Spark's, Delta's and MLlib's classes, made once
-# per Java and pyspark version by the first pytest process (tests/jvm_archive.py: about half of
-# a JVM's start-up CPU).
+# They are set for pytest only (not when a benchmark script imports this module for its helpers).
+# Not done: a class-data sharing archive of Spark's classes (-XX:ArchiveClassesAtExit). It halves
+# a bare session's start-up CPU (7 -> 3.5 s), but on the suite's commands it saved 15 of 217
+# CPU-seconds (tests/test_cli.py + test_frame.py) and making it took 64 s at the start of the run.
 TEST_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 SESSION_JVM_OPTIONS = "-XX:+UseSerialGC"
 
 
 def pytest_configure(config):
-    if not hasattr(config, "workerinput") and not config.option.collectonly:  # the controller (or the only process), once
-        ensure_archive(TEST_JVM_OPTIONS)
     for variable in ("SPARK_SUBMIT_OPTS", "SPARK_DAEMON_JAVA_OPTS", "SPARK_BEELINE_OPTS"):
-        os.environ.setdefault(variable, java_options(TEST_JVM_OPTIONS))
+        os.environ.setdefault(variable, TEST_JVM_OPTIONS)
 
 
 # The session's Spark (the in-process tests) evaluates expressions interpreted instead of compiling
@@ -143,7 +141,7 @@ def spark(settings):
     from lakeforge.core.spark import get_spark
 
     saved = os.environ.get("SPARK_SUBMIT_OPTS")
-    os.environ["SPARK_SUBMIT_OPTS"] = java_options(SESSION_JVM_OPTIONS)
+    os.environ["SPARK_SUBMIT_OPTS"] = SESSION_JVM_OPTIONS
     try:
         session = get_spark(settings)
     finally:
