@@ -5,15 +5,15 @@ ingest_runs status (failed_checks) agrees with job_runs (failed). Scoring also r
 model input column turns null (a renamed column under schema_evolution).
 
 The rules on recorded loads (lakeforge.ingest.gate) are tested on inline values; the commands
-end to end in this process (lakeforge.app.cli.main, its output read with capsys) on the Telco
-data with a one-candidate search."""
+end to end in this process (lakeforge.app.cli.main, its output read with capsys) on the first
+1,000 Telco customers with a one-candidate search."""
 
 import datetime as dt
 import json
 
 import pytest
 
-from conftest import TELCO_CSV, write_pipeline
+from conftest import TELCO_CSV, telco_slice, write_pipeline
 from lakeforge.app.cli import main
 from lakeforge.core.errors import InputDataError
 from lakeforge.ingest.gate import Choice, Load, choose, failed_rows
@@ -92,6 +92,7 @@ TABLES = {"tables.bronze": "qg_bronze", "tables.predictions": "qg_predictions", 
           "model.registered_name": "qg_model", "model.algorithms": {"logistic_regression": {"regParam": [0.01]}},
           "model.folds": 2}
 FAILING = [{"type": "range", "column": "tenure", "max": 10}]  # most Telco customers stayed longer
+ROWS = 1000
 
 
 def _lf(overlay, capsys, *args) -> tuple[int, list[str]]:
@@ -114,8 +115,9 @@ def _job_run(spark, job, run_date, table="lakeforge.qg_bronze"):
 def gated(spark, overlay, tmp_path_factory):
     """The Telco data loaded (checks passed) and a model trained on it."""
     folder = tmp_path_factory.mktemp("gate")
-    good = write_pipeline(folder / "good", **TABLES)
-    failing = write_pipeline(folder / "failing", **TABLES, **{"source.checks": FAILING})
+    data = {"source.path": str(telco_slice(folder, ROWS))}
+    good = write_pipeline(folder / "good", **TABLES, **data)
+    failing = write_pipeline(folder / "failing", **TABLES, **data, **{"source.checks": FAILING})
     assert main(["--conf", str(overlay), "ingest", str(good), "--run-date", "2025-12-31"]) == 0
     assert main(["--conf", str(overlay), "train", str(good), "--run-date", "2025-12-31"]) == 0
     return folder, good, failing
@@ -154,7 +156,7 @@ def test_train_and_score_do_not_use_a_version_whose_error_checks_failed(spark, o
     code, lines = _lf(overlay, capsys, "score", str(good), "--run-date", "2026-01-03", "--allow-failed-checks")
     assert code == 0 and len(_lines(lines, said, "scoring uses it anyway (--allow-failed-checks)")) == 1
     assert _job_run(spark, "score", "2026-01-03").input_version == latest
-    assert spark.sql("SELECT count(*) FROM lakeforge.qg_predictions WHERE run_date = DATE'2026-01-03'").first()[0] == 7043
+    assert spark.sql("SELECT count(*) FROM lakeforge.qg_predictions WHERE run_date = DATE'2026-01-03'").first()[0] == ROWS
 
 
 def test_run_goes_on_past_failed_checks_only_when_allowed(spark, overlay, gated, capsys):
@@ -177,7 +179,7 @@ def test_no_version_that_passed_refuses_train_and_score_in_one_line(spark, overl
     folder, _, _ = gated
     first_bad = write_pipeline(folder / "first_bad", **{**TABLES, "tables.bronze": "qg_first_bad",
                                                         "tables.predictions": "qg_first_bad_predictions"},
-                               **{"source.checks": FAILING})
+                               **{"source.checks": FAILING, "source.path": str(folder / f"telco_{ROWS}.csv")})
     assert _lf(overlay, capsys, "ingest", str(first_bad), "--run-date", "2026-01-06")[0] == 2
     for job, stage in (("train", "training"), ("score", "scoring")):
         code, lines = _lf(overlay, capsys, job, str(first_bad), "--run-date", "2026-01-06")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from conftest import write_pipeline
+from conftest import telco_slice, write_pipeline
 from lakeforge.core import tracking
 from lakeforge.core.config import load_pipeline
 from lakeforge.core.errors import InputDataError
@@ -125,7 +125,8 @@ def test_a_champion_reading_other_columns_is_scored_on_the_same_rows(spark, sett
     """A champion whose features read a column today's config does not use (here a load
     metadata column) is still scored on the same test rows, not replaced unscored."""
     lr = {"logistic_regression": {"regParam": [0.01]}}
-    cols = {"features.numeric": ["tenure"], "features.categorical": ["Contract"], "model.algorithms": lr}
+    cols = {"features.numeric": ["tenure"], "features.categorical": ["Contract"], "model.algorithms": lr,
+            "source.path": str(telco_slice(tmp_path, 1000))}  # the first 1,000 customers: the subject is the columns
     meta = _pipeline(tmp_path / "a", "metachamp", **cols, **{"features.derived": {"load_month": "month(_run_date)"}})
     ingest(spark, settings, meta, "m0", DAY)
     first = train(spark, settings, meta, "m1", DAY)
