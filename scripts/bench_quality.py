@@ -139,11 +139,11 @@ def sklearn_models(task: str, train: pd.DataFrame, test: pd.DataFrame, target: s
     out = []
     for name, pipe in pipes.items():
         Path("/proc/self/clear_refs").write_text("5")  # resets this process's peak RSS (VmHWM)
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         pipe.fit(xt, yt)
-        secs = time.perf_counter() - t
+        secs, cpu = time.perf_counter() - t, time.process_time() - cpu
         score = pipe.predict(xs) if task == "regression" else pipe.predict_proba(xs)[:, 1]
-        out.append({"tool": name, "seconds": round(secs, 1), **_metrics(task, ys, score),
+        out.append({"tool": name, "seconds": round(secs, 1), "cpu_seconds": round(cpu, 1), **_metrics(task, ys, score),
                     "peak_mb_process": round(_status_mb(os.getpid())["VmHWM"])})
     return out
 
@@ -156,6 +156,7 @@ class TreePeak:
     def __init__(self, pid: int):
         self.pid, self.sum_mb, self.done = pid, 0.0, threading.Event()
         self.by_process: dict[str, float] = {}
+        self.cpu_ticks: dict[int, int] = {}  # pid -> its last utime + stime
         self.thread = threading.Thread(target=self._poll, daemon=True)
         self.thread.start()
 
@@ -166,7 +167,10 @@ class TreePeak:
                 fields = Path(stat).read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            parents.setdefault(int(fields[1]), []).append(int(stat.split("/")[2]))
+            pid = int(stat.split("/")[2])
+            parents.setdefault(int(fields[1]), []).append(pid)
+            if pid in self.cpu_ticks or pid == self.pid:
+                self.cpu_ticks[pid] = int(fields[11]) + int(fields[12])
         tree, todo = [], [self.pid]
         while todo:
             pid = todo.pop()
@@ -178,6 +182,7 @@ class TreePeak:
         while not self.done.wait(0.5):
             total = 0.0
             for pid in self._tree():
+                self.cpu_ticks.setdefault(pid, 0)
                 mem = _status_mb(pid)
                 total += mem.get("Pss", mem.get("VmRSS", 0.0))
                 name = f"{pid} {_command(pid)}"
@@ -188,7 +193,8 @@ class TreePeak:
         self.done.set()
         self.thread.join()
         top = sorted(self.by_process.items(), key=lambda kv: -kv[1])[:4]
-        return {"peak_mb_tree_pss": round(self.sum_mb), "peak_mb_largest_process": round(top[0][1]) if top else 0,
+        cpu = sum(self.cpu_ticks.values()) / os.sysconf("SC_CLK_TCK")
+        return {"cpu_seconds": round(cpu, 1), "peak_mb_tree_pss": round(self.sum_mb), "peak_mb_largest_process": round(top[0][1]) if top else 0,
                 "peak_mb_by_process": {k: round(v) for k, v in top}}
 
 
