@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import write_pipeline
+from conftest import telco_slice, write_pipeline
 from test_sql_server import _free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -69,6 +69,7 @@ def test_train_register_and_score_through_an_mlflow_server(spark, settings, over
     server_overlay = project / "overlay.yaml"
     server_overlay.write_text(yaml.safe_dump(data))
     pipeline = write_pipeline(project, **{
+        "source.path": str(telco_slice(project, 1000)),  # the first 1,000 customers: the subject is the server
         "tables.bronze": "mlf_bronze", "tables.predictions": "mlf_predictions", "tables.leaderboard": "mlf_leaderboard",
         "model.algorithms": {"logistic_regression": {"regParam": [0.01]}, "random_forest": {"numTrees": [10], "maxDepth": [4]}},
         "model.folds": 2})
@@ -78,8 +79,8 @@ def test_train_register_and_score_through_an_mlflow_server(spark, settings, over
         tracking.configure(settings)  # the session's own store again, for the tests after this one
     captured = capsys.readouterr()
     assert code == 0, captured.err[-3000:]
-    assert "7043 predictions" in captured.err
-    assert spark.table("lakeforge.mlf_predictions").count() == 7043
+    assert "1000 predictions" in captured.err
+    assert spark.table("lakeforge.mlf_predictions").count() == 1000
 
     from mlflow import MlflowClient
 

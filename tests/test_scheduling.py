@@ -15,7 +15,7 @@ from lakeforge.app.runner import UsageProblem, dates
 from lakeforge.core.config import load_pipeline
 from lakeforge.core.runs import JobLockedError, job_lock
 
-from conftest import ROOT, run_lakeforge, write_pipeline
+from conftest import ROOT, run_lakeforge, telco_slice, write_pipeline
 
 
 def test_dates_single_range_and_errors():
@@ -73,13 +73,17 @@ def test_lock_of_a_killed_process_is_released(settings):
             holder.kill()
 
 
+ROWS = 1000  # the first Telco customers (the subject is the scheduling, not the data)
+
+
 @pytest.fixture(scope="module")
 def trained(spark, settings, overlay, tmp_path_factory):
-    """The Telco pipeline ingested and trained once (small grid) in the session warehouse."""
+    """The Telco pipeline on its first 1,000 customers, ingested and trained once (small grid) in
+    the session warehouse."""
     folder = tmp_path_factory.mktemp("sched")
     path = write_pipeline(
-        folder, **{"tables.bronze": "s_bronze", "tables.predictions": "s_predictions",
-                   "tables.leaderboard": "s_leaderboard", "model.registered_name": "sched_model",
+        folder, **{"source.path": str(telco_slice(folder, ROWS)), "tables.bronze": "s_bronze",
+                   "tables.predictions": "s_predictions", "tables.leaderboard": "s_leaderboard", "model.registered_name": "sched_model",
                    "model.algorithms": {"logistic_regression": {"regParam": [0.01]}}, "model.folds": 2}
     )
     result = CliRunner().invoke(cli, ["--conf", str(overlay), "run", str(path), "--run-date", "2026-02-01"])
@@ -100,8 +104,8 @@ def test_backfill_range_scores_each_date_once_with_one_model_version(spark, over
         "SELECT run_date, model_version, count(*) AS n, count(DISTINCT customerID) AS keys "
         "FROM lakeforge.s_predictions GROUP BY ALL ORDER BY run_date").collect()
     assert [(str(r.run_date), r.model_version, r.n, r.keys) for r in rows] == [
-        ("2026-01-01", "1", 7043, 7043), ("2026-01-02", "1", 7043, 7043),
-        ("2026-01-03", "1", 7043, 7043), ("2026-02-01", "1", 7043, 7043)]
+        ("2026-01-01", "1", ROWS, ROWS), ("2026-01-02", "1", ROWS, ROWS),
+        ("2026-01-03", "1", ROWS, ROWS), ("2026-02-01", "1", ROWS, ROWS)]
     # the version's PipelineModel was loaded once in this process for the four dates
     from lakeforge.core import tracking
     ref = tracking.ModelRef("sched_model", "1")
@@ -121,7 +125,7 @@ def test_job_runs_records_successes_and_failures(spark, overlay, trained, tmp_pa
     rows = {str(r.run_date): r for r in spark.sql(
         "SELECT * FROM lakeforge.job_runs WHERE job = 'score' AND run_date >= DATE'2026-03-01' ORDER BY started_at").collect()}
     ok, failed = rows["2026-03-01"], rows["2026-03-02"]
-    assert (ok.status, ok.rows_in, ok.rows_out, ok.model_name, ok.model_version) == ("succeeded", 7043, 7043, "sched_model", "1")
+    assert (ok.status, ok.rows_in, ok.rows_out, ok.model_name, ok.model_version) == ("succeeded", ROWS, ROWS, "sched_model", "1")
     assert ok.duration_s == (ok.finished_at - ok.started_at).total_seconds() and ok.message is None
     assert failed.status == "failed"
     assert "lakeforge.no_such_table does not exist" in failed.message
@@ -219,7 +223,7 @@ def test_incremental_scoring_scores_only_new_or_changed_rows(spark, overlay, tra
         return {r.customerID for r in spark.sql(
             f"SELECT customerID FROM lakeforge.s_pred_inc WHERE run_date = DATE'{date}'").collect()}
 
-    assert len(score("2026-07-01")) == 7043  # nothing scored before: everything
+    assert len(score("2026-07-01")) == ROWS  # nothing scored before: everything
     changed = ["7590-VHVEG", "5575-GNVDE", "3668-QPYBK"]
     spark.sql(f"UPDATE lakeforge.s_inc SET tenure = tenure + 1 WHERE customerID IN {tuple(changed)}")
     spark.sql("INSERT INTO lakeforge.s_inc SELECT concat(customerID, '-new'), * EXCEPT (customerID) "
@@ -228,7 +232,7 @@ def test_incremental_scoring_scores_only_new_or_changed_rows(spark, overlay, tra
     assert score("2026-07-02") == expected
     assert score("2026-07-02") == expected  # a rerun of the date compares with the same base
     assert score("2026-07-03") == set()     # nothing changed since
-    assert len(score("2026-07-03", "--full")) == 7045
+    assert len(score("2026-07-03", "--full")) == ROWS + 2
     versions = spark.sql("SELECT run_date, input_version FROM lakeforge.job_runs WHERE input_table = 'lakeforge.s_inc' "
                          "AND status = 'succeeded' ORDER BY finished_at").collect()
     assert [(str(r.run_date), r.input_version) for r in versions] == [
