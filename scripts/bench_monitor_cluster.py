@@ -21,10 +21,6 @@ def start_on_cluster(prefix: str, args):
     os.environ.setdefault("LAKEFORGE_HOME", str(ROOT))
     # The executors' Python (if a stage ever needs one) is this interpreter, which has lakeforge.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    # Importing tests/conftest.py gives every JVM spark-submit starts the test suite's options
-    # (C1 only, serial GC) unless SPARK_SUBMIT_OPTS is already set: the driver keeps the JVM's
-    # defaults here, as a product driver has (an empty value is kept by conftest's setdefault).
-    os.environ.setdefault("SPARK_SUBMIT_OPTS", "")
     from conftest import write_overlay
 
     from lakeforge.core.settings import load_settings

@@ -267,7 +267,6 @@ def main() -> int:
         out = sklearn_kmeans(job["csv"], job["ks"], job["eval_rows"]) if args.child[0] == "kmeans" else implicit_als(job)
         print(json.dumps(out))
         return 0
-    os.environ.setdefault("SPARK_SUBMIT_OPTS", "")  # before benchlib imports the tests' conftest (C1-only JVMs)
     from benchlib import start
 
     work, settings, spark, jvm_pid = start("lakeforge-bench-tasks-", args.driver_memory)

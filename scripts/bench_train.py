@@ -128,7 +128,6 @@ def main() -> int:
     if args.sklearn_child:
         sklearn_child(args.sklearn_child)
         return 0
-    os.environ.setdefault("SPARK_SUBMIT_OPTS", "")  # the product's JVM, not the tests' C1-only one (conftest)
     from conftest import write_pipeline
     from pyspark.sql import functions as F
 
