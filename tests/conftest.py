@@ -23,13 +23,23 @@ from lakeforge.core.settings import load_settings
 # train (3 candidates, 2 folds) + score in one session: JVM start 24.2 -> 11.8 CPU seconds, the
 # whole run 139 -> 90 CPU seconds. The product's own JVMs keep the defaults.
 # The session's JVM (one per xdist worker) lives for the whole suite: it keeps the C2 compiler
-# (test_scheduling.py alone: 283 -> 256 CPU seconds of its processes, java 261 -> 234).
+# (test_scheduling.py alone: 283 -> 256 CPU seconds of its processes, java 261 -> 234), but
+# only for methods that are really hot: with the default thresholds its C2 thread alone used 77
+# of the JVM's ~240 CPU-seconds in tests/test_monitor.py (per-thread /proc counters). Tier-4
+# thresholds 20x the defaults: test_monitor.py 257-274 -> 212 CPU-s; test_scheduling.py +
+# test_training.py 358 -> 323 CPU-s (each file alone on the quiet machine, cgroup CPU).
+# The other JVMs compile with C1 only, and later (tier-3 thresholds 10x the defaults): a
+# `lakeforge run` of the e2e test's pipeline 88-97 -> 79-85 CPU-s.
 # They are set for pytest only (not when a benchmark script imports this module for its helpers).
 # Not done: a class-data sharing archive of Spark's classes (-XX:ArchiveClassesAtExit). It halves
 # a bare session's start-up CPU (7 -> 3.5 s), but on the suite's commands it saved 15 of 217
 # CPU-seconds (tests/test_cli.py + test_frame.py) and making it took 64 s at the start of the run.
-TEST_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
-SESSION_JVM_OPTIONS = "-XX:+UseSerialGC"
+_LATE_C1 = ("-XX:Tier3InvocationThreshold=2000 -XX:Tier3MinInvocationThreshold=1000 -XX:Tier3CompileThreshold=20000 "
+            "-XX:Tier3BackEdgeThreshold=600000")
+_LATE_C2 = ("-XX:Tier4InvocationThreshold=100000 -XX:Tier4MinInvocationThreshold=20000 -XX:Tier4CompileThreshold=120000 "
+            "-XX:Tier4BackEdgeThreshold=600000")
+TEST_JVM_OPTIONS = f"-XX:TieredStopAtLevel=1 -XX:+UseSerialGC {_LATE_C1}"
+SESSION_JVM_OPTIONS = f"-XX:+UseSerialGC {_LATE_C2}"
 
 
 def pytest_configure(config):
