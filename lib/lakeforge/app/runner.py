@@ -58,14 +58,25 @@ class UsageProblem(ConfigError):
 def dates(run_date: dt.date | None, date_from: dt.date | None, date_to: dt.date | None) -> list[dt.date]:
     """The run dates of one invocation: --run-date (default today) or the range --from..--to."""
     if date_from is None and date_to is None:
-        return [run_date or dt.date.today()]
+        return refuse_future([run_date or dt.date.today()])
     if run_date is not None:
         raise UsageProblem("give either --run-date or --from/--to, not both")
     if date_from is None or date_to is None:
         raise UsageProblem("a backfill range needs both --from and --to")
     if date_to < date_from:
         raise UsageProblem(f"--to {date_to} is before --from {date_from}")
-    return [date_from + dt.timedelta(days=i) for i in range((date_to - date_from).days + 1)]
+    return refuse_future([date_from + dt.timedelta(days=i) for i in range((date_to - date_from).days + 1)])
+
+
+def refuse_future(run_dates: list[dt.date]) -> list[dt.date]:
+    """``run_dates`` unless the last is after today (by the local clock and by UTC, whichever is
+    later: a scheduler in another time zone may already be on the next day): a run date is the
+    day whose data a run processes, and that day has not happened yet."""
+    today = max(dt.date.today(), dt.datetime.now(dt.timezone.utc).date())
+    if run_dates and run_dates[-1] > today:
+        raise UsageProblem(f"run date {run_dates[-1]} is in the future (today is {today}); give a run date up to "
+                           f"{today} (--run-date, or --to for a backfill), or fix the clock if today is wrong")
+    return run_dates
 
 
 def run_job(ctx: Context, job: str, pipeline_file: str, run_dates: list[dt.date], stages) -> list:
@@ -221,7 +232,11 @@ def frame_input(ctx: Context, spark, input_path: str, target: str | None, key: s
 
 def run_pipeline(ctx: Context, pipeline_file: str, run_dates: list[dt.date], allow_failed_checks: bool = False):
     """ingest -> train -> score for each date, then where to find the predictions. A failed
-    error check stops the run after ingest, unless ``allow_failed_checks``."""
+    error check stops the run after ingest, unless ``allow_failed_checks``. An unreachable MLflow
+    server stops it before anything is written (train would fail after ingest loaded)."""
+    from lakeforge.core.tracking import check_reachable
+
+    check_reachable(ctx.settings)
     t0 = time.perf_counter()
     timings_all: dict[str, float] = {}
 

@@ -22,7 +22,7 @@ from pyspark.sql.types import ArrayType, DataType, MapType, StructField, StructT
 from lakeforge.ingest import readers
 from lakeforge.core.config_source import SourceConfig
 from lakeforge.core.settings import Settings
-from lakeforge.core.errors import InputDataError, MissingColumnError
+from lakeforge.core.errors import InputDataError, LakeforgeError, MissingColumnError
 
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -167,9 +167,22 @@ def write_table(
     # The commit is tagged so that its version and row count are found without a history scan.
     tag = f"lakeforge write {uuid.uuid4().hex}"
     location = table_location(spark, table)
-    writer.option("userMetadata", tag).save(location)
+    _save(writer.option("userMetadata", tag), table, location)
     version, operation, metrics = _commit_info(spark, table, location, tag)
     return WriteResult(table, version, int(metrics.get("numOutputRows", 0)), operation)
+
+
+def _save(writer, table: str, location: str) -> None:
+    """``writer.save(location)``; a full disk is one LakeforgeError line instead of a Java trace."""
+    try:
+        writer.save(location)
+    except (Py4JJavaError, CapturedException) as exc:
+        if "No space left on device" in str(exc):
+            raise LakeforgeError(
+                f"writing {table}: no space left on the device of {location}; the table is unchanged (a failed "
+                "write commits nothing). Free space there (or move catalog.warehouse_dir), then rerun"
+            ) from None
+        raise
 
 
 def _nullable(t: DataType) -> DataType:

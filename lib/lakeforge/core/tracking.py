@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lakeforge.core.settings import Settings
-from lakeforge.core.errors import ModelNotFoundError
+from lakeforge.core.errors import LakeforgeError, ModelNotFoundError
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
@@ -34,8 +34,31 @@ class ModelRef:
         return f"models:/{self.name}/{self.version}"
 
 
+def check_reachable(settings: Settings, timeout: float = 10.0) -> None:
+    """A tracking server (http/https URI) that refuses connections or does not answer is one
+    LakeforgeError line at once; MLflow's own client would retry for about four minutes and then
+    fail with a long urllib3 message. Any HTTP answer (even 401 or 404) counts as reachable."""
+    import urllib.error
+    import urllib.request
+
+    uri = settings.tracking_uri
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout).close()  # noqa: S310 - the configured server
+    except urllib.error.HTTPError:
+        return
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise LakeforgeError(
+            f"MLflow tracking server {uri} is not reachable ({reason}); start it, or point mlflow.tracking_uri "
+            "(conf/base.yaml, a --env or --conf overlay) at a running server, then rerun"
+        ) from None
+
+
 def configure(settings: Settings) -> str:
     """Point MLflow at the configured stores; return the experiment id (created if needed)."""
+    check_reachable(settings)
     tracking = settings.tracking_uri
     if tracking.startswith("sqlite:///"):
         Path(tracking.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
