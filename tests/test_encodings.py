@@ -131,6 +131,56 @@ def test_the_in_fold_target_mean_of_an_id_column_does_not_predict_the_held_out_l
     assert min(p["te"] for p in pairs if p[LABEL_COL] == 1) > max(p["te"] for p in pairs if p[LABEL_COL] == 0)  # what leakage looks like
 
 
+@pytest.mark.parametrize("classes", [None, [0.0, 1.0]], ids=["binary", "per-class"])
+def test_the_rows_a_model_trains_on_get_out_of_fold_target_means(spark, towns, classes):
+    """fit_crossed: the fitted model keeps the means over all rows (what scores new rows); the rows
+    it was fitted on get, per level, the smoothed mean of the OTHER parts' rows, with the other
+    parts' prior, so no row's own label is in its value. Expected values computed here by hand."""
+    from lakeforge.features.cross_fit import CROSS_FOLDS, cross_part
+    from lakeforge.features.encodings import LevelEncoder, LevelSpec
+
+    m = 2.0
+    enc = LevelEncoder({"city": ["te"] if classes is None else ["te0", "te1"]}, LevelSpec("target", "y", classes, m))
+    model, rows = enc.fit_crossed(towns)
+    parts = {r["id"]: r["p"] for r in towns.select("id", cross_part(towns).alias("p")).collect()}
+    assert set(parts.values()) <= set(range(CROSS_FOLDS)) and len(set(parts.values())) > 2
+    data = {r["id"]: (r["city"], r["y"]) for r in towns.collect()}
+
+    def expected(rid: str, positive: float) -> float:
+        part, (city, _) = parts[rid], data[rid]
+        out = [y == positive for i, (_, y) in data.items() if parts[i] != part]
+        same = [y == positive for i, (c, y) in data.items() if parts[i] != part and c == city]
+        return (sum(same) + m * sum(out) / len(out)) / (len(same) + m)
+
+    outs = ["te"] if classes is None else ["te0", "te1"]
+    got = {r["id"]: r for r in rows.select("id", *outs).collect()}
+    assert len(got) == towns.count()
+    for rid in data:
+        for out, positive in zip(outs, [1.0] if classes is None else [0.0, 1.0]):
+            assert got[rid][out] == pytest.approx(expected(rid, positive), abs=1e-12), (rid, out)
+    full = {r["id"]: r[outs[-1]] for r in model.transform(towns).select("id", *outs).collect()}
+    assert full["0"] == pytest.approx((3 + m * 8 / 13) / (4 + m))  # city a: 3 of 4 positive, prior 8/13
+    assert rows.columns == model.transform(towns).columns
+
+
+def test_an_id_columns_training_values_are_the_other_parts_prior_not_its_label(spark):
+    """With one level per row, a row's level is in no other part: the rows a model trains on get
+    their part's out-of-fold prior (at most CROSS_FOLDS values), which says nothing of the row's
+    own label (in-sample, the mean would separate the classes perfectly: the test above)."""
+    from lakeforge.features.cross_fit import CROSS_FOLDS
+    from lakeforge.features.stages import fit_for_training
+
+    rows = spark.range(200).select(F.col("id").cast("string").alias("id"), F.concat(F.lit("u"), F.col("id")).alias("uid"),
+                                   (F.xxhash64("id") % 2 == 0).cast("double").alias(LABEL_COL))
+    prep = PreprocessingConfig(scale=False, encoding={"max_onehot_levels": 10})
+    plan = feature_statistics(plan_features(rows, FeaturesConfig(categorical=["uid"]), prep, "id", LABEL_COL, "t"), rows, "t")
+    _, trained_on = fit_for_training(preprocessing_pipeline(plan, label_col=LABEL_COL), rows)
+    pairs = trained_on.select(LABEL_COL, vector_to_array(FEATURES_COL)[0].alias("te")).collect()
+    assert len(pairs) == 200 and 2 <= len({round(p["te"], 12) for p in pairs}) <= CROSS_FOLDS
+    positives, negatives = [p["te"] for p in pairs if p[LABEL_COL] == 1], [p["te"] for p in pairs if p[LABEL_COL] == 0]
+    assert min(positives) <= max(negatives) and min(negatives) <= max(positives)  # no separation
+
+
 def test_the_feature_cache_is_memory_and_disk_keeps_vectors_sparse_and_is_sized(spark):
     df = spark.range(2000).select(F.col("id").cast("string").alias("id"), (F.col("id") % 500).cast("string").alias("c"),
                                   (F.col("id") % 2).cast("double").alias("y"))

@@ -8,7 +8,9 @@ slot) plus one number per level from ``LevelEncoder``:
 
 * ``target``: the smoothed target mean (sum + smoothing * prior) / (count + smoothing), one per
   class for a multiclass target. It reads the label, so lakeforge.training refits it inside every
-  CV fold on that fold's training rows only (``FeaturePlan.supervised``);
+  CV fold on that fold's training rows only (``FeaturePlan.supervised``), and the rows a model is
+  trained on get out-of-fold means (``fit_crossed``, lakeforge.features.cross_fit), never their own
+  label's;
 * ``frequency``: the level's share of the rows it was fitted on (no label: clustering uses it
   instead of ``target``).
 
@@ -34,6 +36,7 @@ from pyspark.sql import functions as F
 
 from lakeforge.core.config_features import EncodingConfig
 from lakeforge.core.sql import dbl, q, select_sql
+from lakeforge.features.cross_fit import out_of_fold
 from lakeforge.features.stages import LEVEL_CAP, stacked
 
 KEY_PATH = "preprocessing.encoding"
@@ -108,6 +111,13 @@ class LevelEncoder(Estimator):
                 self.report[c] = {"encoding": self.spec.kind, "levels_encoded": len(levels)}
         stages.append(SQLTransformer(statement=select_sql(lookups)))
         return PipelineModel(stages=stages)
+
+    def fit_crossed(self, dataset: DataFrame) -> tuple[PipelineModel, DataFrame]:
+        """(the fitted model, its output on ``dataset`` where each target mean is out of fold:
+        lakeforge.features.cross_fit; frequencies read no label and stay as they are)."""
+        model = self.fit(dataset)
+        out = model.transform(dataset)
+        return (model, out) if self.spec.kind != "target" else (model, out_of_fold(dataset, out, model, self))
 
     def _targets(self) -> list:
         """What is summed per level: nothing (frequency), the label, or one 0/1 per class."""

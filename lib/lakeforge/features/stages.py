@@ -49,7 +49,33 @@ class FlatPipeline(Pipeline):
     """A Pipeline whose fitted model lists every fitted stage at the top level."""
 
     def _fit(self, dataset: DataFrame) -> PipelineModel:
-        return PipelineModel(stages=flatten(super()._fit(dataset).stages))
+        return self.fit_for_training(dataset)[0]
+
+    def fit_for_training(self, dataset: DataFrame) -> tuple[PipelineModel, DataFrame]:
+        """(the fitted model, ``dataset`` as its later stages were fitted on it): a stage with
+        ``fit_crossed`` (a target mean per level) hands on out-of-fold values, so that neither the
+        later stages nor the learner trained on this output see a row's own label in its features.
+        Without such a stage the output is the model's transform of ``dataset``."""
+        fitted = []
+        for stage in self.getStages():
+            if hasattr(stage, "fit_crossed"):
+                model, dataset = stage.fit_crossed(dataset)
+            elif isinstance(stage, Estimator):
+                model = stage.fit(dataset)
+                dataset = model.transform(dataset)
+            else:
+                model, dataset = stage, stage.transform(dataset)
+            fitted.append(model)
+        return PipelineModel(stages=flatten(fitted)), dataset
+
+
+def fit_for_training(pipeline: Pipeline, dataset: DataFrame) -> tuple[PipelineModel, DataFrame]:
+    """(``pipeline`` fitted on ``dataset``, the rows to train a learner on): FlatPipeline's
+    out-of-fold output, or the fitted model's transform of ``dataset``."""
+    if isinstance(pipeline, FlatPipeline):
+        return pipeline.fit_for_training(dataset)
+    model = pipeline.fit(dataset)
+    return model, model.transform(dataset)
 
 
 def flatten(stages: list) -> list:

@@ -27,6 +27,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from lakeforge.core.columns import FEATURES_COL, FOLD_COL
+from lakeforge.features.stages import fit_for_training
 
 LEVEL = StorageLevel.MEMORY_AND_DISK
 LEVEL_NAME = "MEMORY_AND_DISK"
@@ -94,8 +95,8 @@ def refit_in_fold(prep: Pipeline, train_df: DataFrame, keep: list[str], k: int,
     """Fold ``k``: the preprocessing fitted on the rows of the other folds only (no label of
     fold ``k`` reaches it), (its training rows, its validation rows, the vector size), cached."""
     fit_rows = train_df.where(F.col(FOLD_COL) != k)
-    fold_model = prep.fit(fit_rows)
-    train_k = cache_features(fold_model.transform(fit_rows).select(*keep), f"fold {k + 1} training features", say)
+    fold_model, fitted_rows = fit_for_training(prep, fit_rows)  # out-of-fold target means for its learner
+    train_k = cache_features(fitted_rows.select(*keep), f"fold {k + 1} training features", say)
     valid_k = cache_features(fold_model.transform(train_df.where(F.col(FOLD_COL) == k)).select(*keep))
     return train_k, valid_k, train_k.select(FEATURES_COL).first()[0].size
 

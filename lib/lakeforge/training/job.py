@@ -66,6 +66,7 @@ from lakeforge.features.dedupe import deduplicate
 from lakeforge.features.pipeline import is_supervised, preprocessing_pipeline
 from lakeforge.features.plan import FeaturePlan, plan_features, resolve_roles
 from lakeforge.features.slots import feature_table
+from lakeforge.features.stages import fit_for_training
 from lakeforge.features.statistics import feature_statistics
 from lakeforge.training import evaluation
 from lakeforge.training.feature_cache import cache_features, refit_in_fold
@@ -242,9 +243,10 @@ def _preprocess(pipeline: PipelineConfig, d: _Data, say: Callable[[str], None]) 
         return preprocessing_pipeline(d.plan, selection=pipeline.selection, task=task, classes=classes,
                                       seed=pipeline.model.seed, ranking=ranking)
 
-    prep_model = prep_pipeline(d.plan.report.ranking).fit(d.train_df)
+    # the rows the learner trains on: out-of-fold target means (lakeforge.features.cross_fit)
+    prep_model, fitted_rows = fit_for_training(prep_pipeline(d.plan.report.ranking), d.train_df)
     keep = [LABEL_COL, FEATURES_COL, FOLD_COL] + ([WEIGHT_COL] if d.weight else [])
-    train_features = cache_features(prep_model.transform(d.train_df).select(*keep), "training features", say)
+    train_features = cache_features(fitted_rows.select(*keep), "training features", say)
     num_features = train_features.select(FEATURES_COL).first()[0].size
     say(f"feature vector: {num_features:,} slots")
 
