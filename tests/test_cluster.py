@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TELCO_CSV, run_lakeforge, telco_slice, write_overlay, write_pipeline
+from conftest import ROOT, TELCO_CSV, TEST_JVM_OPTIONS, run_lakeforge, telco_slice, write_overlay, write_pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 COPIES = 6  # 6 x 7043 = 42,258 customers with distinct keys: seconds of scoring per task on 1-core executors
@@ -68,7 +68,8 @@ def _finish(proc, timeout=420) -> str:
 def trained_on_cluster(cluster):
     """The whole Telco pipeline submitted to the cluster (1,000 customers, a small grid to keep CI short)."""
     folder, env = cluster
-    overlay = write_overlay(folder / "project")
+    # the executors the workers start get the suite's JVM options too (conftest.TEST_JVM_OPTIONS)
+    overlay = write_overlay(folder / "project", conf={"spark.executor.extraJavaOptions": TEST_JVM_OPTIONS})
     pipeline = write_pipeline(folder / "project", **{"source.path": str(telco_slice(folder / "project", ROWS)),
                                                      "model.algorithms": {"logistic_regression": {"regParam": [0.01]}},
                                                      "model.folds": 2})
