@@ -110,9 +110,10 @@ def pipeline(data: Path, train_minutes: float | None) -> dict:
             "tables": {"bronze": "bronze_scale", "predictions": "predictions_scale", "leaderboard": "leaderboard_scale"},
             "ingest": {"mode": "overwrite"},
             "features": {"numeric": NUMERIC, "categorical": CATEGORICAL},
-            # frequency, not target means: the in-fold target encoding fails on these columns
-            # (AMBIGUOUS_REFERENCE __xf_S0, lakeforge.features.cross_fit: its S0 / s0 columns
-            # clash in case-insensitive Spark), reported to the lead
+            # frequency, not the default target means: the in-fold target encoding
+            # (lakeforge.features.cross_fit) was being rewritten in the working tree when this
+            # benchmark was written and failed there (AMBIGUOUS_REFERENCE __xf_S0); drop this line
+            # to measure the default once it is committed
             "preprocessing": {"encoding": {"high_cardinality": "frequency"}},
             "model": model, "monitoring": {}}
 

@@ -133,7 +133,7 @@ def data_files(warehouse: Path) -> dict[str, int]:
     for dirpath, dirnames, filenames in os.walk(warehouse):
         dirnames[:] = [d for d in dirnames if d not in ("metastore_db", "_delta_log", "_checkpoints")]
         for name in filenames:
-            if not name.startswith((".", "_")):
+            if not name.startswith((".", "_")) and name != "derby.log":
                 p = os.path.join(dirpath, name)
                 found[p] = os.path.getsize(p)
     return found
