@@ -450,7 +450,6 @@ def test_training_logs_the_reports_writes_the_ranking_and_the_gold_feature_table
     from mlflow import MlflowClient
 
     from conftest import write_pipeline
-    from lakeforge.core import tracking
     from lakeforge.core.io import write_table
     from lakeforge.training.job import train
 
@@ -487,5 +486,7 @@ def test_training_logs_the_reports_writes_the_ranking_and_the_gold_feature_table
     assert {"preprocessing.json", "feature_ranking.json"} <= artifacts
     assert "report/feature_ranking.png" in {a.path for a in client.list_artifacts(res.mlflow_run_id, "report")}
     assert client.get_run(res.mlflow_run_id).data.params["prep.dropped_columns"] == '{"const": "constant"}'
-    model = tracking.load_spark_model(res.model)  # PipelineModel.load of the logged model
+    import mlflow.spark
+
+    model = mlflow.spark.load_model(res.model.uri)  # PipelineModel.load of the logged files (not the process's cached model)
     assert all(type(s).__module__.startswith("pyspark.ml.") for s in model.stages)

@@ -67,7 +67,9 @@ def test_all_algorithms_compete_on_the_same_folds(telco):
 def test_threshold_is_chosen_and_stored_in_the_model(telco):
     _, first, _, _ = telco
     assert first.threshold is not None and 0.05 < first.threshold < 0.7
-    model = tracking.load_spark_model(first.model)
+    import mlflow.spark
+
+    model = mlflow.spark.load_model(first.model.uri)  # the logged files, not this process's cached model
     clf = model.stages[-1]
     stored = clf.getThreshold() if clf.hasParam("threshold") and clf.isSet("threshold") else clf.getThresholds()[1]
     assert stored == pytest.approx(first.threshold)

@@ -124,24 +124,46 @@ _LOADED_MAX = 4
 def load_spark_model(ref: ModelRef):
     """The registered version as a Spark PipelineModel (loaded once per process and SparkContext)."""
     import mlflow.spark
+
+    key = _cache_key(ref)
+    if key is not None and key in _LOADED:
+        _LOADED.move_to_end(key)
+        return _LOADED[key]
+    model = mlflow.spark.load_model(ref.uri)
+    if key is not None:
+        _remember(key, model)
+    return model
+
+
+def remember_spark_model(ref: ModelRef, model) -> None:
+    """``model`` is what version ``ref`` holds (it was just logged from it): a later
+    load_spark_model of that version in this process returns it instead of reading the files
+    back (a champion compared in the next training, the scoring step of ``lakeforge run``)."""
+    key = _cache_key(ref)
+    if key is not None:
+        _remember(key, model)
+
+
+def _cache_key(ref: ModelRef) -> tuple | None:
+    """The stores, the version's run and the SparkContext; None when ``ref`` is not a
+    registered version (e.g. a runs:/ URI: never cached)."""
+    import mlflow
     from pyspark import SparkContext
 
     try:
         run_id = MlflowClient().get_model_version(ref.name, ref.version).run_id
     except MlflowException:
-        run_id = None  # not a registered version (e.g. a runs:/ URI): never cached
+        return None
     context = SparkContext._active_spark_context
-    key = (mlflow.get_tracking_uri(), mlflow.get_registry_uri(), ref.name, ref.version, run_id,
-           id(context._jsc) if context is not None else None)
-    if run_id is not None and key in _LOADED:
-        _LOADED.move_to_end(key)
-        return _LOADED[key]
-    model = mlflow.spark.load_model(ref.uri)
-    if run_id is not None:
-        _LOADED[key] = model
-        while len(_LOADED) > _LOADED_MAX:
-            _LOADED.popitem(last=False)
-    return model
+    return (mlflow.get_tracking_uri(), mlflow.get_registry_uri(), ref.name, ref.version, run_id,
+            id(context._jsc) if context is not None else None)
+
+
+def _remember(key: tuple, model) -> None:
+    _LOADED[key] = model
+    _LOADED.move_to_end(key)
+    while len(_LOADED) > _LOADED_MAX:
+        _LOADED.popitem(last=False)
 
 
 def model_task(ref: ModelRef) -> str:

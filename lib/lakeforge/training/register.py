@@ -231,7 +231,9 @@ def log_model(registered_name: str, model: PipelineModel, inputs: DataFrame) -> 
             # Passing requirements avoids MLflow's slow inference of them (~15 s).
             pip_requirements=[f"pyspark=={pyspark.__version__}", f"mlflow=={mlflow.__version__}"],
         )
-    return str(info.registered_model_version)
+    version = str(info.registered_model_version)
+    tracking.remember_spark_model(tracking.ModelRef(registered_name, version), model)  # no reload to compare or score it
+    return version
 
 
 @contextlib.contextmanager
