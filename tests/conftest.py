@@ -169,7 +169,7 @@ def spark(settings):
 # ones to start are short and both workers finish close together. Order: each file's summed test
 # durations in a fresh-clone run (2 workers, 2026-12-06, junit XML); files
 # not listed keep their order after these.
-LONGEST_FIRST = ("test_pipeline_e2e.py", "test_monitor.py", "test_cluster.py", "test_training.py", "test_sql_server.py",
+LONGEST_FIRST = ("test_pipeline_e2e.py", "test_monitor.py", "test_cluster.py", "test_training.py", "test_sql_server.py", "test_faults.py",
                  "test_monitor_follow.py", "test_frame.py", "test_quality_gate.py", "test_scheduling.py",
                  "test_ingest.py", "test_dashboard.py", "test_preprocessing.py", "test_serve_parity.py", "test_serve.py",
                  "test_recommend.py", "test_cli.py", "test_profile.py", "test_scorer_models.py", "test_mlflow_server.py",

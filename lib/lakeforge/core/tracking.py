@@ -51,9 +51,16 @@ def check_reachable(settings: Settings, timeout: float = 10.0) -> None:
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise LakeforgeError(
-            f"MLflow tracking server {uri} is not reachable ({reason}); start it, or point mlflow.tracking_uri "
+            f"MLflow tracking server {_without_credentials(uri)} is not reachable ({reason}); start it, or point mlflow.tracking_uri "
             "(conf/base.yaml, a --env or --conf overlay) at a running server, then rerun"
         ) from None
+
+
+def _without_credentials(uri: str) -> str:
+    """``uri`` without a user:password@ part (secrets stay out of messages and logs)."""
+    scheme, sep, rest = uri.partition("://")
+    host, slash, path = rest.partition("/")
+    return f"{scheme}{sep}{host.rpartition('@')[2]}{slash}{path}"
 
 
 def configure(settings: Settings) -> str:
