@@ -110,11 +110,6 @@ def pipeline(data: Path, train_minutes: float | None) -> dict:
             "tables": {"bronze": "bronze_scale", "predictions": "predictions_scale", "leaderboard": "leaderboard_scale"},
             "ingest": {"mode": "overwrite"},
             "features": {"numeric": NUMERIC, "categorical": CATEGORICAL},
-            # frequency, not the default target means: the in-fold target encoding
-            # (lakeforge.features.cross_fit) was being rewritten in the working tree when this
-            # benchmark was written and failed there (AMBIGUOUS_REFERENCE __xf_S0); drop this line
-            # to measure the default once it is committed
-            "preprocessing": {"encoding": {"high_cardinality": "frequency"}},
             "model": model, "monitoring": {}}
 
 
