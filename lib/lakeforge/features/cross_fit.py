@@ -41,14 +41,15 @@ def cross_part(df: DataFrame) -> Column:
     return F.pmod(F.xxhash64(*plain), F.lit(CROSS_FOLDS)) if plain else F.lit(0)
 
 
-def out_of_fold(dataset: DataFrame, transformed: DataFrame, model: PipelineModel, encoder) -> DataFrame:
-    """``transformed`` (``model``'s output on ``dataset``, the rows ``encoder`` was fitted on) with
-    each target-mean column replaced by its out-of-fold value; same columns, same rows."""
-    spec, src = encoder.spec, list(encoder.cols)
+def out_of_fold(dataset: DataFrame, transformed: DataFrame, model: PipelineModel, cols: dict[str, list[str]],
+                targets: list[Column], smoothing: float) -> DataFrame:
+    """``transformed`` (``model``'s output on ``dataset``, the rows it was fitted on) with each
+    target-mean column replaced by its out-of-fold value; same columns, same rows. ``cols``: input
+    column -> its output columns, one per target in ``targets`` (the label, or one 0/1 per class)."""
+    src = list(cols)
     keys = {c: f"{c}__key" for c in src}
     seen = {m.getInputCol(): len(m.labels) for m in model.stages if isinstance(m, StringIndexerModel)}
     data = transformed.withColumn(PART_COL, cross_part(dataset))
-    targets = encoder._targets()  # the label, or one 0/1 per class
     parts = data.groupBy(PART_COL).agg(F.count(F.lit(1)).alias("n"), *[F.sum(t).alias(f"s{i}") for i, t in enumerate(targets)])
     totals = {r[PART_COL]: r for r in parts.collect()}  # at most CROSS_FOLDS rows
     stats = _level_part_stats(data, [keys[c] for c in src], targets)
@@ -59,10 +60,10 @@ def out_of_fold(dataset: DataFrame, transformed: DataFrame, model: PipelineModel
         # a level outside the fitted model (beyond its level cap) is unseen there: the prior
         in_model = F.col(f"`{c}__code`") < F.lit(seen[keys[c]]) if keys[c] in seen else F.lit(False)
         encoded = F.col(_X + "hit") & (data[keys[c]].isNull() | in_model)
-        for j, out in enumerate(encoder.cols[c]):
+        for j, out in enumerate(cols[c]):
             prior = _part_prior(totals, j)
-            oof = ((F.col(f"{_X}tot_s{j}") - F.col(f"{_X}s{j}") + F.lit(spec.smoothing) * prior)
-                   / (F.col(_X + "tot_n") - F.col(_X + "n") + F.lit(spec.smoothing)))
+            oof = ((F.col(f"{_X}tot_s{j}") - F.col(f"{_X}s{j}") + F.lit(smoothing) * prior)
+                   / (F.col(_X + "tot_n") - F.col(_X + "n") + F.lit(smoothing)))
             data = data.withColumn(out, F.when(encoded, oof).otherwise(prior))
         data = data.drop(*mine.columns)
     return data.select(*[F.col(f"`{c}`") for c in columns])

@@ -117,7 +117,9 @@ class LevelEncoder(Estimator):
         lakeforge.features.cross_fit; frequencies read no label and stay as they are)."""
         model = self.fit(dataset)
         out = model.transform(dataset)
-        return (model, out) if self.spec.kind != "target" else (model, out_of_fold(dataset, out, model, self))
+        if self.spec.kind != "target":
+            return model, out
+        return model, out_of_fold(dataset, out, model, self.cols, self._targets(), self.spec.smoothing)
 
     def _targets(self) -> list:
         """What is summed per level: nothing (frequency), the label, or one 0/1 per class."""
