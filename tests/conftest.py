@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -122,6 +123,13 @@ def telco_slice(folder: Path, rows: int = 1000) -> Path:
     return path
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def run_lakeforge(*args: str, timeout: int = 600, env: dict | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
     """Run the real console script in a new process from the project root (``stdin``: text for
     its standard input, e.g. statements for the ``lakeforge sql`` prompt)."""
@@ -169,7 +177,7 @@ def spark(settings):
 # ones to start are short and both workers finish close together. Order: each file's summed test
 # durations in a fresh-clone run (2 workers, 2026-12-06, junit XML); files
 # not listed keep their order after these.
-LONGEST_FIRST = ("test_pipeline_e2e.py", "test_monitor.py", "test_cluster.py", "test_training.py", "test_sql_server.py", "test_faults.py",
+LONGEST_FIRST = ("test_pipeline_e2e.py", "test_monitor.py", "test_cluster.py", "test_training.py", "test_faults.py",
                  "test_monitor_follow.py", "test_frame.py", "test_quality_gate.py", "test_scheduling.py",
                  "test_ingest.py", "test_dashboard.py", "test_preprocessing.py", "test_serve_parity.py", "test_serve.py",
                  "test_recommend.py", "test_cli.py", "test_profile.py", "test_scorer_models.py", "test_mlflow_server.py",

@@ -5,7 +5,6 @@ import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -14,17 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TELCO_CSV, TEST_JVM_OPTIONS, run_lakeforge, telco_slice, write_overlay, write_pipeline
+from conftest import ROOT, free_port, TELCO_CSV, TEST_JVM_OPTIONS, run_lakeforge, telco_slice, write_overlay, write_pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 COPIES = 6  # 6 x 7043 = 42,258 customers with distinct keys: seconds of scoring per task on 1-core executors
 ROWS = 1000  # the pipeline run on the cluster: the first 1,000 Telco customers (the subject is spark-submit)
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +27,8 @@ def cluster(tmp_path_factory):
     env = {
         **os.environ,
         "LAKEFORGE_CLUSTER_DIR": str(folder / "run"),
-        "LAKEFORGE_MASTER_PORT": str(_free_port()),
-        "LAKEFORGE_MASTER_UI_PORT": str(_free_port()),
+        "LAKEFORGE_MASTER_PORT": str(free_port()),
+        "LAKEFORGE_MASTER_UI_PORT": str(free_port()),
     }
     script = str(ROOT / "scripts" / "cluster.sh")
     started = subprocess.run(["bash", script, "start", "--workers", "2"], env=env, capture_output=True, text=True, timeout=120)

@@ -13,7 +13,6 @@ import datetime as dt
 import os
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -24,7 +23,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import ROOT, TELCO_CSV, write_overlay, write_pipeline
+from conftest import ROOT, free_port, TELCO_CSV, write_overlay, write_pipeline
 from html_text import section, visible_text
 from lakeforge.app import runner
 from lakeforge.core.config import load_pipeline
@@ -72,11 +71,6 @@ def project(spark, settings, tmp_path_factory):
             "scores": [first[2], *scores]}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def server(project, settings):
@@ -85,7 +79,7 @@ def server(project, settings):
 
     from lakeforge.app.cli_dashboard import dashboard_app
 
-    config = uvicorn.Config(dashboard_app(settings, project["pipeline"]), host="127.0.0.1", port=_free_port(),
+    config = uvicorn.Config(dashboard_app(settings, project["pipeline"]), host="127.0.0.1", port=free_port(),
                             log_level="warning")
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import telco_slice, write_pipeline
-from test_sql_server import _free_port
+from conftest import free_port, telco_slice, write_pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -24,7 +23,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("mlflowserver")
-    port = _free_port()
+    port = free_port()
     mlflow_exe = Path(sys.executable).with_name("mlflow")
     proc = subprocess.Popen(
         [str(mlflow_exe), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",

@@ -1,23 +1,36 @@
-"""The whole slice as a user runs it, in separate processes: `lakeforge run` of the shipped Telco
-pipeline, then `lakeforge sql` from another process reads the predictions by table name (one
-process answers every query: its prompt reads the statements from stdin), and a scoring run of
-the same run date killed mid-way and rerun: the date's predictions are whole at every moment and
-never doubled.
+"""The whole slice as a user runs it, in separate processes, on a shared metastore (Apache
+Derby's network server, scripts/metastore.sh): `lakeforge run` of the shipped Telco pipeline,
+then `lakeforge sql` from another process reads the predictions by table name (one process
+answers every query: its prompt reads the statements from stdin); a scoring run of the same run
+date killed mid-way and rerun: the date's predictions are whole at every moment and never
+doubled; and the Spark Thrift Server (`lakeforge sql-server`) answering beeline over JDBC while a
+scoring job in another process writes the next date.
 
 The run is the shipped pipeline with a three-candidate grid, one small point of each of its
 algorithms, on 2 folds (the shipped grid's 7 candidates on 3 folds are the demo's,
 `scripts/demo.sh`; the search itself, every algorithm on the same folds, reproducibility and the
-champion/challenger gate are tested in process by test_training.py)."""
+champion/challenger gate are tested in process by test_training.py). One project serves every
+test here: a `lakeforge run` costs about 80 CPU-seconds, a third of what this file uses."""
 
+import os
 import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
+import yaml
 from pyspark.sql import functions as F
 
-from conftest import TELCO_PIPELINE, run_lakeforge, write_overlay, write_pipeline
+from conftest import ROOT, TELCO_PIPELINE, free_port, run_lakeforge, write_overlay, write_pipeline
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 RUN_DATE = "2026-11-24"
+NEXT_DATE = "2026-11-25"
 SMALL_GRID = {"logistic_regression": {"regParam": [0.01], "elasticNetParam": [0.0]},
               "random_forest": {"numTrees": [20], "maxDepth": [5]},
               "gbt": {"maxIter": [10], "maxDepth": [3]}}
@@ -25,13 +38,25 @@ SMALL_GRID = {"logistic_regression": {"regParam": [0.01], "elasticNetParam": [0.
 
 @pytest.fixture(scope="module")
 def project(spark, tmp_path_factory):
+    """The project, its catalog served by a metastore server started here (stopped at the end)."""
     folder = tmp_path_factory.mktemp("e2e")
-    overlay = write_overlay(folder)
-    small = write_pipeline(folder / "first", **{"model.algorithms": SMALL_GRID, "model.folds": 2})  # same name, tables and data
-    first = run_lakeforge("--conf", str(overlay), "run", str(small), "--run-date", RUN_DATE)
-    assert first.returncode == 0, first.stderr[-3000:]
-    board = _leaderboard(spark, folder).collect()  # one candidate per algorithm
-    return folder, overlay, [first], board
+    ms_port = free_port()
+    env = {**os.environ, "LAKEFORGE_METASTORE_PORT": str(ms_port), "LAKEFORGE_METASTORE_DIR": str(folder / "ms")}
+    script = str(ROOT / "scripts" / "metastore.sh")
+    started = subprocess.run(["bash", script, "start"], env=env, capture_output=True, text=True, timeout=60)
+    assert started.returncode == 0, started.stderr
+    try:
+        overlay = write_overlay(folder)
+        data = yaml.safe_load(overlay.read_text())
+        data["catalog"].update(metastore="derby-server", metastore_port=ms_port)
+        overlay.write_text(yaml.safe_dump(data))
+        small = write_pipeline(folder / "first", **{"model.algorithms": SMALL_GRID, "model.folds": 2})  # same name, tables and data
+        first = run_lakeforge("--conf", str(overlay), "run", str(small), "--run-date", RUN_DATE)
+        assert first.returncode == 0, first.stderr[-3000:]
+        board = _leaderboard(spark, folder).collect()  # one candidate per algorithm
+        yield folder, overlay, [first], board, small
+    finally:
+        subprocess.run(["bash", script, "stop"], env=env, capture_output=True, text=True, timeout=60)
 
 
 def _leaderboard(spark, folder):
@@ -64,7 +89,7 @@ def _cells(stdout):
 @pytest.fixture(scope="module")
 def queried(project):
     """Every query of the tests below, answered by name by one `lakeforge sql` process."""
-    _, overlay, _, _ = project
+    _, overlay, *_ = project
     return dict(zip(QUERIES, _sql(overlay, *QUERIES)))
 
 
@@ -74,7 +99,7 @@ def _predictions(spark, folder):
 
 
 def test_the_run_succeeds_and_reports_roc_auc(project):
-    _, _, runs, _ = project
+    _, _, runs, *_ = project
     for proc in runs:
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "Traceback" not in proc.stderr
@@ -90,7 +115,7 @@ def test_predictions_are_queryable_by_name_and_not_doubled(queried):
 
 
 def test_registry_has_champion_with_provenance(project):
-    folder, _, _, _ = project
+    folder, *_ = project
     from mlflow import MlflowClient
 
     uri = f"sqlite:///{folder / 'mlflow.db'}"  # this project's store, whatever an earlier test configured
@@ -107,7 +132,7 @@ def test_registry_has_champion_with_provenance(project):
 
 
 def test_bronze_and_leaderboard_tables_are_registered(project, queried):
-    _, overlay, _, first_board = project
+    _, overlay, _, first_board, _ = project
     assert len(first_board) == len(SMALL_GRID) and sum(r.is_best for r in first_board) == 1
     proc = run_lakeforge("--conf", str(overlay), "tables")
     assert proc.returncode == 0, proc.stderr
@@ -121,16 +146,7 @@ def test_killed_score_run_leaves_the_table_whole_and_a_rerun_completes_it(spark,
     the old ones or the new ones, all 7,043 either way, never half and never both; the rerun for
     the same date leaves exactly one row per key. (The table is read by path with the test
     session: its name was read from another process above.)"""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
-
-    from conftest import ROOT
-
-    folder, overlay, _, _ = project
+    folder, overlay, *_ = project
     date = RUN_DATE
     exe = Path(sys.executable).with_name("lakeforge")
     proc = subprocess.Popen(
@@ -150,6 +166,69 @@ def test_killed_score_run_leaves_the_table_whole_and_a_rerun_completes_it(spark,
     assert _predictions(spark, folder).where(f"run_date = DATE'{date}'").count() == 7043  # the old rows or the new
     rerun = run_lakeforge("--conf", str(overlay), "score", str(TELCO_PIPELINE), "--run-date", date)
     assert rerun.returncode == 0, rerun.stderr
-    rows = _predictions(spark, folder).groupBy("run_date").agg(
-        F.count("*").alias("n"), F.countDistinct("customerID").alias("keys")).orderBy("run_date").collect()
-    assert [(str(r.run_date), r.n, r.keys) for r in rows] == [(RUN_DATE, 7043, 7043)]
+    rows = _predictions(spark, folder).where(f"run_date = DATE'{date}'").agg(
+        F.count("*").alias("n"), F.countDistinct("customerID").alias("keys")).collect()
+    assert [(r.n, r.keys) for r in rows] == [(7043, 7043)]
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, seconds: int = 120) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.stdout.read()
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {seconds}s")
+
+
+def _beeline(port: int, query: str) -> list[str]:
+    import pyspark
+
+    beeline = Path(pyspark.__file__).parent / "bin" / "beeline"
+    proc = subprocess.run(
+        [str(beeline), "-u", f"jdbc:hive2://127.0.0.1:{port}", "--silent=true", "--outputformat=csv2", "-e", query],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "SPARK_HOME": str(beeline.parent.parent)},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # beeline prints its prompt in front of the first output line: "0: jdbc:hive2://...> run_date,n"
+    lines = [line.split("> ", 1)[1] if line.startswith("0: jdbc") else line for line in proc.stdout.splitlines()]
+    return [line for line in lines if line.strip()]
+
+
+def test_thrift_server_serves_tables_while_a_scoring_job_writes(project):
+    """`lakeforge sql-server` on the shared metastore: beeline reads the predictions by name over
+    JDBC, a scoring job in another process writes the next date meanwhile, and the server's next
+    answer has it; the server listens on 127.0.0.1 only."""
+    _, overlay, _, _, small = project
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("lakeforge")), "--conf", str(overlay), "sql-server", "--port", str(port)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        env={**os.environ, "LAKEFORGE_HOME": str(ROOT)},
+    )
+    try:
+        _wait_for_port(port, server)
+        query = "SELECT run_date, count(*) AS n FROM lakeforge.predictions_telco GROUP BY run_date ORDER BY run_date"
+        assert _beeline(port, query) == ["run_date,n", f"{RUN_DATE},7043"]
+        scored = run_lakeforge("--conf", str(overlay), "score", str(small), "--run-date", NEXT_DATE)
+        assert scored.returncode == 0, scored.stderr[-3000:]
+        assert _beeline(port, query) == ["run_date,n", f"{RUN_DATE},7043", f"{NEXT_DATE},7043"]
+        # bound to loopback only
+        ss = shutil.which("ss")  # iproute2; the check is skipped on machines without it
+        listening = subprocess.run([ss, "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout if ss else ""
+        for line in listening.splitlines():  # e.g. "LISTEN 0 50 [::ffff:127.0.0.1]:42641 *:*"
+            local = line.split()[3]
+            assert local.rsplit(":", 1)[0] in {"127.0.0.1", "[::ffff:127.0.0.1]"}, line
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+
+
+def test_sql_server_refuses_the_embedded_metastore(tmp_path):
+    proc = run_lakeforge("--conf", str(write_overlay(tmp_path)), "sql-server")
+    assert proc.returncode == 2
+    assert "needs a shared metastore" in proc.stderr and "scripts/metastore.sh start" in proc.stderr
