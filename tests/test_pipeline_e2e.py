@@ -1,10 +1,10 @@
-"""The whole slice as a user runs it, in separate processes, on a shared metastore (Apache
-Derby's network server, scripts/metastore.sh): `lakeforge run` of the shipped Telco pipeline,
-then `lakeforge sql` from another process reads the predictions by table name (one process
-answers every query: its prompt reads the statements from stdin); a scoring run of the same run
-date killed mid-way and rerun: the date's predictions are whole at every moment and never
-doubled; and the Spark Thrift Server (`lakeforge sql-server`) answering beeline over JDBC while a
-scoring job in another process writes the next date.
+"""The whole slice as a user runs it, in separate processes: `lakeforge run` of the shipped Telco
+pipeline, then `lakeforge sql` from another process reads the predictions by table name (one
+process answers every query: its prompt reads the statements from stdin); a scoring run of the
+same run date killed mid-way and rerun: the date's predictions are whole at every moment and
+never doubled; then the same metastore database served by Apache Derby's network server
+(scripts/metastore.sh) and the Spark Thrift Server (`lakeforge sql-server`) answering beeline over
+JDBC while a scoring job in another process writes the next date.
 
 The run is the shipped pipeline with a three-candidate grid, one small point of each of its
 algorithms, on 2 folds (the shipped grid's 7 candidates on 3 folds are the demo's,
@@ -38,23 +38,31 @@ SMALL_GRID = {"logistic_regression": {"regParam": [0.01], "elasticNetParam": [0.
 
 @pytest.fixture(scope="module")
 def project(spark, tmp_path_factory):
-    """The project, its catalog served by a metastore server started here (stopped at the end)."""
     folder = tmp_path_factory.mktemp("e2e")
+    overlay = write_overlay(folder)
+    small = write_pipeline(folder / "first", **{"model.algorithms": SMALL_GRID, "model.folds": 2})  # same name, tables and data
+    first = run_lakeforge("--conf", str(overlay), "run", str(small), "--run-date", RUN_DATE)
+    assert first.returncode == 0, first.stderr[-3000:]
+    board = _leaderboard(spark, folder).collect()  # one candidate per algorithm
+    return folder, overlay, [first], board, small
+
+
+@pytest.fixture(scope="module")
+def shared_catalog(project):
+    """The project's metastore database, served by Apache Derby's network server from here on
+    (scripts/metastore.sh; stopped at the end): an overlay that names the server."""
+    folder, overlay, *_ = project
     ms_port = free_port()
     env = {**os.environ, "LAKEFORGE_METASTORE_PORT": str(ms_port), "LAKEFORGE_METASTORE_DIR": str(folder / "ms")}
     script = str(ROOT / "scripts" / "metastore.sh")
     started = subprocess.run(["bash", script, "start"], env=env, capture_output=True, text=True, timeout=60)
     assert started.returncode == 0, started.stderr
     try:
-        overlay = write_overlay(folder)
         data = yaml.safe_load(overlay.read_text())
         data["catalog"].update(metastore="derby-server", metastore_port=ms_port)
-        overlay.write_text(yaml.safe_dump(data))
-        small = write_pipeline(folder / "first", **{"model.algorithms": SMALL_GRID, "model.folds": 2})  # same name, tables and data
-        first = run_lakeforge("--conf", str(overlay), "run", str(small), "--run-date", RUN_DATE)
-        assert first.returncode == 0, first.stderr[-3000:]
-        board = _leaderboard(spark, folder).collect()  # one candidate per algorithm
-        yield folder, overlay, [first], board, small
+        shared = folder / "overlay-shared.yaml"
+        shared.write_text(yaml.safe_dump(data))
+        yield shared
     finally:
         subprocess.run(["bash", script, "stop"], env=env, capture_output=True, text=True, timeout=60)
 
@@ -196,11 +204,13 @@ def _beeline(port: int, query: str) -> list[str]:
     return [line for line in lines if line.strip()]
 
 
-def test_thrift_server_serves_tables_while_a_scoring_job_writes(project):
-    """`lakeforge sql-server` on the shared metastore: beeline reads the predictions by name over
-    JDBC, a scoring job in another process writes the next date meanwhile, and the server's next
-    answer has it; the server listens on 127.0.0.1 only."""
-    _, overlay, _, _, small = project
+def test_thrift_server_serves_tables_while_a_scoring_job_writes(project, shared_catalog):
+    """`lakeforge sql-server` on the shared metastore (the database the runs above used
+    embedded): beeline reads the predictions by name over JDBC, a scoring job in another process
+    writes the next date meanwhile, and the server's next answer has it; the server listens on
+    127.0.0.1 only."""
+    *_, small = project
+    overlay = shared_catalog
     port = free_port()
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("lakeforge")), "--conf", str(overlay), "sql-server", "--port", str(port)],
