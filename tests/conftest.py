@@ -242,14 +242,15 @@ def spark(settings):
 # stays on one worker (module fixtures such as the cluster and the e2e project are built once),
 # and files are handed out in collection order. The longest files go first, so that the last
 # ones to start are short and both workers finish close together. Order: each file's summed test
-# durations in a fresh-clone run (2 workers, 2026-12-06, junit XML); files
+# durations in a fresh-clone run (2 workers, 2026-12-07 run 10 of docs/benchmarks.md, junit XML); files
 # not listed keep their order after these.
-LONGEST_FIRST = ("test_pipeline_e2e.py", "test_monitor.py", "test_cluster.py", "test_training.py", "test_faults.py",
-                 "test_monitor_follow.py", "test_frame.py", "test_quality_gate.py", "test_scheduling.py",
-                 "test_ingest.py", "test_dashboard.py", "test_preprocessing.py", "test_serve_parity.py", "test_serve.py",
-                 "test_recommend.py", "test_cli.py", "test_profile.py", "test_scorer_models.py", "test_mlflow_server.py",
-                 "test_models.py", "test_scorer_features.py", "test_stages.py", "test_clustering.py", "test_encodings.py",
-                 "test_monitor_report.py", "test_transforms.py", "test_monitor_stats.py")
+LONGEST_FIRST = ("test_pipeline_e2e.py", "test_monitor.py", "test_cluster.py", "test_training.py", "test_monitor_follow.py",
+                 "test_faults.py", "test_ingest.py", "test_quality_gate.py", "test_scheduling.py", "test_preprocessing.py",
+                 "test_frame.py", "test_serve_parity.py", "test_cli.py", "test_dashboard.py", "test_models.py",
+                 "test_mlflow_server.py", "test_scorer_models.py", "test_encodings.py", "test_scorer_features.py",
+                 "test_serve.py", "test_profile.py", "test_stages.py", "test_monitor_report.py", "test_recommend.py",
+                 "test_clustering.py", "test_transforms.py", "test_score.py", "test_search_defaults.py",
+                 "test_monitor_stats.py")
 
 
 def pytest_collection_modifyitems(session, config, items):
