@@ -82,7 +82,7 @@ def test_a_run_date_in_the_future_is_refused_before_anything_starts(tmp_path):
         dates(None, tomorrow - dt.timedelta(days=3), tomorrow)  # a range that ends tomorrow
     assert dates(None, tomorrow - dt.timedelta(days=2), tomorrow - dt.timedelta(days=1))[-1] == tomorrow - dt.timedelta(days=1)
     pipeline = write_pipeline(tmp_path)
-    for job in ("ingest", "train", "score", "run"):
+    for job in ("ingest", "train", "score", "run", "retrain"):
         result = CliRunner().invoke(cli, [job, str(pipeline), "--run-date", str(tomorrow)])
         assert result.exit_code == 2, result.output
         errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
@@ -276,7 +276,7 @@ def test_ingest_killed_while_writing_then_rerun_loads_each_row_once(spark, overl
         "SELECT _run_date AS d, count(*) AS n, count(DISTINCT customerID) AS keys FROM lakeforge.f_bronze_killed "
         "GROUP BY ALL").collect()} == {date: (ROWS, ROWS)}
     # the killed attempt recorded nothing; the retry one load and one stage run
-    loads = spark.sql(f"SELECT status, rows_loaded FROM lakeforge.ingest_runs WHERE table_name = 'lakeforge.f_bronze_killed'")
+    loads = spark.sql("SELECT status, rows_loaded FROM lakeforge.ingest_runs WHERE table_name = 'lakeforge.f_bronze_killed'")
     assert [tuple(r) for r in loads.collect()] == [("succeeded", ROWS)]
     runs = spark.sql(f"SELECT status, rows_out FROM lakeforge.job_runs WHERE job = 'ingest' AND run_date = DATE'{date}' "
                      "AND rows_out IS NOT NULL")

@@ -7,7 +7,6 @@ failures print one line too (exit code 1) and the traceback only with ``--debug`
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
 import traceback
 import uuid
@@ -19,7 +18,7 @@ from rich.table import Table
 from lakeforge import __version__
 from lakeforge.app import runner
 from lakeforge.app.console import done, err, error, note, out, print_card, print_profile, stage
-from lakeforge.app.options import iso_date
+from lakeforge.app.options import iso_date, run_dates
 from lakeforge.app.runner import Context
 from lakeforge.app.cli_serve import export_cmd, serve_cmd
 from lakeforge.app.cli_dashboard import dashboard_cmd
@@ -27,13 +26,6 @@ from lakeforge.app.cli_monitor import monitor_cmd, retrain_cmd
 from lakeforge.app.cli_monitor_report import monitor_report_cmd
 from lakeforge.app.cli_sql import sql_cmd, sql_server_cmd, tables_cmd
 from lakeforge.core.errors import LakeforgeError
-
-
-def _dates(run_date: dt.date | None, date_from: dt.date | None, date_to: dt.date | None) -> list[dt.date]:
-    try:
-        return runner.dates(run_date, date_from, date_to)
-    except runner.UsageProblem as exc:
-        raise click.UsageError(str(exc)) from None
 
 
 def run_date_options(f):
@@ -103,7 +95,7 @@ def ingest_cmd(ctx: Context, pipeline_file: str, only: str | None, run_date, dat
     on_bad_records); the summary shows read = loaded + quarantined (+ dropped, deduplicated).
     Rerunning a load for the same run date adds nothing.
     """
-    runner.run_job(ctx, "ingest", pipeline_file, _dates(run_date, date_from, date_to), [
+    runner.run_job(ctx, "ingest", pipeline_file, run_dates(run_date, date_from, date_to), [
         ("ingest", lambda *a: runner.ingest_stage(*a, only=only)),
     ])
 
@@ -116,7 +108,7 @@ def ingest_cmd(ctx: Context, pipeline_file: str, only: str | None, run_date, dat
 def train_cmd(ctx: Context, pipeline_file: str, run_date, date_from, date_to, allow_failed_checks: bool) -> None:
     """Search the model zoo with cross-validation, log to MLflow, register the winner as challenger
     (champion when it beats the current one)."""
-    runner.run_job(ctx, "train", pipeline_file, _dates(run_date, date_from, date_to), [
+    runner.run_job(ctx, "train", pipeline_file, run_dates(run_date, date_from, date_to), [
         ("train", lambda *a: runner.train_stage(*a, allow_failed_checks=allow_failed_checks)),
     ])
 
@@ -136,7 +128,7 @@ def score_cmd(ctx: Context, pipeline_file: str, run_date, date_from, date_to, mo
     by the same model version.
     """
     step = runner.score_with_alias(model_version, full, allow_failed_checks)
-    runner.run_job(ctx, "score", pipeline_file, _dates(run_date, date_from, date_to), [("score", step)])
+    runner.run_job(ctx, "score", pipeline_file, run_dates(run_date, date_from, date_to), [("score", step)])
 
 
 @cli.command("frame")
@@ -208,10 +200,10 @@ def run_cmd(ctx: Context, pipeline_file: str | None, run_date, date_from, date_t
             path = runner.write_card(card, settings.path(settings.reports_dir or "reports") / card.name / "pipeline.yaml")
             print_card(card)
             err.print(f"   problem card saved to {path}")
-            return runner.run_pipeline(ctx, str(path), _dates(run_date, date_from, date_to), allow_failed_checks)
+            return runner.run_pipeline(ctx, str(path), run_dates(run_date, date_from, date_to), allow_failed_checks)
     if not pipeline_file:
         raise click.UsageError("give a PIPELINE_YAML, or --input and --target for the zero-config run")
-    return runner.run_pipeline(ctx, pipeline_file, _dates(run_date, date_from, date_to), allow_failed_checks)
+    return runner.run_pipeline(ctx, pipeline_file, run_dates(run_date, date_from, date_to), allow_failed_checks)
 
 
 @cli.command("maintain")

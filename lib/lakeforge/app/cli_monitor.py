@@ -9,7 +9,7 @@ from rich.markup import escape
 
 from lakeforge.app import runner
 from lakeforge.app.console import done, err, note, out, stage
-from lakeforge.app.options import iso_date
+from lakeforge.app.options import iso_date, run_dates
 from lakeforge.app.runner import Context
 
 
@@ -56,10 +56,7 @@ def monitor_cmd(ctx: Context, pipeline_file: str, run_date, date_from, date_to, 
         if _follow(ctx, pipeline_file, available_now):
             raise SystemExit(ALERT_EXIT_CODE)
         return
-    try:
-        dates = runner.dates(run_date, date_from, date_to)
-    except runner.UsageProblem as exc:
-        raise click.UsageError(str(exc)) from None
+    dates = run_dates(run_date, date_from, date_to)
     results = runner.run_job(ctx, "monitor", pipeline_file, [dates[-1]], [("monitor", _monitor_stage(dates))])
     if any(r.alerts for r in results):  # SystemExit: cli.main (standalone_mode=False) drops click's Exit code
         raise SystemExit(ALERT_EXIT_CODE)
@@ -137,4 +134,4 @@ def retrain_cmd(ctx: Context, pipeline_file: str, run_date, force: bool) -> None
         timings["retrain"] = done(t0, f"{res.decision}: {res.message}")
         return res
 
-    runner.run_job(ctx, "retrain", pipeline_file, [run_date or dt.date.today()], [("retrain", step)])
+    runner.run_job(ctx, "retrain", pipeline_file, run_dates(run_date), [("retrain", step)])

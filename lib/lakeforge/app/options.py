@@ -15,3 +15,14 @@ def iso_date(_ctx, _param, value: str | None) -> dt.date | None:
         return dt.date.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(f"expected a date as YYYY-MM-DD, got {value!r}") from None
+
+
+def run_dates(run_date: dt.date | None, date_from: dt.date | None = None, date_to: dt.date | None = None) -> list[dt.date]:
+    """The run dates of a command (lakeforge.app.runner.dates), a wrong combination or a date in
+    the future as a usage error."""
+    from lakeforge.app import runner
+
+    try:
+        return runner.dates(run_date, date_from, date_to)
+    except runner.UsageProblem as exc:
+        raise click.UsageError(str(exc)) from None
