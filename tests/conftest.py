@@ -56,7 +56,7 @@ def _class_archive() -> Path:
 
 # Class-data sharing: each JVM's start loads, verifies and links some 20,000 classes of Spark,
 # Delta, Hive and Hadoop. The first `lakeforge run` a test starts writes the classes it loaded to
-# an archive (-XX:ArchiveClassesAtExit, +11 CPU-seconds at its exit) and every JVM started after
+# an archive (-XX:ArchiveClassesAtExit, 11-30 CPU-seconds more at its exit) and every JVM started after
 # that maps them instead: a `lakeforge run` of 1,000 Telco rows 67.5 -> 53.9 CPU-s, `lakeforge
 # tables` 10.8 -> 5.8 (measured one at a time on the quiet machine). JVMs started before it exists
 # run as before, and a JVM whose class path differs from the archive's (the Derby server,
