@@ -200,6 +200,7 @@ def main(argv=None) -> int:
     if args.markdown:
         from bench_scale_report import markdown
 
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
         Path(args.markdown).write_text(markdown(results))
     print(json.dumps(results["exponents"], indent=1))
     return 0 if all(s["ok"] for size in results["sizes"] for s in size["stages"].values()) else 1
