@@ -63,7 +63,8 @@ def _class_archive() -> Path:
 # beeline's extra jars) ignores it; -Xlog:cds=off keeps either case silent.
 ROOT = Path(__file__).resolve().parents[1]
 CLASS_ARCHIVE = _class_archive()
-_SHARED = f"-XX:SharedArchiveFile={CLASS_ARCHIVE} -Xlog:cds=off -Xlog:cds+dynamic=off"
+_QUIET_CDS = "-Xlog:cds=off -Xlog:cds+dynamic=off"
+_SHARED = f"-XX:SharedArchiveFile={CLASS_ARCHIVE} {_QUIET_CDS}"
 TEST_JVM_OPTIONS = f"-XX:TieredStopAtLevel=1 -XX:+UseSerialGC {_LATE_C1} {_SHARED}"
 SESSION_JVM_OPTIONS = f"-XX:+UseSerialGC {_LATE_C2} {_SHARED}"
 
@@ -160,20 +161,23 @@ def run_lakeforge(*args: str, timeout: int = 600, env: dict | None = None, stdin
     exe = Path(sys.executable).with_name("lakeforge")
     with _archiving("run" in args) as archive_env:
         full_env = {**os.environ, "LAKEFORGE_HOME": str(ROOT), **archive_env, **(env or {})}
-        if not archive_env:
-            return subprocess.run([str(exe), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                                  env=full_env, input=stdin)
-        # the JVM writes the archive after the Python process exits: wait for its process group
         proc = subprocess.Popen([str(exe), *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=full_env, stdin=subprocess.PIPE if stdin is not None else None, start_new_session=True)
-        out, err = proc.communicate(stdin, timeout=timeout)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                os.killpg(proc.pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.2)
+                                env=full_env, stdin=subprocess.PIPE if stdin is not None else None,
+                                start_new_session=bool(archive_env))
+        try:
+            out, err = proc.communicate(stdin, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise
+        if archive_env:  # its JVM writes the archive after the Python process exits: wait for the group
+            deadline = time.time() + 120
+            while time.time() < deadline:
+                try:
+                    os.killpg(proc.pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.2)
         return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
@@ -198,7 +202,7 @@ def _archiving(candidate: bool):
     part = CLASS_ARCHIVE.with_suffix(f".{os.getpid()}.part")
     options = os.environ["SPARK_SUBMIT_OPTS"].replace(_SHARED, "")  # a JVM cannot map and write one
     try:
-        yield {"SPARK_SUBMIT_OPTS": f"{options} -XX:ArchiveClassesAtExit={part} -Xlog:cds=off -Xlog:cds+dynamic=off"}
+        yield {"SPARK_SUBMIT_OPTS": f"{options} -XX:ArchiveClassesAtExit={part} {_QUIET_CDS}"}
         if part.exists():
             os.replace(part, CLASS_ARCHIVE)
     finally:
