@@ -69,6 +69,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pandas", action="store_true", help="also pandas + scikit-learn on the same rows")
     p.add_argument("--pandas-memory-gb", type=float, default=None, help="RLIMIT_AS of the pandas process")
     p.add_argument("--keep", action="store_true", help="keep the warehouses (default: deleted after each size)")
+    p.add_argument("--stages", default=",".join(STAGES),
+                   help="comma-separated stages to run, in pipeline order (default: all; train needs ingest)")
     return p.parse_args(argv)
 
 
@@ -120,7 +122,7 @@ def one_size(rows: int, args) -> dict:
     pipe.write_text(yaml.safe_dump(pipeline(Path(data["folder"]), args.train_minutes), sort_keys=False))
     out = {"rows": rows, "data": data, "work": str(work), "stages": {}}
     try:
-        for stage in STAGES:
+        for stage in [s for s in STAGES if s in args.stages.split(",")]:
             overlay = write_overlay(work, stage, args)
             m = run_command(command(stage, overlay, pipe, args), work / "warehouse", work / "gc" / f"{stage}.log",
                             work / "events" / stage, bool(args.master or args.env), args.stage_timeout)

@@ -70,6 +70,30 @@ def _table_written(spark, settings, name):
     return spark.catalog.tableExists(f"lakeforge.{name}") or (Path(settings.warehouse) / "lakeforge.db" / name).exists()
 
 
+# The text of a Py4J error from a real run (scripts/bench_scale.py, 10M rows, 4 GB local driver),
+# shortened: what lakeforge.app.cli.main receives when a Spark job runs out of memory.
+_OOM = """An error occurred while calling o2094.count.
+: org.apache.spark.SparkException: Job aborted due to stage failure: Task 6 in stage 136.0 failed 1 times, \
+most recent failure: Lost task 6.0 in stage 136.0 (TID 359) (localhost executor driver): java.lang.OutOfMemoryError: \
+Java heap space
+\tat java.base/java.util.Arrays.copyOf(Arrays.java:3537)"""
+
+
+@pytest.mark.parametrize("where, fix", [("localhost executor driver", "spark.driver_memory"),
+                                        ("127.0.0.1 executor 1", "spark.executor.memory")])
+def test_out_of_memory_is_one_line_naming_the_setting(monkeypatch, capsys, where, fix):
+    from lakeforge.app import cli as cli_module
+
+    def fail(**_kwargs):
+        raise RuntimeError(_OOM.replace("localhost executor driver", where))
+
+    monkeypatch.setattr(cli_module.cli, "main", fail)
+    assert cli_module.main(["train", str(TELCO_PIPELINE)]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: Spark ran out of memory"), lines
+    assert "Java heap space" in lines[0] and fix in lines[0] and "rerun" in lines[0], lines[0]
+
+
 def test_missing_config_file(tmp_path):
     proc = run_lakeforge("--conf", str(write_overlay(tmp_path)), "run", str(tmp_path / "missing.yaml"))
     _assert_one_clear_error(proc, "config file not found", "missing.yaml")

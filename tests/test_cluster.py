@@ -52,27 +52,40 @@ def _submit(env, *args, timeout=420):
     )
 
 
-def _finish(proc, timeout=420) -> str:
-    out, _ = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, out[-5000:]
-    return out
-
-
 @pytest.fixture(scope="module")
 def trained_on_cluster(cluster):
-    """The whole Telco pipeline submitted to the cluster (1,000 customers, a small grid to keep CI short)."""
+    """The whole Telco pipeline submitted to the cluster (1,000 customers, a small grid to keep CI
+    short), with an executor killed (kill -9) as the model search starts, after the training
+    features were cached on the executors: the master starts a new one and training completes.
+    (folder, env, overlay, the run's output, the killed executor's pid.)"""
     folder, env = cluster
     # the executors the workers start get the suite's JVM options too (conftest.TEST_JVM_OPTIONS)
     overlay = write_overlay(folder / "project", conf={"spark.executor.extraJavaOptions": TEST_JVM_OPTIONS})
     pipeline = write_pipeline(folder / "project", **{"source.path": str(telco_slice(folder / "project", ROWS)),
                                                      "model.algorithms": {"logistic_regression": {"regParam": [0.01]}},
                                                      "model.folds": 2})
-    out = _finish(_submit(env, "run", "--env", "cluster", "--conf", str(overlay), str(pipeline), "--run-date", "2026-01-02"))
-    return folder, env, overlay, out
+    proc = _submit(env, "run", "--env", "cluster", "--conf", str(overlay), str(pipeline), "--run-date", "2026-01-02")
+    watchdog = threading.Timer(420, os.killpg, (proc.pid, signal.SIGKILL))
+    watchdog.start()
+    lines, killed = [], None
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if killed is None and line.strip().startswith("search:"):  # lakeforge.training.job._search
+                killed = _executor_pids(env)[0]
+                os.kill(killed, signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        watchdog.cancel()
+    out = "".join(lines)
+    assert proc.returncode == 0, out[-5000:]
+    work = Path(env["LAKEFORGE_CLUSTER_DIR"]) / "work"
+    app = max(work.glob("worker-*/app-*"), key=lambda p: p.stat().st_mtime).name  # the run's application
+    return folder, env, overlay, out, (killed, sorted(p.name for p in work.glob(f"worker-*/{app}/*")))
 
 
 def test_pipeline_runs_on_the_standalone_cluster(spark, trained_on_cluster):
-    folder, env, _, out = trained_on_cluster
+    folder, env, _, out, _ = trained_on_cluster
     assert f"{ROWS} predictions (rows of lakeforge.bronze_telco version 1) by telco_churn v1" in out
     apps = _master_state(env)["completedapps"]
     assert apps and all(a["state"] == "FINISHED" for a in apps)
@@ -83,6 +96,15 @@ def test_pipeline_runs_on_the_standalone_cluster(spark, trained_on_cluster):
         "min(score) AS lo", "max(score) AS hi").first()
     assert (row.n, row.keys, row.dates) == (ROWS, ROWS, ["2026-01-02"])
     assert 0.0 <= row.lo and row.hi <= 1.0
+
+
+def test_training_survives_a_killed_executor(trained_on_cluster):
+    """The executor killed during the search was replaced and the run went on to register and score."""
+    *_, out, (killed, executors) = trained_on_cluster
+    assert killed is not None, out[-3000:]
+    assert "lost executor" in out.lower(), out[-3000:]  # the fault really hit the application
+    assert "Registry: version 1 is the first model: champion" in out, out[-3000:]
+    assert len(executors) == 3, executors  # two at the start, one started in place of the killed one
 
 
 def _executor_pids(env) -> list[int]:
@@ -117,7 +139,7 @@ def _scanning_executor(env, table_dir: str) -> int | None:
 def test_scoring_survives_a_killed_executor(spark, trained_on_cluster):
     """kill -9 the executor that is reading the rows to score (42,258): the job completes and the
     predictions table has exactly one row per input key."""
-    folder, env, overlay, _ = trained_on_cluster
+    folder, env, overlay, *_ = trained_on_cluster
     big = folder / "big.csv"
     with open(TELCO_CSV) as src, open(big, "w", newline="") as dst:
         rows = list(csv.reader(src))

@@ -1,20 +1,22 @@
 """The fault suite of issue 23, the cases the other files do not already cover: run dates at a
-month end and in the future, the MLflow server down at start, and a full disk under a table. Each
+month end and in the future, the MLflow server down at start, a full disk under a table, kill -9
+while ingest writes and while train registers (and the order of train's registry writes). Each
 case ends with the exact rows per table and run date.
 
 Covered elsewhere: kill -9 of a score run and its rerun (test_pipeline_e2e.py), of a monitor
-follower (test_monitor_follow.py), of an executor while scoring on the cluster (test_cluster.py);
-the job lock refusing a second `lakeforge` process and a killed holder releasing it
+follower (test_monitor_follow.py), of an executor while training and while scoring on the
+cluster (test_cluster.py); the job lock refusing a second `lakeforge` process and a killed holder releasing it
 (test_scheduling.py).
 
-Everything runs in this process (lakeforge.app.cli.main) with the session's Spark and warehouse,
-on the first 1,000 Telco customers, trained once (one logistic regression, 2 folds)."""
+Everything but the killed processes runs in this process (lakeforge.app.cli.main) with the
+session's Spark and warehouse, on the first 1,000 Telco customers (one logistic regression)."""
 
 import datetime as dt
 import shutil
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -281,3 +283,103 @@ def test_ingest_killed_while_writing_then_rerun_loads_each_row_once(spark, overl
     runs = spark.sql(f"SELECT status, rows_out FROM lakeforge.job_runs WHERE job = 'ingest' AND run_date = DATE'{date}' "
                      "AND rows_out IS NOT NULL")
     assert [tuple(r) for r in runs.collect()] == [("succeeded", ROWS)]
+
+
+# ------------------------------------------------------------------------------------------
+# Train's registration: an alias moves only to a complete version; kill -9 while registering
+# ------------------------------------------------------------------------------------------
+
+_NEEDED_TAGS = {"lakeforge.task", "lakeforge.metric", "lakeforge.threshold", "lakeforge.input_null_shares"}
+
+
+def _completeness(spark, name: str, version: str, *reference_tables: str) -> tuple[set[str], int]:
+    """(the tags scoring and monitoring read that version ``version`` lacks, its rows in the
+    monitoring reference tables: names, or delta.`path` for another process's warehouse)."""
+    from lakeforge.core import tracking
+
+    tags = tracking.MlflowClient().get_model_version(name, version).tags
+    rows = 0
+    for table in reference_tables:
+        if spark.catalog.tableExists(table) if not table.startswith("delta.") else (Path(table[7:-1]) / "_delta_log").exists():
+            rows += spark.sql(f"SELECT count(*) FROM {table} WHERE model_name = '{name}' AND model_version = '{version}'").first()[0]
+    return _NEEDED_TAGS - set(tags), rows
+
+
+def test_train_points_an_alias_only_at_a_complete_version(spark, overlay, project, capsys, monkeypatch):
+    """Every state of the registry a kill -9 could leave behind is usable: each time training sets an
+    alias, the version it points at already has its tags (task, metric, threshold, the training
+    rows' null shares) and its monitoring reference. A second training on the same rows: the
+    gate keeps the champion, the new version becomes the challenger."""
+    from lakeforge.core import tracking
+
+    _, path = project
+    calls = []
+    real = tracking.set_alias
+
+    def checked(name, alias, version):
+        calls.append((alias, str(version), _completeness(spark, name, str(version), "lakeforge.telco_churn_monitor_reference")))
+        real(name, alias, version)
+
+    monkeypatch.setattr(tracking, "set_alias", checked)
+    code, lines = _lf(overlay, capsys, "train", str(path), "--run-date", "2026-02-03")
+    assert code == 0, "\n".join(lines)
+    assert [(alias, version) for alias, version, _ in calls] == [("challenger", "2")], calls
+    for alias, version, (missing, reference_rows) in calls:
+        assert not missing and reference_rows > 0, (alias, version, missing, reference_rows)
+    aliases = {k: str(v) for k, v in tracking.MlflowClient().get_registered_model("f_model").aliases.items()}
+    assert aliases == {"champion": "1", "challenger": "2"}
+
+
+def test_train_killed_while_registering_then_rerun_registers_a_complete_champion(spark, overlay, settings, project,
+                                                                                  tmp_path, capsys):
+    """`lakeforge run` in a process of its own (its own warehouse; the session's MLflow store),
+    killed as soon as its model version exists in the registry; the scheduler's retry of the
+    training then runs in this process: no alias points at the killed version unless it is
+    complete, the retry's version is the challenger (and the champion, unless the killed one got
+    there complete), each aliased version has everything scoring and monitoring read, and the
+    leaderboard holds the date's candidate once."""
+    import sqlite3
+
+    from conftest import write_overlay
+    from lakeforge.core import tracking
+
+    folder, _ = project
+    own = tmp_path / "killed"
+    names = {**TABLES, "tables.bronze": "f_bronze_kr", "tables.predictions": "f_predictions_kr",
+             "tables.leaderboard": "f_leaderboard_kr", "model.registered_name": "f_model_kr"}
+    path = write_pipeline(own, **names, **{
+        "name": "f_kr", "source.path": str(folder / f"telco_{ROWS}.csv"),
+        "model.algorithms": {"logistic_regression": {"regParam": [0.01]}}, "model.search": "train_validation_split"})
+    hybrid = yaml.safe_load(write_overlay(own).read_text())
+    hybrid["mlflow"] = yaml.safe_load(overlay.read_text())["mlflow"]  # the registry this process reads
+    (own / "overlay.yaml").write_text(yaml.safe_dump(hybrid))
+    registry = hybrid["mlflow"]["tracking_uri"].removeprefix("sqlite:///")
+
+    def registered() -> bool:
+        try:
+            with sqlite3.connect(f"file:{registry}?mode=ro", uri=True, timeout=0.5) as db:
+                return db.execute("SELECT count(*) FROM model_versions WHERE name = 'f_model_kr'").fetchone()[0] > 0
+        except sqlite3.OperationalError:  # locked while the other process writes
+            return False
+
+    date = "2026-02-06"
+    output = _kill_when(["--conf", str(own / "overlay.yaml"), "run", str(path), "--run-date", date], registered)
+    assert "search:" in output, output[-3000:]
+    client = tracking.MlflowClient()
+    killed = [str(v.version) for v in client.search_model_versions("name = 'f_model_kr'")]
+    assert killed == ["1"], killed
+    references = ("lakeforge.f_kr_monitor_reference", f"delta.`{own / 'warehouse' / 'lakeforge.db' / 'f_kr_monitor_reference'}`")
+    for alias, version in client.get_registered_model("f_model_kr").aliases.items():  # normally none yet
+        missing, rows = _completeness(spark, "f_model_kr", str(version), *references)
+        assert not missing and rows > 0, (alias, version, missing, rows)
+
+    spark.sql(f"CREATE TABLE lakeforge.f_bronze_kr USING delta LOCATION '{own / 'warehouse' / 'lakeforge.db' / 'f_bronze_kr'}'")
+    code, lines = _lf(overlay, capsys, "train", str(path), "--run-date", date)
+    assert code == 0, "\n".join(lines)
+    aliases = {k: str(v) for k, v in client.get_registered_model("f_model_kr").aliases.items()}
+    assert aliases["challenger"] == "2" and aliases["champion"] in ("1", "2"), aliases  # "1" only if it was complete
+    for alias, version in aliases.items():
+        missing, rows = _completeness(spark, "f_model_kr", version, *references)
+        assert not missing and rows > 0, (alias, version, missing, rows)
+    assert [tuple(r) for r in spark.sql("SELECT CAST(run_date AS STRING), count(*) FROM lakeforge.f_leaderboard_kr "
+                                        "GROUP BY ALL").collect()] == [(date, 1)]

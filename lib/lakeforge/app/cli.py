@@ -25,7 +25,7 @@ from lakeforge.app.cli_dashboard import dashboard_cmd
 from lakeforge.app.cli_monitor import monitor_cmd, retrain_cmd
 from lakeforge.app.cli_monitor_report import monitor_report_cmd
 from lakeforge.app.cli_sql import sql_cmd, sql_server_cmd, tables_cmd
-from lakeforge.core.errors import LakeforgeError
+from lakeforge.core.errors import LakeforgeError, out_of_memory_hint, server_gone_hint
 
 
 def run_date_options(f):
@@ -304,6 +304,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - last resort: one clear line, traceback on request
         if debug:
             traceback.print_exc()
+        if hint := out_of_memory_hint(exc) or server_gone_hint(exc):
+            error(hint)
+            return 1
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         error(f"unexpected {type(exc).__name__}: {msg} (rerun with --debug for the traceback)")
         return 1

@@ -58,3 +58,37 @@ class RuntimeSetupError(LakeforgeError):
 class SourceError(InputDataError):
     """A source (HTTP API, database) is unreachable or answers with unusable data; the message
     names the URL or host:port, never a password or token."""
+
+
+def out_of_memory_hint(exc: BaseException) -> str | None:
+    """One line for a Spark job that failed with java.lang.OutOfMemoryError (the Java stack trace
+    is in the Py4J error's text), naming the setting to raise; None for anything else."""
+    text = str(exc)
+    if "java.lang.OutOfMemoryError" not in text:
+        return None
+    kind = text.split("java.lang.OutOfMemoryError", 1)[1].lstrip(": ").splitlines()[0].strip() or "out of memory"
+    if "executor driver" in text or "Lost task" not in text:  # local mode: the driver runs the tasks
+        fix = "raise spark.driver_memory in the settings (e.g. a --conf file with spark: {driver_memory: 8g})"
+        where = "the driver"
+    else:
+        fix = "raise spark.conf.spark.executor.memory in the settings, or give the job more executors"
+        where = "an executor"
+    return (f"Spark ran out of memory in {where} (java.lang.OutOfMemoryError: {kind}): {fix}, "
+            "then rerun the same command for the same run date.")
+
+
+def server_gone_hint(exc: BaseException) -> str | None:
+    """One line for an MLflow tracking server that stopped answering while a command ran (MLflow's
+    'API request to URL failed with exception ... Max retries exceeded'); None for anything else.
+    The URL is shown without its query and credentials."""
+    import re
+
+    text = str(exc)
+    seen = re.search(r"API request to (\S+?)/api/\S* failed with exception", text)
+    if not seen or not any(s in text for s in ("Max retries exceeded", "Connection refused", "ConnectionError")):
+        return None
+    server = re.sub(r"//[^/@]*@", "//", seen.group(1))
+    reason = "connection refused" if "Connection refused" in text else "no answer"
+    return (f"MLflow tracking server {server} stopped answering while the command ran ({reason}); what was "
+            "registered before stays consistent (an alias only ever points at a complete model version): "
+            "start the server, then rerun the same command for the same run date.")

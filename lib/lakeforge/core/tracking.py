@@ -13,6 +13,12 @@ from lakeforge.core.settings import Settings
 from lakeforge.core.errors import LakeforgeError, ModelNotFoundError
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# A tracking server that stops answering mid-run: MLflow's client retries each request 7 times with
+# a backoff factor of 2 (about four minutes) before it fails. lakeforge's jobs are retried by their
+# scheduler, so a request gives up after 3 retries 2, 4 and 8 s apart (about 15 s); the environment
+# variables still override these defaults.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "2")
 
 import mlflow  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402

@@ -186,12 +186,14 @@ def _announce(pipeline: PipelineConfig, d: _Data, say: Callable[[str], None]) ->
 
 def _register(spark: SparkSession, settings: Settings, pipeline: PipelineConfig, d: _Data, lineage: Lineage,
               trained: Trained):
-    """Log and register the model, then what later stages read from the version: the training rows'
-    null shares (scoring) and the monitoring reference (lakeforge monitor, from the test rows)."""
-    reg = log_and_register(settings, pipeline, lineage, trained)
-    tag_null_shares(reg.model, d.plan)
-    reference_from_training(spark, settings, pipeline, reg.model, trained.model, d.test_df, d.plan.inputs)
-    return reg
+    """Log and register the model with what later stages read from the version, before it gets an
+    alias: the training rows' null shares (scoring) and the monitoring reference (lakeforge monitor,
+    from the test rows)."""
+    def equip(ref) -> None:  # before any alias points at the version
+        tag_null_shares(ref, d.plan)
+        reference_from_training(spark, settings, pipeline, ref, trained.model, d.test_df, d.plan.inputs)
+
+    return log_and_register(settings, pipeline, lineage, trained, equip)
 
 
 def _read_and_split(spark: SparkSession, settings: Settings, pipeline: PipelineConfig, allow_failed_checks: bool,

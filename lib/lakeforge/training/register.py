@@ -1,6 +1,7 @@
 """MLflow: the training's run (params, metrics, artifacts, one child run per candidate, the
-report), the model logged with a signature and input example and registered as ``challenger``,
-and the promotion gate that makes it ``champion`` when it beats the current one.
+report), the model logged with a signature and input example and registered, equipped with what
+scoring and monitoring read from it, then aliased ``challenger``, and the promotion gate that makes
+it ``champion`` when it beats the current one (aliases move last: lakeforge.training.job).
 
 lakeforge.training.job calls ``log_and_register`` once per training; ``promote`` is the gate on
 its own (the champion is scored on the same test rows as the new version).
@@ -14,6 +15,7 @@ import json
 import math
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -110,9 +112,13 @@ class Registration:
     report: str | None  # the HTML report's path (none without reports_dir)
 
 
-def log_and_register(settings: Settings, pipeline: PipelineConfig, lineage: Lineage, t: Trained) -> Registration:
-    """Log the training as an MLflow run (a child run per candidate), register the model as
-    ``challenger``, pass it through the promotion gate, and write the report."""
+def log_and_register(settings: Settings, pipeline: PipelineConfig, lineage: Lineage, t: Trained,
+                     equip: Callable[[tracking.ModelRef], None] | None = None) -> Registration:
+    """Log the training as an MLflow run (a child run per candidate), register the model, give the
+    version everything later stages read from it (its tags, then ``equip``: the null shares and the
+    monitoring reference), and only then alias it ``challenger`` and pass it through the promotion
+    gate, and write the report. A process killed anywhere in between leaves at most a version
+    without an alias: never a champion or challenger that scoring or monitoring cannot use."""
     import mlflow
 
     cfg = pipeline.model
@@ -125,16 +131,19 @@ def log_and_register(settings: Settings, pipeline: PipelineConfig, lineage: Line
         for c in t.candidates:  # one child run per candidate
             _log_candidate(experiment_id, tags, c, t.target.task)
         new_version = log_model(cfg.registered_name, t.model, t.inputs)
+        for k, v in {"lakeforge.task": t.target.task, "lakeforge.metric": t.metric,
+                     f"lakeforge.test_{t.metric}": f"{t.test_eval.metrics[t.metric]:.6f}",
+                     **({"lakeforge.threshold": f"{t.threshold:.6f}"} if t.threshold is not None else {})}.items():
+            client.set_model_version_tag(cfg.registered_name, new_version, k, v)
+        ref = tracking.ModelRef(cfg.registered_name, new_version, "challenger")
+        if equip is not None:
+            equip(ref)
         gate = promote(client, cfg, t.target, t.metric, t.test_eval.metrics[t.metric], t.test_df, new_version)
         mlflow.set_tags({"lakeforge.decision": gate.decision, "lakeforge.promoted": str(gate.promoted)})
         if gate.champion_score is not None:
             mlflow.log_metric(f"champion_test_{t.metric}", gate.champion_score)
         report_path = _report(settings, pipeline, lineage.run_date, t, gate.decision, new_version)
-    for k, v in {"lakeforge.task": t.target.task, "lakeforge.metric": t.metric, "lakeforge.decision": gate.decision,
-                 f"lakeforge.test_{t.metric}": f"{t.test_eval.metrics[t.metric]:.6f}",
-                 **({"lakeforge.threshold": f"{t.threshold:.6f}"} if t.threshold is not None else {})}.items():
-        client.set_model_version_tag(cfg.registered_name, new_version, k, v)
-    ref = tracking.ModelRef(cfg.registered_name, new_version, "challenger")
+    client.set_model_version_tag(cfg.registered_name, new_version, "lakeforge.decision", gate.decision)
     return Registration(ref, run.info.run_id, gate.promoted, gate.decision, gate.champion_version,
                         str(report_path) if report_path else None)
 
