@@ -94,6 +94,17 @@ def test_out_of_memory_is_one_line_naming_the_setting(monkeypatch, capsys, where
     assert "Java heap space" in lines[0] and fix in lines[0] and "rerun" in lines[0], lines[0]
 
 
+def test_out_of_memory_is_recognised_by_the_jvm_exit_code():
+    """In local mode the JVM exits with Spark's code 52 and the job's error may name another task's
+    failure (seen at 10M rows: a NullPointerException of the task after the one that ran out)."""
+    from lakeforge.core.errors import out_of_memory_hint
+
+    other = RuntimeError("An error occurred while calling o2094.count.\n: Lost task 8.0: Cannot invoke \"java.util.Set.add\"")
+    assert out_of_memory_hint(other) is None
+    assert "spark.driver_memory" in out_of_memory_hint(other, 52)
+    assert out_of_memory_hint(other, 1) is None
+
+
 def test_missing_config_file(tmp_path):
     proc = run_lakeforge("--conf", str(write_overlay(tmp_path)), "run", str(tmp_path / "missing.yaml"))
     _assert_one_clear_error(proc, "config file not found", "missing.yaml")

@@ -3,8 +3,8 @@ pipeline, then `lakeforge sql` from another process reads the predictions by tab
 process answers every query: its prompt reads the statements from stdin); a scoring run of the
 same run date killed mid-way and rerun: the date's predictions are whole at every moment and
 never doubled; then the same metastore database served by Apache Derby's network server
-(scripts/metastore.sh) and the Spark Thrift Server (`lakeforge sql-server`) answering beeline over
-JDBC while a scoring job in another process writes the next date.
+(scripts/metastore.sh): a scoring run while it is down fails in one line, and the Spark Thrift
+Server (`lakeforge sql-server`) answers beeline over JDBC while the retry writes that date.
 
 The run is the shipped pipeline with a three-candidate grid, one small point of each of its
 algorithms, on 2 folds (the shipped grid's 7 candidates on 3 folds are the demo's,
@@ -47,24 +47,41 @@ def project(spark, tmp_path_factory):
     return folder, overlay, [first], board, small
 
 
+class Metastore:
+    """The project's metastore database served by Apache Derby's network server
+    (scripts/metastore.sh), and an overlay that names the server."""
+
+    def __init__(self, folder: Path, overlay: Path):
+        self.port = free_port()
+        self.env = {**os.environ, "LAKEFORGE_METASTORE_PORT": str(self.port), "LAKEFORGE_METASTORE_DIR": str(folder / "ms")}
+        data = yaml.safe_load(overlay.read_text())
+        data["catalog"].update(metastore="derby-server", metastore_port=self.port)
+        self.overlay = folder / "overlay-shared.yaml"
+        self.overlay.write_text(yaml.safe_dump(data))
+
+    def _script(self, action: str) -> None:
+        done = subprocess.run(["bash", str(ROOT / "scripts" / "metastore.sh"), action], env=self.env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    def start(self) -> None:
+        self._script("start")
+
+    def stop(self) -> None:
+        self._script("stop")
+
+
 @pytest.fixture(scope="module")
 def shared_catalog(project):
     """The project's metastore database, served by Apache Derby's network server from here on
-    (scripts/metastore.sh; stopped at the end): an overlay that names the server."""
+    (stopped at the end)."""
     folder, overlay, *_ = project
-    ms_port = free_port()
-    env = {**os.environ, "LAKEFORGE_METASTORE_PORT": str(ms_port), "LAKEFORGE_METASTORE_DIR": str(folder / "ms")}
-    script = str(ROOT / "scripts" / "metastore.sh")
-    started = subprocess.run(["bash", script, "start"], env=env, capture_output=True, text=True, timeout=60)
-    assert started.returncode == 0, started.stderr
+    metastore = Metastore(folder, overlay)
+    metastore.start()
     try:
-        data = yaml.safe_load(overlay.read_text())
-        data["catalog"].update(metastore="derby-server", metastore_port=ms_port)
-        shared = folder / "overlay-shared.yaml"
-        shared.write_text(yaml.safe_dump(data))
-        yield shared
+        yield metastore
     finally:
-        subprocess.run(["bash", script, "stop"], env=env, capture_output=True, text=True, timeout=60)
+        metastore.stop()
 
 
 def _leaderboard(spark, folder):
@@ -204,13 +221,26 @@ def _beeline(port: int, query: str) -> list[str]:
     return [line for line in lines if line.strip()]
 
 
-def test_thrift_server_serves_tables_while_a_scoring_job_writes(project, shared_catalog):
-    """`lakeforge sql-server` on the shared metastore (the database the runs above used
-    embedded): beeline reads the predictions by name over JDBC, a scoring job in another process
-    writes the next date meanwhile, and the server's next answer has it; the server listens on
-    127.0.0.1 only."""
-    *_, small = project
-    overlay = shared_catalog
+def test_metastore_server_down_then_thrift_server_serves_tables_while_the_retry_writes(spark, project, shared_catalog):
+    """The metastore server stopped: a scoring run of the next date says so in one line (host and
+    port, how to start it), exit 2, and writes nothing. Started again: `lakeforge sql-server` on
+    the shared metastore (the database the runs above used embedded): beeline reads the
+    predictions by name over JDBC, the scheduler's retry of the next date runs in another process
+    meanwhile, and the server's next answer has that date once; the server listens on 127.0.0.1
+    only."""
+    folder, *_, small = project
+    overlay = shared_catalog.overlay
+    shared_catalog.stop()
+    try:
+        down = run_lakeforge("--conf", str(overlay), "score", str(small), "--run-date", NEXT_DATE)
+    finally:
+        shared_catalog.start()
+    errors = [line for line in down.stderr.splitlines() if line.startswith("error:")]
+    assert down.returncode == 2 and "Traceback" not in down.stderr, down.stderr[-3000:]
+    assert errors == [f"error: cannot reach the metastore server at 127.0.0.1:{shared_catalog.port}; start it with "
+                      "scripts/metastore.sh start"], down.stderr[-3000:]
+    assert _predictions(spark, folder).where(f"run_date = DATE'{NEXT_DATE}'").count() == 0
+
     port = free_port()
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("lakeforge")), "--conf", str(overlay), "sql-server", "--port", str(port)],
@@ -224,6 +254,8 @@ def test_thrift_server_serves_tables_while_a_scoring_job_writes(project, shared_
         scored = run_lakeforge("--conf", str(overlay), "score", str(small), "--run-date", NEXT_DATE)
         assert scored.returncode == 0, scored.stderr[-3000:]
         assert _beeline(port, query) == ["run_date,n", f"{RUN_DATE},7043", f"{NEXT_DATE},7043"]
+        keys = _predictions(spark, folder).where(f"run_date = DATE'{NEXT_DATE}'").select("customerID").distinct().count()
+        assert keys == 7043
         # bound to loopback only
         ss = shutil.which("ss")  # iproute2; the check is skipped on machines without it
         listening = subprocess.run([ss, "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout if ss else ""

@@ -25,7 +25,7 @@ from lakeforge.app.cli_dashboard import dashboard_cmd
 from lakeforge.app.cli_monitor import monitor_cmd, retrain_cmd
 from lakeforge.app.cli_monitor_report import monitor_report_cmd
 from lakeforge.app.cli_sql import sql_cmd, sql_server_cmd, tables_cmd
-from lakeforge.core.errors import LakeforgeError, out_of_memory_hint, server_gone_hint
+from lakeforge.core.errors import LakeforgeError, error_text, out_of_memory_hint, server_gone_hint
 
 
 def run_date_options(f):
@@ -304,12 +304,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - last resort: one clear line, traceback on request
         if debug:
             traceback.print_exc()
-        if hint := out_of_memory_hint(exc) or server_gone_hint(exc):
+        if hint := out_of_memory_hint(exc, jvm_exit_code(exc)) or server_gone_hint(exc):
             error(hint)
             return 1
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        text = error_text(exc).strip()
+        msg = text.splitlines()[0] if text else ""
         error(f"unexpected {type(exc).__name__}: {msg} (rerun with --debug for the traceback)")
         return 1
+
+
+def jvm_exit_code(exc: BaseException, wait: float = 30.0) -> int | None:
+    """After a Py4J error: the exit code of the JVM this process launched, when it is exiting
+    (waited for up to ``wait`` seconds), else None. A JVM that still answers is not waited for."""
+    try:
+        from py4j.protocol import Py4JError
+        from pyspark import SparkContext
+    except ImportError:
+        return None
+    proc = getattr(SparkContext._gateway, "proc", None)  # noqa: SLF001 - set by pyspark's launch_gateway
+    if not isinstance(exc, Py4JError) or proc is None:
+        return None
+    if proc.poll() is None:
+        try:
+            SparkContext._jvm.java.lang.System.currentTimeMillis()  # noqa: SLF001 - does it answer?
+            return None
+        except Exception:  # noqa: BLE001 - it is going
+            pass
+    try:
+        return proc.wait(timeout=wait)
+    except Exception:  # noqa: BLE001 - still there: not an exit
+        return None
 
 
 def job_main(command: str, argv: Sequence[str] | None = None) -> int:

@@ -60,13 +60,18 @@ class SourceError(InputDataError):
     names the URL or host:port, never a password or token."""
 
 
-def out_of_memory_hint(exc: BaseException) -> str | None:
-    """One line for a Spark job that failed with java.lang.OutOfMemoryError (the Java stack trace
-    is in the Py4J error's text), naming the setting to raise; None for anything else."""
-    text = str(exc)
-    if "java.lang.OutOfMemoryError" not in text:
+def out_of_memory_hint(exc: BaseException, jvm_exit_code: int | None = None) -> str | None:
+    """One line for a Spark job that failed with java.lang.OutOfMemoryError, naming the setting to
+    raise; None for anything else. The Java stack trace in the Py4J error's text says so, or the
+    driver JVM's exit code 52 (Spark's exit code for out of memory: in local mode the JVM exits
+    and the error's text may name only a later task's failure)."""
+    text = error_text(exc)
+    if "java.lang.OutOfMemoryError" in text:
+        kind = text.split("java.lang.OutOfMemoryError", 1)[1].lstrip(": ").splitlines()[0].strip() or "out of memory"
+    elif jvm_exit_code == SPARK_EXIT_OOM:
+        kind, text = "the driver JVM exited with code 52", "executor driver"
+    else:
         return None
-    kind = text.split("java.lang.OutOfMemoryError", 1)[1].lstrip(": ").splitlines()[0].strip() or "out of memory"
     if "executor driver" in text or "Lost task" not in text:  # local mode: the driver runs the tasks
         fix = "raise spark.driver_memory in the settings (e.g. a --conf file with spark: {driver_memory: 8g})"
         where = "the driver"
@@ -77,13 +82,24 @@ def out_of_memory_hint(exc: BaseException) -> str | None:
             "then rerun the same command for the same run date.")
 
 
+SPARK_EXIT_OOM = 52  # org.apache.spark.util.SparkExitCode.OOM
+
+
+def error_text(exc: BaseException) -> str:
+    """``str(exc)``; for a Py4J error whose JVM is gone (its text comes from the JVM), its own message."""
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001
+        return str(getattr(exc, "errmsg", "") or type(exc).__name__)
+
+
 def server_gone_hint(exc: BaseException) -> str | None:
     """One line for an MLflow tracking server that stopped answering while a command ran (MLflow's
     'API request to URL failed with exception ... Max retries exceeded'); None for anything else.
     The URL is shown without its query and credentials."""
     import re
 
-    text = str(exc)
+    text = error_text(exc)
     seen = re.search(r"API request to (\S+?)/api/\S* failed with exception", text)
     if not seen or not any(s in text for s in ("Max retries exceeded", "Connection refused", "ConnectionError")):
         return None

@@ -102,6 +102,15 @@ def table_location(spark: SparkSession, table: str) -> str:
     return spark.sql(f"DESCRIBE DETAIL {table}").select("location").first()[0]
 
 
+def plan_bytes(df: DataFrame) -> int | None:
+    """The size Spark's optimizer gives ``df`` (for a Delta read: its files), without a job; None
+    when unknown."""
+    try:
+        return int(str(df._jdf.queryExecution().optimizedPlan().stats().sizeInBytes()))  # noqa: SLF001
+    except Exception:  # noqa: BLE001 - a Spark without these internals
+        return None
+
+
 def latest_version(spark: SparkSession, table: str) -> int:
     return int(DeltaTable.forName(spark, table).history(1).select("version").first()[0])
 

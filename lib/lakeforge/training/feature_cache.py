@@ -76,18 +76,43 @@ def cached_size(df: DataFrame) -> CacheSize | None:
         rdd_id = cached.get().cachedRepresentation().cacheBuilder().cachedColumnBuffers().id()
         sc = spark.sparkContext._jsc.sc()  # noqa: SLF001
         info = next((i for i in sc.getRDDStorageInfo() if i.id() == rdd_id), None)
-        status = sc.getExecutorMemoryStatus()
-        free = total = 0
-        it = status.values().iterator()
-        while it.hasNext():
-            pair = it.next()
-            total, free = total + int(pair._1()), free + int(pair._2())
+        free, total = storage_memory(spark) or (0, 0)
     except Exception:  # noqa: BLE001 - a Spark without these internals: no size, training goes on
         return None
     if info is None:
         return CacheSize(0, 0, 0, df.rdd.getNumPartitions(), free or None, total or None)
     return CacheSize(int(info.memSize()), int(info.diskSize()), int(info.numCachedPartitions()), int(info.numPartitions()),
                      free or None, total or None)
+
+
+def storage_memory(spark) -> tuple[int, int] | None:
+    """(free, total) bytes of Spark's storage memory over its block managers, or None."""
+    try:
+        it = spark.sparkContext._jsc.sc().getExecutorMemoryStatus().values().iterator()  # noqa: SLF001
+        free = total = 0
+        while it.hasNext():
+            pair = it.next()
+            total, free = total + int(pair._1()), free + int(pair._2())
+        return free, total
+    except Exception:  # noqa: BLE001 - a Spark without these internals
+        return None
+
+
+# The cached columnar rows of a table take about twice its Parquet files (10M generated rows:
+# 762 MB of files, about 1.3 GB of cache).
+CACHE_TO_FILES = 2.0
+
+
+def rows_level(spark, table_bytes: int | None) -> tuple[StorageLevel, str]:
+    """Where to keep the labelled rows the split, the feature statistics and the preprocessing fits
+    read again and again: (storage level, why). In memory (and disk) while they take at most half
+    of the storage memory; beyond that on local disk only, so the heap stays free for the feature
+    cache and the fits (10M rows in a 4 GB local driver ran out of heap with both in memory)."""
+    memory = storage_memory(spark)
+    if not table_bytes or memory is None or table_bytes * CACHE_TO_FILES <= memory[1] / 2:
+        return StorageLevel.MEMORY_AND_DISK_DESER, "memory"
+    return StorageLevel.DISK_ONLY, (f"local disk only: about {_size(int(table_bytes * CACHE_TO_FILES))} cached, more than half "
+                                    f"of Spark's {_size(memory[1])} of storage memory (spark.driver_memory in local mode)")
 
 
 def refit_in_fold(prep: Pipeline, train_df: DataFrame, keep: list[str], k: int,

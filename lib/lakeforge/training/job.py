@@ -61,7 +61,7 @@ from lakeforge.core.columns import FEATURES_COL, FOLD_COL, LABEL_COL, WEIGHT_COL
 from lakeforge.core.config import PipelineConfig
 from lakeforge.core.settings import Settings
 from lakeforge.core.errors import InputDataError
-from lakeforge.core.io import require_columns, write_table
+from lakeforge.core.io import plan_bytes, require_columns, write_table
 from lakeforge.features.dedupe import deduplicate
 from lakeforge.features.pipeline import is_supervised, preprocessing_pipeline
 from lakeforge.features.plan import FeaturePlan, plan_features, resolve_roles
@@ -69,7 +69,7 @@ from lakeforge.features.slots import feature_table
 from lakeforge.features.stages import fit_for_training
 from lakeforge.features.statistics import feature_statistics
 from lakeforge.training import evaluation
-from lakeforge.training.feature_cache import cache_features, refit_in_fold
+from lakeforge.training.feature_cache import cache_features, refit_in_fold, rows_level
 from lakeforge.training.algorithms import Estimators, sized_defaults
 from lakeforge.training.early_stopping import rounds_used
 from lakeforge.core.tasks import UNSUPERVISED
@@ -219,7 +219,10 @@ def _read_and_split(spark: SparkSession, settings: Settings, pipeline: PipelineC
     target = infer_target(raw, pipeline, table)
     metric, algorithms = metric_and_algorithms(pipeline, target.task)
 
-    labelled = label_column(raw, pipeline.target, target).cache()
+    level, where_kept = rows_level(spark, plan_bytes(raw))
+    if level.useMemory is False:
+        say(f"training rows: {where_kept}")
+    labelled = label_column(raw, pipeline.target, target).persist(level)
     data, split_info = split_rows(labelled, cfg, pipeline.key, target.task, table)
     counts = split_counts(data, target.task)
     check_counts(counts, target, pipeline, table, cfg.n_folds)

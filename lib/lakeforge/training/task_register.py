@@ -62,8 +62,8 @@ def read_input(spark: SparkSession, settings: Settings, pipeline: PipelineConfig
 
 
 def register_task(settings: Settings, pipeline: PipelineConfig, lineage: Lineage, run: TaskRun) -> Registration:
-    """Log the run (params, metrics, leaderboard, report), register the model as ``challenger``
-    and pass it through the promotion gate."""
+    """Log the run (params, metrics, leaderboard, report), register the model with its tags, then
+    alias it ``challenger`` and pass it through the promotion gate (aliases move last)."""
     import mlflow
 
     cfg = pipeline.model
@@ -83,13 +83,14 @@ def register_task(settings: Settings, pipeline: PipelineConfig, lineage: Lineage
         mlflow.log_dict(pipeline.model_dump(mode="json"), "config/pipeline.json")
         mlflow.log_dict({"leaderboard": run.leaderboard}, "leaderboard.json")
         version = log_model(cfg.registered_name, run.model, run.inputs)
+        client = tracking.MlflowClient()
+        for k, v in {"lakeforge.task": run.task, "lakeforge.metric": run.metric,  # before any alias points at it
+                     f"lakeforge.test_{run.metric}": f"{run.test_metrics[run.metric]:.6f}", **run.tags}.items():
+            client.set_model_version_tag(cfg.registered_name, version, k, v)
         gate = promote_task(cfg.registered_name, run, version, cfg.promotion_margin)
         mlflow.set_tags({"lakeforge.decision": gate.decision, "lakeforge.promoted": str(gate.promoted)})
         report = _report(settings, pipeline, lineage, run, gate.decision, version)
-    client = tracking.MlflowClient()
-    for k, v in {"lakeforge.task": run.task, "lakeforge.metric": run.metric, "lakeforge.decision": gate.decision,
-                 f"lakeforge.test_{run.metric}": f"{run.test_metrics[run.metric]:.6f}", **run.tags}.items():
-        client.set_model_version_tag(cfg.registered_name, version, k, v)
+    client.set_model_version_tag(cfg.registered_name, version, "lakeforge.decision", gate.decision)
     ref = tracking.ModelRef(cfg.registered_name, version, "challenger")
     return Registration(ref, mrun.info.run_id, gate.promoted, gate.decision, gate.champion_version, report)
 
