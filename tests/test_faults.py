@@ -305,39 +305,16 @@ def _completeness(spark, name: str, version: str, *reference_tables: str) -> tup
     return _NEEDED_TAGS - set(tags), rows
 
 
-def test_train_points_an_alias_only_at_a_complete_version(spark, overlay, project, capsys, monkeypatch):
-    """Every state of the registry a kill -9 could leave behind is usable: each time training sets an
-    alias, the version it points at already has its tags (task, metric, threshold, the training
-    rows' null shares) and its monitoring reference. A second training on the same rows: the
-    gate keeps the champion, the new version becomes the challenger."""
-    from lakeforge.core import tracking
-
-    _, path = project
-    calls = []
-    real = tracking.set_alias
-
-    def checked(name, alias, version):
-        calls.append((alias, str(version), _completeness(spark, name, str(version), "lakeforge.telco_churn_monitor_reference")))
-        real(name, alias, version)
-
-    monkeypatch.setattr(tracking, "set_alias", checked)
-    code, lines = _lf(overlay, capsys, "train", str(path), "--run-date", "2026-02-03")
-    assert code == 0, "\n".join(lines)
-    assert [(alias, version) for alias, version, _ in calls] == [("challenger", "2")], calls
-    for alias, version, (missing, reference_rows) in calls:
-        assert not missing and reference_rows > 0, (alias, version, missing, reference_rows)
-    aliases = {k: str(v) for k, v in tracking.MlflowClient().get_registered_model("f_model").aliases.items()}
-    assert aliases == {"champion": "1", "challenger": "2"}
-
-
 def test_train_killed_while_registering_then_rerun_registers_a_complete_champion(spark, overlay, settings, project,
-                                                                                  tmp_path, capsys):
+                                                                                  tmp_path, capsys, monkeypatch):
     """`lakeforge run` in a process of its own (its own warehouse; the session's MLflow store),
     killed as soon as its model version exists in the registry; the scheduler's retry of the
     training then runs in this process: no alias points at the killed version unless it is
     complete, the retry's version is the challenger (and the champion, unless the killed one got
-    there complete), each aliased version has everything scoring and monitoring read, and the
-    leaderboard holds the date's candidate once."""
+    there complete), and the leaderboard holds the date's candidate once. Every state of the
+    registry a kill could leave is usable: each time the retry sets an alias, the version it points
+    at already has its tags (task, metric, threshold, the training rows' null shares) and its
+    monitoring reference."""
     import sqlite3
 
     from conftest import write_overlay
@@ -374,8 +351,18 @@ def test_train_killed_while_registering_then_rerun_registers_a_complete_champion
         assert not missing and rows > 0, (alias, version, missing, rows)
 
     spark.sql(f"CREATE TABLE lakeforge.f_bronze_kr USING delta LOCATION '{own / 'warehouse' / 'lakeforge.db' / 'f_bronze_kr'}'")
+    calls, real = [], tracking.set_alias
+
+    def checked(name, alias, version):
+        calls.append((alias, str(version), _completeness(spark, name, str(version), *references)))
+        real(name, alias, version)
+
+    monkeypatch.setattr(tracking, "set_alias", checked)
     code, lines = _lf(overlay, capsys, "train", str(path), "--run-date", date)
     assert code == 0, "\n".join(lines)
+    assert [(alias, version) for alias, version, _ in calls][0] == ("challenger", "2"), calls
+    for alias, version, (missing, reference_rows) in calls:
+        assert not missing and reference_rows > 0, (alias, version, missing, reference_rows)
     aliases = {k: str(v) for k, v in client.get_registered_model("f_model_kr").aliases.items()}
     assert aliases["challenger"] == "2" and aliases["champion"] in ("1", "2"), aliases  # "1" only if it was complete
     for alias, version in aliases.items():

@@ -110,7 +110,7 @@ class _Features:
     """The preprocessing fitted on the training split and its cached output."""
 
     prep_model: PipelineModel
-    train_features: DataFrame  # label, feature vector, fold (and weight): cached
+    train_features: DataFrame  # label, feature vector, fold (and weight): cached (refitted in folds: from the refit on)
     num_features: int
     fold_data: Callable | None  # fold k -> (training, validation, vector size), refitted in the fold
 
@@ -251,16 +251,20 @@ def _preprocess(pipeline: PipelineConfig, d: _Data, say: Callable[[str], None]) 
     # the rows the learner trains on: out-of-fold target means (lakeforge.features.cross_fit)
     prep_model, fitted_rows = fit_for_training(prep_pipeline(d.plan.report.ranking), d.train_df)
     keep = [LABEL_COL, FEATURES_COL, FOLD_COL] + ([WEIGHT_COL] if d.weight else [])
-    train_features = cache_features(fitted_rows.select(*keep), "training features", say)
-    num_features = train_features.select(FEATURES_COL).first()[0].size
-    say(f"feature vector: {num_features:,} slots")
-
     # Target encoding and supervised selection read the label: they are refitted inside every
-    # fold, so no validation label leaks into the features it is scored on.
+    # fold, so no validation label leaks into the features it is scored on. The search then reads
+    # only the folds' own cached rows, and the whole split's rows are cached for the refit of the
+    # winner, after the folds' caches are gone (both at once ran a 4 GB local driver out of heap
+    # at 10M rows).
     fold_data = None
     if is_supervised(d.plan, pipeline.selection):
         def fold_data(k: int):
             return refit_in_fold(prep_pipeline(), d.train_df, keep, k, say)
+        train_features = fitted_rows.select(*keep)
+    else:
+        train_features = cache_features(fitted_rows.select(*keep), "training features", say)
+    num_features = train_features.select(FEATURES_COL).first()[0].size
+    say(f"feature vector: {num_features:,} slots")
     return _Features(prep_model, train_features, num_features, fold_data)
 
 
@@ -301,6 +305,8 @@ def _refit(pipeline: PipelineConfig, d: _Data, feats: _Features, estimators: Est
         say(f"refit on all {d.rows_train:,} training rows with regParam {refit_params['regParam']:.6g} "
             f"(the search's {best.params['regParam']:.6g} x {refit_params['regParam'] / best.params['regParam']:.4g}: "
             "the same total penalty on more rows)")
+    if feats.fold_data is not None:  # not cached during the search (_preprocess)
+        cache_features(feats.train_features, "training features", say)
     fitted = est.fit(feats.train_features, estimators.param_map(est, refit_params, feats.num_features))
     if (rounds := rounds_used(fitted)) is not None:  # the model's numTrees; its maxIter is the cap
         say(f"refit: early stopping kept {rounds} of at most {fitted.getMaxIter()} boosting rounds")
