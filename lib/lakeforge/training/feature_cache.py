@@ -115,6 +115,21 @@ def rows_level(spark, table_bytes: int | None) -> tuple[StorageLevel, str]:
                                     f"of Spark's {_size(memory[1])} of storage memory (spark.driver_memory in local mode)")
 
 
+def fit_parallelism(frames: list[DataFrame], wanted: int) -> tuple[int, str | None]:
+    """How many fits may run at once: ``wanted``, unless that many copies of the largest cached
+    training frame would take more than half of Spark's storage memory (each running fit caches its
+    own copy: blocks for linear models, binned points for trees). (parallelism, why it was cut)."""
+    sizes = [c.memory_bytes + c.disk_bytes for c in map(cached_size, frames) if c is not None]
+    memory = storage_memory(frames[0].sparkSession) if frames else None
+    if not sizes or memory is None or max(sizes) * wanted <= memory[1] / 2:
+        return wanted, None
+    fits = max(1, int(memory[1] / 2 // max(max(sizes), 1)))
+    if fits >= wanted:
+        return wanted, None
+    return fits, (f"{fits} fit(s) at a time: each caches its own copy of its {_size(max(sizes))} of training rows, "
+                  f"and Spark has {_size(memory[1])} of storage memory (spark.driver_memory in local mode)")
+
+
 def refit_in_fold(prep: Pipeline, train_df: DataFrame, keep: list[str], k: int,
                   say: Callable[[str], None] | None = None) -> tuple[DataFrame, DataFrame, int]:
     """Fold ``k``: the preprocessing fitted on the rows of the other folds only (no label of

@@ -69,7 +69,7 @@ from lakeforge.features.slots import feature_table
 from lakeforge.features.stages import fit_for_training
 from lakeforge.features.statistics import feature_statistics
 from lakeforge.training import evaluation
-from lakeforge.training.feature_cache import cache_features, refit_in_fold, rows_level
+from lakeforge.training.feature_cache import cache_features, fit_parallelism, refit_in_fold, rows_level
 from lakeforge.training.algorithms import Estimators, sized_defaults
 from lakeforge.training.early_stopping import rounds_used
 from lakeforge.core.tasks import UNSUPERVISED
@@ -277,11 +277,15 @@ def _search(spark: SparkSession, pipeline: PipelineConfig, d: _Data, feats: _Fea
     if shares := [v for v in (algorithms.get("gbt") or {}).get("validationFraction", []) if v > 0]:
         say(f"gbt: early stopping on a held-out {max(shares):.0%} of each fit's rows ({d.rows_train:,} training rows)")
     found = candidates(algorithms, task)
-    parallelism = cfg.parallelism or max(1, min(4, spark.sparkContext.defaultParallelism * 2))
-    say(f"search: {len(found)} candidates from {len(d.algorithms)} algorithm(s), {cfg.search_label}, "
-        f"parallelism {parallelism}")
     t = time.perf_counter()
     folds = fold_frames(feats.train_features, cfg.n_folds, feats.num_features, feats.fold_data)
+    parallelism = cfg.parallelism or max(1, min(4, spark.sparkContext.defaultParallelism * 2))
+    if not cfg.parallelism:  # as many at once as the memory holds
+        parallelism, why = fit_parallelism([f[0] for f in folds] if feats.fold_data else [feats.train_features], parallelism)
+        if why:
+            say(f"search: {why}")
+    say(f"search: {len(found)} candidates from {len(d.algorithms)} algorithm(s), {cfg.search_label}, "
+        f"parallelism {parallelism}")
     search(SearchSpec(
         found, folds, task, estimators,
         evaluate=lambda predictions: evaluation.evaluate(task, predictions, LABEL_COL, d.target.labels),

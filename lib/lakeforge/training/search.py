@@ -27,6 +27,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from lakeforge.core.columns import FOLD_COL
+from lakeforge.core.errors import error_text
 from lakeforge.core.tasks import higher_is_better
 from lakeforge.training import algorithms as models
 from lakeforge.training import evaluation
@@ -85,6 +86,14 @@ def fold_frames(features: DataFrame, n_folds: int, num_features: int,
         return [fold_data(k) for k in range(n_folds)]
     return [(features.where(F.col(FOLD_COL) != k), features.where(F.col(FOLD_COL) == k), num_features)
             for k in range(n_folds)]
+
+
+def spark_failed(exc: BaseException) -> bool:
+    """Whether a fit failed because Spark itself did (out of memory, the context stopped), rather
+    than for its parameters."""
+    text = error_text(exc)
+    return any(s in text for s in ("java.lang.OutOfMemoryError", "SparkContext was shut down",
+                                   "Cannot call methods on a stopped SparkContext"))
 
 
 @dataclass
@@ -177,6 +186,8 @@ class _Fits:
         try:
             m = est.fit(train_k, spec.estimators.param_map(est, c.params, size))
         except Exception as exc:  # noqa: BLE001 - an invalid combination (e.g. NB on negative values)
+            if spark_failed(exc):  # not this candidate's fault: the search cannot go on
+                raise
             why = f"failed: {str(exc).splitlines()[0][:200]}"
             with self.lock:
                 self.failed.setdefault(ci, why)
