@@ -197,6 +197,31 @@ def test_the_feature_cache_is_memory_and_disk_keeps_vectors_sparse_and_is_sized(
         cached.unpersist()
 
 
+def test_big_frames_go_to_disk_and_cut_the_fits_at_once_to_what_memory_holds(spark):
+    """The labelled rows stay in memory while they take at most half of the storage memory, else
+    local disk only; the search runs as many fits at once as copies of the largest cached training
+    frame fit in half the storage memory (each fit caches its own copy)."""
+    from pyspark import StorageLevel
+
+    from lakeforge.training.feature_cache import CACHE_TO_FILES, fit_parallelism, rows_level, storage_memory
+
+    _, total = storage_memory(spark)
+    assert rows_level(spark, int(total / 2 / CACHE_TO_FILES))[0] == StorageLevel.MEMORY_AND_DISK_DESER
+    level, why = rows_level(spark, int(total / CACHE_TO_FILES))
+    assert level == StorageLevel.DISK_ONLY and why.startswith("local disk only")
+    assert rows_level(spark, None)[0] == StorageLevel.MEMORY_AND_DISK_DESER  # size unknown: as before
+    frame = cache_features(spark.range(20000).select(F.col("id").cast("double").alias("y")))
+    try:
+        size = cached_size(frame)
+        per_copy = size.memory_bytes + size.disk_bytes
+        assert fit_parallelism([frame], 4) == (4, None)
+        holds = int(total / 2 // per_copy)
+        fits, why = fit_parallelism([frame], holds + 5)
+        assert fits == holds and why.startswith(f"{holds} fit(s) at a time"), why
+    finally:
+        frame.unpersist()
+
+
 def test_numpy_scorer_equals_spark_on_level_encodings(spark, towns, tmp_path):
     from test_scorer_features import assert_parity
 
