@@ -140,7 +140,8 @@ def data_files(warehouse: Path) -> dict[str, int]:
 
 
 def run_command(cmd: list[str], warehouse: Path, gc_log: Path, events: Path, executors: bool, timeout: float) -> dict:
-    """Run one lakeforge command; its measurements (ok: exit code 0, or 3 for monitor's alert)."""
+    """Run one lakeforge command; its measurements (ok: exit code 0, or 3 for monitor's alert). Its
+    whole output is kept beside its GC log (``<stage>.out``); the result has the last lines."""
     before = data_files(warehouse)
     events.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -154,6 +155,7 @@ def run_command(cmd: list[str], warehouse: Path, gc_log: Path, events: Path, exe
         output, _ = proc.communicate()
         output += f"\n[bench] killed after {timeout:.0f} s"
     wall = time.perf_counter() - t0
+    gc_log.with_suffix(".out").write_text(output)  # the whole output, beside the stage's GC log
     sampler.stop.set()
     sampler.join()
     after = data_files(warehouse)

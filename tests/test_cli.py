@@ -91,7 +91,18 @@ def test_out_of_memory_is_one_line_naming_the_setting(monkeypatch, capsys, where
     assert cli_module.main(["train", str(TELCO_PIPELINE)]) == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: Spark ran out of memory"), lines
-    assert "Java heap space" in lines[0] and fix in lines[0] and "rerun" in lines[0], lines[0]
+    assert "java.lang.OutOfMemoryError: Java heap space" in lines[0] and fix in lines[0] and "rerun" in lines[0], lines[0]
+
+
+def test_a_real_out_of_memory_in_local_mode_is_one_line(tmp_path):
+    """A query that cannot fit in a 512 MB driver: the task's OutOfMemoryError makes the local JVM
+    exit (code 52) and the later calls meet a refused connection; the user reads one line."""
+    overlay = write_overlay(tmp_path, driver_memory="512m")
+    proc = run_lakeforge("--conf", str(overlay), "sql", "SELECT size(collect_list(repeat('x', 1000))) FROM range(0, 5000000)")
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr + proc.stdout, proc.stderr[-3000:]
+    assert len(errors) == 1 and errors[0].startswith("error: Spark ran out of memory in the driver ("), errors
+    assert "raise spark.driver_memory" in errors[0], errors
 
 
 def test_out_of_memory_is_recognised_by_the_jvm_exit_code():

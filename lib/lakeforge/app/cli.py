@@ -314,15 +314,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def jvm_exit_code(exc: BaseException, wait: float = 30.0) -> int | None:
-    """After a Py4J error: the exit code of the JVM this process launched, when it is exiting
-    (waited for up to ``wait`` seconds), else None. A JVM that still answers is not waited for."""
+    """After a Py4J error (or the refused connection a later call to a JVM that is gone meets): the
+    exit code of the JVM this process launched, when it is exiting (waited for up to ``wait``
+    seconds), else None. A JVM that still answers is not waited for."""
     try:
         from py4j.protocol import Py4JError
         from pyspark import SparkContext
     except ImportError:
         return None
     proc = getattr(SparkContext._gateway, "proc", None)  # noqa: SLF001 - set by pyspark's launch_gateway
-    if not isinstance(exc, Py4JError) or proc is None:
+    if proc is None or (proc.poll() is None and not isinstance(exc, (Py4JError, ConnectionError))):
         return None
     if proc.poll() is None:
         try:

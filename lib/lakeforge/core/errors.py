@@ -65,11 +65,12 @@ def out_of_memory_hint(exc: BaseException, jvm_exit_code: int | None = None) -> 
     raise; None for anything else. The Java stack trace in the Py4J error's text says so, or the
     driver JVM's exit code 52 (Spark's exit code for out of memory: in local mode the JVM exits
     and the error's text may name only a later task's failure)."""
-    text = error_text(exc)
+    text = chain_text(exc)
     if "java.lang.OutOfMemoryError" in text:
         kind = text.split("java.lang.OutOfMemoryError", 1)[1].lstrip(": ").splitlines()[0].strip() or "out of memory"
+        detail = f"java.lang.OutOfMemoryError: {kind}"
     elif jvm_exit_code == SPARK_EXIT_OOM:
-        kind, text = "the driver JVM exited with code 52", "executor driver"
+        detail, text = "its JVM exited with Spark's out-of-memory code 52", "executor driver"
     else:
         return None
     if "executor driver" in text or "Lost task" not in text:  # local mode: the driver runs the tasks
@@ -78,8 +79,7 @@ def out_of_memory_hint(exc: BaseException, jvm_exit_code: int | None = None) -> 
     else:
         fix = "raise spark.conf.spark.executor.memory in the settings, or give the job more executors"
         where = "an executor"
-    return (f"Spark ran out of memory in {where} (java.lang.OutOfMemoryError: {kind}): {fix}, "
-            "then rerun the same command for the same run date.")
+    return f"Spark ran out of memory in {where} ({detail}): {fix}, then rerun the same command."
 
 
 SPARK_EXIT_OOM = 52  # org.apache.spark.util.SparkExitCode.OOM
@@ -91,6 +91,16 @@ def error_text(exc: BaseException) -> str:
         return str(exc)
     except Exception:  # noqa: BLE001
         return str(getattr(exc, "errmsg", "") or type(exc).__name__)
+
+
+def chain_text(exc: BaseException) -> str:
+    """The texts of ``exc`` and of the exceptions it was raised from or while handling."""
+    texts, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        texts.append(error_text(exc))
+        exc = exc.__cause__ or exc.__context__
+    return "\n".join(texts)
 
 
 def server_gone_hint(exc: BaseException) -> str | None:
