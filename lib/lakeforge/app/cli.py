@@ -7,6 +7,7 @@ failures print one line too (exit code 1) and the traceback only with ``--debug`
 
 from __future__ import annotations
 
+import logging
 import sys
 import traceback
 import uuid
@@ -25,7 +26,7 @@ from lakeforge.app.cli_dashboard import dashboard_cmd
 from lakeforge.app.cli_monitor import monitor_cmd, retrain_cmd
 from lakeforge.app.cli_monitor_report import monitor_report_cmd
 from lakeforge.app.cli_sql import sql_cmd, sql_server_cmd, tables_cmd
-from lakeforge.core.errors import LakeforgeError, error_text, out_of_memory_hint, server_gone_hint
+from lakeforge.core.errors import LakeforgeError, error_text, jvm_gone_hint, out_of_memory_hint, server_gone_hint
 
 
 def run_date_options(f):
@@ -304,7 +305,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - last resort: one clear line, traceback on request
         if debug:
             traceback.print_exc()
-        if hint := out_of_memory_hint(exc, jvm_exit_code(exc)) or server_gone_hint(exc):
+        jvm_code = jvm_exit_code(exc)
+        if jvm_code is not None:  # the JVM is gone: py4j's own logging of the calls that still try it is noise
+            logging.getLogger("py4j").setLevel(logging.CRITICAL)
+        if hint := out_of_memory_hint(exc, jvm_code) or server_gone_hint(exc) or jvm_gone_hint(jvm_code):
             error(hint)
             return 1
         text = error_text(exc).strip()

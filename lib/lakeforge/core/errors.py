@@ -93,6 +93,16 @@ def error_text(exc: BaseException) -> str:
         return str(getattr(exc, "errmsg", "") or type(exc).__name__)
 
 
+def jvm_gone_hint(jvm_exit_code: int | None) -> str | None:
+    """One line for a Spark JVM that ended while the command ran (other than out of memory)."""
+    if jvm_exit_code is None:
+        return None
+    how = f"was killed (signal {-jvm_exit_code})" if jvm_exit_code < 0 else f"exited with code {jvm_exit_code}"
+    return (f"Spark's JVM {how} while the command ran (the lines above may say why; the kernel's "
+            "out-of-memory killer logs to dmesg); Delta commits are atomic, so each table holds its old rows or its "
+            "new ones: rerun the same command.")
+
+
 def chain_text(exc: BaseException) -> str:
     """The texts of ``exc`` and of the exceptions it was raised from or while handling."""
     texts, seen = [], set()
