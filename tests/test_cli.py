@@ -114,6 +114,11 @@ def test_out_of_memory_is_recognised_by_the_jvm_exit_code():
     assert out_of_memory_hint(other) is None
     assert "spark.driver_memory" in out_of_memory_hint(other, 52)
     assert out_of_memory_hint(other, 1) is None
+    from lakeforge.core.errors import jvm_gone_hint
+
+    assert jvm_gone_hint(None) is None
+    assert jvm_gone_hint(-9).startswith("Spark's JVM was killed (signal 9) while the command ran")
+    assert "exited with code 1" in jvm_gone_hint(1) and "rerun" in jvm_gone_hint(1)
 
 
 def test_missing_config_file(tmp_path):
