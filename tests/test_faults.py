@@ -231,7 +231,6 @@ def _kill_when(args: list[str], ready) -> str:
     import os
     import signal
     import sys
-    from pathlib import Path
 
     from conftest import ROOT
 

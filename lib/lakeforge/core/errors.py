@@ -6,6 +6,8 @@ an unexpected failure (exit 1, traceback only with ``--debug``).
 
 from __future__ import annotations
 
+import re
+
 
 class LakeforgeError(Exception):
     """A failure the user can fix; the message is shown as is."""
@@ -69,11 +71,12 @@ def out_of_memory_hint(exc: BaseException, jvm_exit_code: int | None = None) -> 
     if "java.lang.OutOfMemoryError" in text:
         kind = text.split("java.lang.OutOfMemoryError", 1)[1].lstrip(": ").splitlines()[0].strip() or "out of memory"
         detail = f"java.lang.OutOfMemoryError: {kind}"
-    elif jvm_exit_code == SPARK_EXIT_OOM:
-        detail, text = "its JVM exited with Spark's out-of-memory code 52", "executor driver"
+        in_driver = "executor driver" in text or "Lost task" not in text  # local mode: the driver runs the tasks
+    elif jvm_exit_code == SPARK_EXIT_OOM:  # the exit code is the driver JVM's
+        detail, in_driver = "its JVM exited with Spark's out-of-memory code 52", True
     else:
         return None
-    if "executor driver" in text or "Lost task" not in text:  # local mode: the driver runs the tasks
+    if in_driver:
         fix = "raise spark.driver_memory in the settings (e.g. a --conf file with spark: {driver_memory: 8g})"
         where = "the driver"
     else:
@@ -117,9 +120,7 @@ def server_gone_hint(exc: BaseException) -> str | None:
     """One line for an MLflow tracking server that stopped answering while a command ran (MLflow's
     'API request to URL failed with exception ... Max retries exceeded'); None for anything else.
     The URL is shown without its query and credentials."""
-    import re
-
-    text = error_text(exc)
+    text = chain_text(exc)
     seen = re.search(r"API request to (\S+?)/api/\S* failed with exception", text)
     if not seen or not any(s in text for s in ("Max retries exceeded", "Connection refused", "ConnectionError")):
         return None

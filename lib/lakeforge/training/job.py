@@ -220,7 +220,7 @@ def _read_and_split(spark: SparkSession, settings: Settings, pipeline: PipelineC
     metric, algorithms = metric_and_algorithms(pipeline, target.task)
 
     level, where_kept = rows_level(spark, plan_bytes(raw))
-    if level.useMemory is False:
+    if not level.useMemory:
         say(f"training rows: {where_kept}")
     labelled = label_column(raw, pipeline.target, target).persist(level)
     data, split_info = split_rows(labelled, cfg, pipeline.key, target.task, table)

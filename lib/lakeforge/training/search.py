@@ -188,7 +188,7 @@ class _Fits:
         except Exception as exc:  # noqa: BLE001 - an invalid combination (e.g. NB on negative values)
             if spark_failed(exc):  # not this candidate's fault: the search cannot go on
                 raise
-            why = f"failed: {str(exc).splitlines()[0][:200]}"
+            why = f"failed: {(error_text(exc).splitlines() or [''])[0][:200]}"
             with self.lock:
                 self.failed.setdefault(ci, why)
             self.results[(k, ci)] = (None, why, spec.clock() - t_fit)
