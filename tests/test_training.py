@@ -157,6 +157,45 @@ def test_time_budget_skips_the_remaining_candidates(spark, settings, telco, tmp_
     assert res.model.version and [r["algorithm"] for r in res.leaderboard if r["is_best"]] == ["logistic_regression"]
 
 
+def test_training_reads_a_sample_of_the_keys_when_the_table_is_larger_than_its_cap(spark, settings, telco, tmp_path):
+    """model.max_train_rows: a hash-of-the-key sample (test rows a share of it), said and recorded;
+    the gold feature table still holds every row."""
+    from pyspark.sql import functions as F
+
+    from lakeforge.training.sample import SAMPLE_BUCKETS
+
+    pipe = _pipeline(tmp_path, "sampled", **{"tables.bronze": "zoo_bronze", "tables.features": "sampled_features",
+                                             "model.algorithms": {"logistic_regression": {"regParam": [0.01]}},
+                                             "model.max_train_rows": 2000})
+    lines: list[str] = []
+    res = train(spark, settings, pipe, "s1", DAY, progress=lines.append)
+    bronze = spark.table("lakeforge.zoo_bronze")
+    total = bronze.count()
+    bucket = F.pmod(F.xxhash64(F.col("customerID").cast("string"), F.lit(42 + 7)), F.lit(SAMPLE_BUCKETS))
+    expected = bronze.where(bucket < int(round(2000 / total * SAMPLE_BUCKETS))).count()
+    assert res.rows_train + res.rows_test == expected and 1850 <= expected <= 2150
+    assert 0.15 <= res.rows_test / expected <= 0.25  # the test rows are a share of the sample
+    assert f"training on a {2000 / total:.1%} sample of the {total:,} rows: model.max_train_rows: 2,000" in lines
+    split = json.loads(MlflowClient().get_run(res.mlflow_run_id).data.params["split"])
+    assert split["sample"] == {"table_rows": total, "fraction": round(2000 / total, 6), "why": "model.max_train_rows: 2,000"}
+    assert spark.table("lakeforge.sampled_features").count() == total
+
+
+def test_the_automatic_row_cap_follows_spark_storage_memory():
+    from lakeforge.training.sample import MIN_ROWS, row_cap
+
+    gb = 2**30
+    # 10M generated rows: 762 MB of files (about 1.5 GB cached) against a 4 GB driver's 2.2 GB
+    cap, why = row_cap("auto", 10_000_000, 762 * 2**20, int(2.2 * gb))
+    assert 1_700_000 < cap < 1_900_000 and "more than an eighth of Spark's 2.2 GB" in why
+    assert abs(row_cap("auto", 10_000_000, 762 * 2**20, int(4.4 * gb))[0] - 2 * cap) <= 1  # linear in the memory
+    assert row_cap("auto", 1_000, 1_000, int(2.2 * gb))[0] >= 1_000  # small tables: all rows
+    assert row_cap("auto", 10_000_000, 50 * gb, gb)[0] == MIN_ROWS
+    assert row_cap("auto", 10, None, gb) == (None, "size unknown")
+    assert row_cap("all", 10, 10, 1) == (None, "model.max_train_rows: all")
+    assert row_cap(5000, 10, None, None) == (5000, "model.max_train_rows: 5,000")
+
+
 def test_successive_halving_fits_only_the_best_third_on_the_other_folds(spark, settings, telco, tmp_path, monkeypatch):
     import lakeforge.training.search
 

@@ -124,6 +124,10 @@ class ModelConfig(StrictModel):
     # After this many minutes from the start of training no new algorithm starts (started ones
     # finish; the first always runs); the leaderboard lists the skipped candidates.
     max_minutes: float | None = Field(None, gt=0)
+    # The most rows a supervised training reads (a hash-of-the-key sample beyond; scoring reads all):
+    # auto: as many as an eighth of Spark's storage memory holds cached (at least 100,000;
+    # lakeforge.training.sample); N: at most N; all: every row.
+    max_train_rows: int | Literal["auto", "all"] = "auto"
     # Weight classes inversely to their frequency (algorithms that take a weight column).
     class_weights: bool = False
     threshold: ThresholdConfig = ThresholdConfig()
@@ -131,6 +135,13 @@ class ModelConfig(StrictModel):
     promotion_margin: float = Field(0.0, ge=0.0)
     clustering: ClusteringConfig = ClusteringConfig()
     recommendation: RecommendationConfig | None = None  # required with task recommendation
+
+    @field_validator("max_train_rows")
+    @classmethod
+    def _max_train_rows(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 100:
+            raise ValueError("expected at least 100 rows, 'auto' or 'all'")
+        return v
 
     @field_validator("registered_name")
     @classmethod

@@ -78,6 +78,7 @@ from lakeforge.training.choose import choose_threshold, leaderboard, rank, refit
 from lakeforge.training.importances import feature_importances
 from lakeforge.training.input_nulls import tag_null_shares
 from lakeforge.monitoring.reference import reference_from_training
+from lakeforge.training.sample import sample_rows
 from lakeforge.training.register import Lineage, Registration, Trained, TrainResult, log_and_register
 from lakeforge.training.task_register import read_input
 from lakeforge.training.search import Candidate, SearchSpec, candidates, fold_frames, search
@@ -91,7 +92,8 @@ class _Data:
 
     table: str
     version: int
-    raw: DataFrame  # deduplicated when preprocessing.deduplicate says so
+    raw: DataFrame  # the rows training reads (a sample: model.max_train_rows), deduplicated when preprocessing.deduplicate says so
+    everything: DataFrame  # all rows of the version (deduplicated alike), for the gold feature table
     plan: FeaturePlan
     target: Target
     metric: str
@@ -210,16 +212,22 @@ def _read_and_split(spark: SparkSession, settings: Settings, pipeline: PipelineC
         raise InputDataError(f"{pipeline.file}: no feature columns; list features.numeric / features.categorical")
     where = f"table {table} ({pipeline.file})"
     plan = plan_features(raw, pipeline.features, pipeline.preprocessing, pipeline.key, pipeline.target, where)
+    table_bytes, everything = plan_bytes(raw), raw
+    raw, sampled = sample_rows(raw, pipeline.key, cfg.max_train_rows, cfg.seed, table_bytes)
+    if sampled.sampled:  # by a hash of the key: all rows of a key in or out, so deduplicating after is the same
+        say(f"training on a {sampled.fraction:.1%} sample of the {sampled.rows:,} rows: {sampled.why}")
+        table_bytes = table_bytes and int(table_bytes * sampled.fraction)
     duplicates = None
     if pipeline.preprocessing.deduplicate != "none":  # training rows only: scoring scores every row
         before = raw.count()
         raw = raw.transform(deduplicate(pipeline.preprocessing.deduplicate, pipeline.key))
         duplicates = before - raw.count()
+        everything = everything.transform(deduplicate(pipeline.preprocessing.deduplicate, pipeline.key))
     missing_target = raw.where(F.col(pipeline.target).isNull()).count()
     target = infer_target(raw, pipeline, table)
     metric, algorithms = metric_and_algorithms(pipeline, target.task)
 
-    level, where_kept = rows_level(spark, plan_bytes(raw))
+    level, where_kept = rows_level(spark, table_bytes)
     if not level.useMemory:
         say(f"training rows: {where_kept}")
     labelled = label_column(raw, pipeline.target, target).persist(level)
@@ -227,13 +235,15 @@ def _read_and_split(spark: SparkSession, settings: Settings, pipeline: PipelineC
     counts = split_counts(data, target.task)
     check_counts(counts, target, pipeline, table, cfg.n_folds)
     rows_train, rows_test = record_counts(split_info, counts, target)
+    if sampled.sampled:
+        split_info["sample"] = sampled.record()
     weight = None
     if cfg.class_weights and target.task != "regression":
         weight = WEIGHT_COL
         data = with_class_weights(data, counts, rows_train)
     plan = feature_statistics(plan, data, where, train=~F.col("_is_test"))
     plan.report.rows_missing_target, plan.report.duplicates_removed = missing_target, duplicates
-    return _Data(table, version, raw, plan, target, metric, algorithms, labelled, data.where(~F.col("_is_test")),
+    return _Data(table, version, raw, everything, plan, target, metric, algorithms, labelled, data.where(~F.col("_is_test")),
                  data.where(F.col("_is_test")), split_info, rows_train, rows_test, weight)
 
 
@@ -341,7 +351,7 @@ def _write_sinks(spark: SparkSession, settings: Settings, pipeline: PipelineConf
     if not pipeline.tables.features:
         return None
     t = time.perf_counter()  # the gold feature table: replaced each run (one Delta version per run)
-    write_table(feature_table(feats.prep_model, d.raw, pipeline.key), settings.table(pipeline.tables.features))
+    write_table(feature_table(feats.prep_model, d.everything, pipeline.key), settings.table(pipeline.tables.features))
     return time.perf_counter() - t
 
 
