@@ -121,6 +121,25 @@ def test_out_of_memory_is_recognised_by_the_jvm_exit_code():
     assert "exited with code 1" in jvm_gone_hint(1) and "rerun" in jvm_gone_hint(1)
 
 
+def test_a_metastore_server_gone_mid_command_is_recognised_in_the_exception_chain():
+    """Derby's client names the server with the port in the JVM's locale (seen: 37,161); the
+    whole run is tested in test_pipeline_e2e.py (the server killed while a scoring run is under way)."""
+    from lakeforge.core.errors import metastore_gone_hint
+
+    cause = RuntimeError("javax.jdo.JDODataStoreException: java.net.ConnectException : Error connecting to server "
+                         "127.0.0.1 on port 37,161 with message Connection refused.")
+    try:
+        try:
+            raise cause
+        except RuntimeError as inner:
+            raise ValueError("Unable to fetch table bronze_telco") from inner
+    except ValueError as outer:
+        hint = metastore_gone_hint(outer)
+    assert hint.startswith("the metastore server at 127.0.0.1:37161 stopped answering while the command ran")
+    assert "scripts/metastore.sh start" in hint and "rerun" in hint
+    assert metastore_gone_hint(RuntimeError("Connection refused")) is None
+
+
 def test_missing_config_file(tmp_path):
     proc = run_lakeforge("--conf", str(write_overlay(tmp_path)), "run", str(tmp_path / "missing.yaml"))
     _assert_one_clear_error(proc, "config file not found", "missing.yaml")

@@ -3,8 +3,8 @@ month end and in the future, the MLflow server down at start, a full disk under 
 while ingest writes and while train registers (and the order of train's registry writes). Each
 case ends with the exact rows per table and run date.
 
-Covered elsewhere: kill -9 of a score run and its rerun (test_pipeline_e2e.py), of a monitor
-follower (test_monitor_follow.py), of an executor while training and while scoring on the
+Covered elsewhere: kill -9 of a score run and of a batch monitor run between its two writes,
+and their reruns (test_pipeline_e2e.py), of a monitor follower (test_monitor_follow.py), of an executor while training and while scoring on the
 cluster (test_cluster.py); the job lock refusing a second `lakeforge` process and a killed holder releasing it
 (test_scheduling.py).
 

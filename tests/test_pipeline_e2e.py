@@ -2,7 +2,8 @@
 pipeline, then `lakeforge sql` from another process reads the predictions by table name (one
 process answers every query: its prompt reads the statements from stdin); a scoring run of the
 same run date killed mid-way and rerun: the date's predictions are whole at every moment and
-never doubled; then the same metastore database served by Apache Derby's network server
+never doubled; `lakeforge monitor` killed between its profile and drift commits and rerun: each
+window's rows once; then the same metastore database served by Apache Derby's network server
 (scripts/metastore.sh): a scoring run while it is down fails in one line, and the Spark Thrift
 Server (`lakeforge sql-server`) answers beeline over JDBC while the retry writes that date.
 
@@ -69,6 +70,11 @@ class Metastore:
 
     def stop(self) -> None:
         self._script("stop")
+
+    def kill(self) -> None:
+        """kill -9 the server: it is gone at once, as in a crash."""
+        pid = Path(self.env["LAKEFORGE_METASTORE_DIR"], "derby.pid")
+        os.kill(int(pid.read_text().strip()), signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
@@ -196,6 +202,46 @@ def test_killed_score_run_leaves_the_table_whole_and_a_rerun_completes_it(spark,
     assert [(r.n, r.keys) for r in rows] == [(7043, 7043)]
 
 
+def test_monitor_killed_between_its_writes_then_rerun_leaves_each_window_once(spark, project):
+    """kill -9 `lakeforge monitor` the moment its profile rows are committed (the drift rows'
+    commit comes next): the scheduler's retry of the same date leaves each (window, column) once
+    in the profile table and once per comparison in the drift table, and records a success."""
+    folder, overlay, *_ = project
+    db = folder / "warehouse" / "lakeforge.db"
+    profile_data = db / "telco_churn_profile_metrics" / "_delta_log" / "00000000000000000001.json"  # 0: created empty
+    args = ["--conf", str(overlay), "monitor", str(TELCO_PIPELINE), "--run-date", RUN_DATE]
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("lakeforge")), *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            env={**os.environ, "LAKEFORGE_HOME": str(ROOT)})
+    deadline = time.time() + 300
+    while not profile_data.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    output = proc.communicate(timeout=30)[0]
+    assert proc.returncode == -signal.SIGKILL, output[-3000:]
+    time.sleep(1)  # the JVM notices its parent is gone and releases the metastore
+
+    def rows(table: str, *key: str) -> dict[tuple, int]:
+        path = db / table
+        if not (path / "_delta_log").exists():
+            return {}
+        return {tuple(r[:-1]): r[-1] for r in spark.read.format("delta").load(str(path)).groupBy(*key).count().collect()}
+
+    profile = rows("telco_churn_profile_metrics", "window_start", "column_name")
+    assert profile and set(profile.values()) == {1}  # committed whole before the kill
+    rerun = run_lakeforge(*args)
+    assert rerun.returncode in (0, 3), rerun.stderr[-3000:]  # 3: a drift alert, not a failure
+    again = rows("telco_churn_profile_metrics", "window_start", "column_name")
+    drift = rows("telco_churn_drift_metrics", "window_start", "drift_type", "column_name")
+    assert again.keys() == profile.keys() and set(again.values()) == {1}
+    assert set(drift.values()) == {1}
+    assert {c for (_, kind, c) in drift if kind == "BASELINE"} == {c for (_, c) in profile}  # every column compared once
+    runs = spark.read.format("delta").load(str(db / "job_runs")).where(
+        f"job = 'monitor' AND run_date = DATE'{RUN_DATE}' AND status = 'succeeded'").count()
+    assert runs == 1
+
+
 def _wait_for_port(port: int, proc: subprocess.Popen, seconds: int = 120) -> None:
     deadline = time.time() + seconds
     while time.time() < deadline:
@@ -268,6 +314,39 @@ def test_metastore_server_down_then_thrift_server_serves_tables_while_the_retry_
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
+
+
+def test_metastore_server_gone_mid_run_is_one_line_and_the_retry_writes_the_date_once(spark, project, shared_catalog):
+    """The metastore server killed while a scoring run is under way (it has read its table and
+    model): the run fails in one line naming the server, the date's predictions are none or all
+    7,043 (never part), and the scheduler's retry, the server started again, leaves them once."""
+    folder, *_, small = project
+    date = "2026-11-26"
+    exe = Path(sys.executable).with_name("lakeforge")
+    proc = subprocess.Popen([str(exe), "--conf", str(shared_catalog.overlay), "score", str(small), "--run-date", date],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, env={**os.environ, "LAKEFORGE_HOME": str(ROOT)})
+    seen = []
+    try:
+        for line in proc.stdout:  # scoring has started: it read the table's metadata from the server
+            seen.append(line)
+            if line.startswith(">> score"):
+                break
+        shared_catalog.kill()
+        output = "".join(seen) + proc.communicate(timeout=600)[0]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        shared_catalog.start()
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert proc.returncode != 0 and "Traceback" not in output, output[-3000:]
+    assert len(errors) == 1 and f"metastore server at 127.0.0.1:{shared_catalog.port}" in errors[0], output[-3000:]
+    assert _predictions(spark, folder).where(f"run_date = DATE'{date}'").count() in (0, 7043)
+    retry = run_lakeforge("--conf", str(shared_catalog.overlay), "score", str(small), "--run-date", date)
+    assert retry.returncode == 0, retry.stderr[-3000:]
+    rows = _predictions(spark, folder).where(f"run_date = DATE'{date}'").agg(
+        F.count("*").alias("n"), F.countDistinct("customerID").alias("keys")).collect()
+    assert [(r.n, r.keys) for r in rows] == [(7043, 7043)]
 
 
 def test_sql_server_refuses_the_embedded_metastore(tmp_path):

@@ -26,7 +26,8 @@ from lakeforge.app.cli_dashboard import dashboard_cmd
 from lakeforge.app.cli_monitor import monitor_cmd, retrain_cmd
 from lakeforge.app.cli_monitor_report import monitor_report_cmd
 from lakeforge.app.cli_sql import sql_cmd, sql_server_cmd, tables_cmd
-from lakeforge.core.errors import LakeforgeError, error_text, jvm_gone_hint, out_of_memory_hint, server_gone_hint
+from lakeforge.core.errors import (LakeforgeError, error_text, jvm_gone_hint, metastore_gone_hint, out_of_memory_hint,
+                                   server_gone_hint)
 
 
 def run_date_options(f):
@@ -308,7 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         jvm_code = jvm_exit_code(exc)
         if jvm_code is not None:  # the JVM is gone: py4j's own logging of the calls that still try it is noise
             logging.getLogger("py4j").setLevel(logging.CRITICAL)
-        if hint := out_of_memory_hint(exc, jvm_code) or server_gone_hint(exc) or jvm_gone_hint(jvm_code):
+        if hint := (out_of_memory_hint(exc, jvm_code) or server_gone_hint(exc) or metastore_gone_hint(exc)
+                    or jvm_gone_hint(jvm_code)):
             error(hint)
             return 1
         text = error_text(exc).strip()

@@ -129,3 +129,17 @@ def server_gone_hint(exc: BaseException) -> str | None:
     return (f"MLflow tracking server {server} stopped answering while the command ran ({reason}); what was "
             "registered before stays consistent (an alias only ever points at a complete model version): "
             "start the server, then rerun the same command for the same run date.")
+
+
+def metastore_gone_hint(exc: BaseException) -> str | None:
+    """One line for a metastore server (Derby's network server) that stopped answering while a
+    command ran: Derby's client says 'Error connecting to server HOST on port N' (the port in the
+    JVM's locale, e.g. 37,161); None for anything else."""
+    seen = re.search(r"Error connecting to server (\S+) on port ([\d,.]+?)\.? with message", chain_text(exc))
+    if not seen:
+        return None
+    port = re.sub(r"\D", "", seen.group(2))
+    return (f"the metastore server at {seen.group(1)}:{port} stopped answering while the command ran; Delta commits "
+            "are atomic, so each table holds its old rows or its new ones: start it with scripts/metastore.sh start, "
+            "then rerun the same command.")
+

@@ -205,7 +205,7 @@ def _load(spark: SparkSession, ctx: LoadContext, typed: TypedRecords, files: lis
         with SparkProgress(spark, f"{ctx.name}", ctx.progress):
             wr = _write_bronze(good, ctx, files, stats_columns(ctx, typed.target))
         # (write_table creates a new table first: CTAS would return no metrics)
-        return wr, observed_counts(dict(obs.get), collect_bad)
+        return wr, observed_counts(spark, obs, collect_bad)
 
     try:
         try:

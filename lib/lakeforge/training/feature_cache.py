@@ -86,14 +86,19 @@ def cached_size(df: DataFrame) -> CacheSize | None:
 
 
 def storage_memory(spark) -> tuple[int, int] | None:
-    """(free, total) bytes of Spark's storage memory over its block managers, or None."""
+    """(free, total) bytes of Spark's storage memory where cached blocks go, or None: the
+    executors' block managers (on a cluster the driver's holds no cached partitions), or in local
+    mode the driver's, which runs the tasks."""
     try:
-        it = spark.sparkContext._jsc.sc().getExecutorMemoryStatus().values().iterator()  # noqa: SLF001
-        free = total = 0
+        sc = spark.sparkContext._jsc.sc()  # noqa: SLF001
+        driver = sc.env().blockManager().blockManagerId().hostPort()
+        it = sc.getExecutorMemoryStatus().iterator()
+        found = {}
         while it.hasNext():
-            pair = it.next()
-            total, free = total + int(pair._1()), free + int(pair._2())
-        return free, total
+            entry = it.next()
+            found[str(entry._1())] = (int(entry._2()._1()), int(entry._2()._2()))
+        executors = [v for k, v in found.items() if k != driver] or list(found.values())
+        return sum(f for _, f in executors), sum(t for t, _ in executors)
     except Exception:  # noqa: BLE001 - a Spark without these internals
         return None
 

@@ -92,13 +92,12 @@ class _Data:
 
     table: str
     version: int
-    raw: DataFrame  # the rows training reads (a sample: model.max_train_rows), deduplicated when preprocessing.deduplicate says so
+    raw: DataFrame  # the rows training reads (a sample: model.max_train_rows; deduplicated: preprocessing.deduplicate), cached
     everything: DataFrame  # all rows of the version (deduplicated alike), for the gold feature table
     plan: FeaturePlan
     target: Target
     metric: str
     algorithms: dict
-    labelled: DataFrame  # cached: the cache under train_df and test_df
     train_df: DataFrame
     test_df: DataFrame
     split_info: dict
@@ -170,7 +169,7 @@ def train(
     reg = _register(spark, settings, pipeline, d, lineage, trained)
     timings["mlflow_log_register"] = time.perf_counter() - t
     feats.train_features.unpersist()
-    d.labelled.unpersist()  # the cache under data, train_df and test_df
+    d.raw.unpersist()  # the cache under data, train_df and test_df
     seconds = _write_sinks(spark, settings, pipeline, d, feats, board, lineage, reg)
     if seconds is not None:
         timings["feature_table"] = seconds
@@ -223,17 +222,23 @@ def _read_and_split(spark: SparkSession, settings: Settings, pipeline: PipelineC
         raw = raw.transform(deduplicate(pipeline.preprocessing.deduplicate, pipeline.key))
         duplicates = before - raw.count()
         everything = everything.transform(deduplicate(pipeline.preprocessing.deduplicate, pipeline.key))
-    missing_target = raw.where(F.col(pipeline.target).isNull()).count()
-    target = infer_target(raw, pipeline, table)
-    metric, algorithms = metric_and_algorithms(pipeline, target.task)
-
+    # The rows read (after sampling and deduplicating) are cached once: the target's checks, the
+    # split, the feature statistics and the preprocessing fits read them again and again (one scan
+    # of the table instead of one per count).
     level, where_kept = rows_level(spark, table_bytes)
     if not level.useMemory:
         say(f"training rows: {where_kept}")
-    labelled = label_column(raw, pipeline.target, target).persist(level)
-    data, split_info = split_rows(labelled, cfg, pipeline.key, target.task, table)
-    counts = split_counts(data, target.task)
-    check_counts(counts, target, pipeline, table, cfg.n_folds)
+    raw = raw.persist(level)
+    try:
+        missing_target = raw.where(F.col(pipeline.target).isNull()).count()
+        target = infer_target(raw, pipeline, table)
+        metric, algorithms = metric_and_algorithms(pipeline, target.task)
+        data, split_info = split_rows(label_column(raw, pipeline.target, target), cfg, pipeline.key, target.task, table)
+        counts = split_counts(data, target.task)
+        check_counts(counts, target, pipeline, table, cfg.n_folds)
+    except Exception:
+        raw.unpersist()
+        raise
     rows_train, rows_test = record_counts(split_info, counts, target)
     if sampled.sampled:
         split_info["sample"] = sampled.record()
@@ -243,7 +248,7 @@ def _read_and_split(spark: SparkSession, settings: Settings, pipeline: PipelineC
         data = with_class_weights(data, counts, rows_train)
     plan = feature_statistics(plan, data, where, train=~F.col("_is_test"))
     plan.report.rows_missing_target, plan.report.duplicates_removed = missing_target, duplicates
-    return _Data(table, version, raw, everything, plan, target, metric, algorithms, labelled, data.where(~F.col("_is_test")),
+    return _Data(table, version, raw, everything, plan, target, metric, algorithms, data.where(~F.col("_is_test")),
                  data.where(F.col("_is_test")), split_info, rows_train, rows_test, weight)
 
 
