@@ -29,7 +29,6 @@ def test_telco_card(spark, overlay, tmp_path, capsys):
         "customerID", "Churn", "Yes", "binary", "roc_auc")
     assert set(card.features.numeric) == {"tenure", "MonthlyCharges", "TotalCharges"}  # TotalCharges is text
     assert card.model.max_minutes == 60  # a time budget by default, as AutoML tools have
-    assert card.preprocessing.missing_indicators is False  # TotalCharges: 11 blanks of 7,043, under 5 %
     assert "SeniorCitizen" in card.features.categorical and "Contract" in card.features.categorical
     assert "Problem card: telco_customer_churn" in capsys.readouterr().out
     # an existing file is not overwritten without --force
@@ -155,20 +154,6 @@ def test_constant_and_empty_columns_are_excluded(spark):
     assert why["const"] == ("excluded", "constant: one value in every row")
     assert why["empty"] == ("excluded", "always null")
     assert why["flag"][0] == "categorical"  # one value or null: the null says something
-
-
-def test_a_numeric_column_often_missing_gets_a_was_missing_feature(spark, tmp_path):
-    from lakeforge.profiling.card import to_yaml
-    from lakeforge.profiling.frame import frame
-
-    rows = [(str(i), None if i % 5 == 0 else float(i), None if i == 7 else float(i % 13), "ab"[i % 2]) for i in range(100)]
-    card = frame(spark.createDataFrame(rows, "id string, budget double, length double, y string"),
-                 "y", {"format": "csv", "path": str(tmp_path / "x.csv")}, "x")
-    text = to_yaml(card)
-    assert "missing_indicators: [budget]  # missing in at least 5% of the rows" in text  # 20 %; length: 1 %
-    path = tmp_path / "card.yaml"
-    path.write_text(text)
-    assert load_pipeline(path).preprocessing.missing_indicators == ["budget"]
 
 
 def test_numbers_with_thousands_separators_become_a_numeric_feature(spark, tmp_path):

@@ -176,22 +176,6 @@ def _feature_lines(card: ProblemCard) -> list[str]:
     return lines
 
 
-# A numeric column missing in at least this share of the rows gets a "was missing" feature: its
-# imputed median alone hides that the value was unknown (ggplot2's movies: a known budget marks
-# the mainstream films; scikit-learn's boosted trees send missing values down their own branch).
-INDICATOR_SHARE = 0.05
-
-
-def _indicator_lines(card: ProblemCard) -> list[str]:
-    leaked = {x.split(":")[0] for x in card.leakage}
-    flagged = [c.name for c in card.columns if c.role == "numeric" and c.name not in leaked and card.rows
-               and c.nulls >= INDICATOR_SHARE * card.rows]
-    if not flagged:
-        return []
-    return [f"  missing_indicators: {_q(flagged)}  # missing in at least {INDICATOR_SHARE:.0%} of the rows: a 0/1 "
-            "<column>__missing feature each, so the model tells an unknown value from the imputed median"]
-
-
 def _model_lines(card: ProblemCard) -> list[str]:
     """preprocessing, model, scoring."""
     enc = card.encoding
@@ -203,7 +187,6 @@ def _model_lines(card: ProblemCard) -> list[str]:
     lines = [
         "preprocessing:",
         "  numeric_impute: median",
-        *_indicator_lines(card),
         "  scale: true",
         "  encoding:                     # categorical columns by their number of levels (see the comments above)",
         *[f"    {f'{k}: {_q(enc[k])}':<28}# {why}" for k, why in notes.items()],
