@@ -71,11 +71,6 @@ class Metastore:
     def stop(self) -> None:
         self._script("stop")
 
-    def kill(self) -> None:
-        """kill -9 the server: it is gone at once, as in a crash."""
-        pid = Path(self.env["LAKEFORGE_METASTORE_DIR"], "derby.pid")
-        os.kill(int(pid.read_text().strip()), signal.SIGKILL)
-
 
 @pytest.fixture(scope="module")
 def shared_catalog(project):
@@ -314,39 +309,6 @@ def test_metastore_server_down_then_thrift_server_serves_tables_while_the_retry_
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
-
-
-def test_metastore_server_gone_mid_run_is_one_line_and_the_retry_writes_the_date_once(spark, project, shared_catalog):
-    """The metastore server killed while a scoring run is under way (it has read its table and
-    model): the run fails in one line naming the server, the date's predictions are none or all
-    7,043 (never part), and the scheduler's retry, the server started again, leaves them once."""
-    folder, *_, small = project
-    date = "2026-11-26"
-    exe = Path(sys.executable).with_name("lakeforge")
-    proc = subprocess.Popen([str(exe), "--conf", str(shared_catalog.overlay), "score", str(small), "--run-date", date],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, env={**os.environ, "LAKEFORGE_HOME": str(ROOT)})
-    seen = []
-    try:
-        for line in proc.stdout:  # scoring has started: it read the table's metadata from the server
-            seen.append(line)
-            if line.startswith(">> score"):
-                break
-        shared_catalog.kill()
-        output = "".join(seen) + proc.communicate(timeout=600)[0]
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        shared_catalog.start()
-    errors = [line for line in output.splitlines() if line.startswith("error:")]
-    assert proc.returncode != 0 and "Traceback" not in output, output[-3000:]
-    assert len(errors) == 1 and f"metastore server at 127.0.0.1:{shared_catalog.port}" in errors[0], output[-3000:]
-    assert _predictions(spark, folder).where(f"run_date = DATE'{date}'").count() in (0, 7043)
-    retry = run_lakeforge("--conf", str(shared_catalog.overlay), "score", str(small), "--run-date", date)
-    assert retry.returncode == 0, retry.stderr[-3000:]
-    rows = _predictions(spark, folder).where(f"run_date = DATE'{date}'").agg(
-        F.count("*").alias("n"), F.countDistinct("customerID").alias("keys")).collect()
-    assert [(r.n, r.keys) for r in rows] == [(7043, 7043)]
 
 
 def test_sql_server_refuses_the_embedded_metastore(tmp_path):

@@ -142,4 +142,3 @@ def metastore_gone_hint(exc: BaseException) -> str | None:
     return (f"the metastore server at {seen.group(1)}:{port} stopped answering while the command ran; Delta commits "
             "are atomic, so each table holds its old rows or its new ones: start it with scripts/metastore.sh start, "
             "then rerun the same command.")
-

@@ -21,6 +21,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from lakeforge.training.feature_cache import CACHE_TO_FILES, storage_memory
+from lakeforge.training.split import key_hash
 
 SAMPLE_BUCKETS = 1_000_000
 STORAGE_SHARE = 1 / 8  # of Spark's storage memory, for the labelled rows (auto)
@@ -31,7 +32,7 @@ MIN_ROWS = 100_000  # auto never samples below this many rows
 class RowSample:
     """What training read of the table: ``rows`` in it, ``fraction`` of them, and why."""
 
-    rows: int
+    rows: int  # 0: not counted (model.max_train_rows: all)
     fraction: float
     why: str | None = None
 
@@ -60,13 +61,15 @@ def row_cap(max_rows: int | str, rows: int, table_bytes: int | None, storage_byt
 
 def sample_rows(raw: DataFrame, key: str, max_rows: int | str, seed: int, table_bytes: int | None) -> tuple[DataFrame, RowSample]:
     """``raw``, or a hash-of-the-key sample of about the rows the cap allows, and what was read."""
-    rows = raw.count()
+    if max_rows == "all":
+        return raw, RowSample(0, 1.0)
+    rows = raw.count()  # the version read, before any filter
     memory = storage_memory(raw.sparkSession)
     cap, why = row_cap(max_rows, rows, table_bytes, memory[1] if memory else None)
     if cap is None or rows <= cap:
         return raw, RowSample(rows, 1.0)
     fraction = cap / rows
-    bucket = F.pmod(F.xxhash64(F.col(key).cast("string"), F.lit(seed + 7)), F.lit(SAMPLE_BUCKETS))
+    bucket = F.pmod(key_hash(key, seed + 7), F.lit(SAMPLE_BUCKETS))
     sample = raw.where(bucket < F.lit(int(round(fraction * SAMPLE_BUCKETS))))
     return sample, RowSample(rows, fraction, why)
 

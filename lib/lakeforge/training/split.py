@@ -29,15 +29,16 @@ QUANTILE_ACCURACY = 10_000  # split cut points: brackets of about 6 n / 10,000 r
 def split_by_key(key: str, test_fraction: float, seed: int):
     """Deterministic train/test split from a hash of the key: the same rows land in the same
     split on every run, whatever the partitioning. Returns the is-test column expression."""
-    bucket = F.pmod(_key_hash(key, seed), F.lit(SPLIT_BUCKETS))
+    bucket = F.pmod(key_hash(key, seed), F.lit(SPLIT_BUCKETS))
     return bucket < F.lit(int(round(test_fraction * SPLIT_BUCKETS)))
 
 
 def fold_of(key: str, folds: int, seed: int):
-    return F.pmod(_key_hash(key, seed + 1), F.lit(folds)).cast("int")
+    return F.pmod(key_hash(key, seed + 1), F.lit(folds)).cast("int")
 
 
-def _key_hash(key: str, seed: int):
+def key_hash(key: str, seed: int):
+    """A seeded 64-bit hash of the key (as text): the same for a key on every run."""
     return F.xxhash64(F.col(key).cast("string"), F.lit(seed))
 
 
@@ -62,8 +63,8 @@ def split_rows(labelled: DataFrame, cfg: ModelConfig, key: str, task: str, table
                   "stratified": "no" if task == "regression" else "folds" if cfg.split.by == "time" else "test and folds"}
     data = labelled
     if task != "regression":  # 53-bit hashes: percentile_approx works in doubles, which hold them exactly
-        data = (data.withColumn("_h", F.shiftright(_key_hash(key, cfg.seed), 11))
-                .withColumn("_hf", F.shiftright(_key_hash(key, cfg.seed + 1), 11)))
+        data = (data.withColumn("_h", F.shiftright(key_hash(key, cfg.seed), 11))
+                .withColumn("_hf", F.shiftright(key_hash(key, cfg.seed + 1), 11)))
     if cfg.split.by == "time":
         is_test, cut = _time_split(data, cfg.split.column, cfg.test_fraction, table)
         info.update(column=cfg.split.column, test_from=dt.datetime.fromtimestamp(cut, dt.timezone.utc).isoformat())
@@ -74,7 +75,7 @@ def split_rows(labelled: DataFrame, cfg: ModelConfig, key: str, task: str, table
     data = data.withColumn("_is_test", F.coalesce(is_test, F.lit(False)))  # no timestamp: training
     cv = cfg.search == "cross_validation"
     if task == "regression":
-        bucket = F.pmod(_key_hash(key, cfg.seed + 1), F.lit(SPLIT_BUCKETS))
+        bucket = F.pmod(key_hash(key, cfg.seed + 1), F.lit(SPLIT_BUCKETS))
         fold = fold_of(key, cfg.folds, cfg.seed) if cv else F.when(
             bucket >= F.lit(int(round(cfg.train_ratio * SPLIT_BUCKETS))), 0).otherwise(-1)
     else:
