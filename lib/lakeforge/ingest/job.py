@@ -248,7 +248,7 @@ def _quarantine(spark: SparkSession, ctx: LoadContext, typed: TypedRecords, res:
                else f"_run_date = DATE'{run_date.isoformat()}'")
     if res.rows_quarantined > 0:
         ctx.say(f"{ctx.name}: {res.rows_quarantined} bad record(s) -> {qtable}")
-        qdf = quarantine_columns(quarantine_rows(spark, typed, metrics, res.rows_quarantined, res.files),
+        qdf = quarantine_columns(quarantine_rows(typed, metrics, res.files),
                                  ctx.run_id, run_date)
         write_table(qdf, qtable, partition_col="_run_date", replace_where=q_scope if table_exists(spark, qtable) else None,
                     partition_value=run_date)

@@ -233,12 +233,12 @@ def in_list(column: str, values: list[str]) -> str:
 # ------------------------------------------------------------------------------------------
 
 
-def quarantine_rows(spark: SparkSession, t: TypedRecords, metrics: dict, count: int, files: list[str]) -> DataFrame:
-    """The ``count`` bad records with their reasons (``_raw``, ``_reason``, ``_source``,
+def quarantine_rows(t: TypedRecords, metrics: dict, files: list[str]) -> DataFrame:
+    """The bad records with their reasons (``_raw``, ``_reason``, ``_source``,
     ``_position``): the ones the load collected, else a second pass over the files that had bad
     records (``metrics``: the load's observed metrics)."""
     collected = metrics.get("bad_rows")
-    if collected is not None:  # from the one pass (``count`` of them)
+    if collected is not None:  # from the one pass
         qdf = collected
     else:  # a second pass, over the files that had bad records
         bad_sources = metrics.get("bad_sources") or []
