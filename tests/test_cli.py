@@ -121,6 +121,39 @@ def test_out_of_memory_is_recognised_by_the_jvm_exit_code():
     assert "exited with code 1" in jvm_gone_hint(1) and "rerun" in jvm_gone_hint(1)
 
 
+def test_a_jvm_out_of_heap_that_still_answers_is_waited_for(monkeypatch):
+    """Seen in CI: the JVM out of heap could not render the error's text (py4j's str() failed) but
+    still answered a call that allocates nothing, so the command printed `unexpected Py4JJavaError`
+    instead of waiting for Spark's exit code 52. A stand-in JVM process that exits with 52 a moment
+    later, and a gateway that answers."""
+    from py4j.protocol import Py4JError
+    from pyspark import SparkContext
+
+    from lakeforge.app.cli import jvm_exit_code
+
+    class Unrenderable(Py4JError):
+        def __str__(self):
+            raise RuntimeError("the JVM cannot build the stack trace")
+
+    class Answers:
+        class java:  # noqa: N801 - the shape of py4j's JVM view
+            class lang:  # noqa: N801
+                class System:  # noqa: N801
+                    currentTimeMillis = staticmethod(lambda: 0)  # noqa: N815
+
+    dying = subprocess.Popen(["bash", "-c", "sleep 1; exit 52"])
+    answering = subprocess.Popen(["sleep", "30"])
+    try:
+        monkeypatch.setattr(SparkContext, "_jvm", Answers)
+        monkeypatch.setattr(SparkContext, "_gateway", type("G", (), {"proc": dying}))
+        assert jvm_exit_code(Unrenderable("o72.collectToPython"), wait=10) == 52
+        monkeypatch.setattr(SparkContext, "_gateway", type("G", (), {"proc": answering}))
+        assert jvm_exit_code(Py4JError("a renderable error"), wait=10) is None  # answers: not waited for
+    finally:
+        answering.kill()
+        dying.wait()
+
+
 def test_a_metastore_server_gone_mid_command_is_recognised_in_the_exception_chain():
     """The text a scoring run failed with when Derby's network server was killed while it ran
     (recorded in docs/benchmarks.md, Faults; Hive retried for 20 s first): the port is in the JVM's

@@ -322,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def jvm_exit_code(exc: BaseException, wait: float = 30.0) -> int | None:
     """After a Py4J error (or the refused connection a later call to a JVM that is gone meets): the
     exit code of the JVM this process launched, when it is exiting (waited for up to ``wait``
-    seconds), else None. A JVM that still answers is not waited for."""
+    seconds), else None. A JVM that still answers, and could render the error, is not waited for."""
     try:
         from py4j.protocol import Py4JError
         from pyspark import SparkContext
@@ -331,7 +331,7 @@ def jvm_exit_code(exc: BaseException, wait: float = 30.0) -> int | None:
     proc = getattr(SparkContext._gateway, "proc", None)  # noqa: SLF001 - set by pyspark's launch_gateway
     if proc is None or (proc.poll() is None and not isinstance(exc, (Py4JError, ConnectionError))):
         return None
-    if proc.poll() is None:
+    if proc.poll() is None and _renders(exc):
         try:
             SparkContext._jvm.java.lang.System.currentTimeMillis()  # noqa: SLF001 - does it answer?
             return None
@@ -341,6 +341,17 @@ def jvm_exit_code(exc: BaseException, wait: float = 30.0) -> int | None:
         return proc.wait(timeout=wait)
     except Exception:  # noqa: BLE001 - still there: not an exit
         return None
+
+
+def _renders(exc: BaseException) -> bool:
+    """Whether the JVM could render the error's text. A JVM out of heap may still answer a call that
+    allocates nothing while it cannot build the Java stack trace: it is exiting (Spark's handler of
+    the OutOfMemoryError), and answering meanwhile is no sign that it stays."""
+    try:
+        str(exc)
+        return True
+    except Exception:  # noqa: BLE001 - py4j asks the JVM for the text
+        return False
 
 
 def job_main(command: str, argv: Sequence[str] | None = None) -> int:
