@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -160,8 +161,11 @@ def test_registry_has_champion_with_provenance(project):
 def test_bronze_and_leaderboard_tables_are_registered(project, queried):
     _, overlay, _, first_board, _ = project
     assert len(first_board) == len(SMALL_GRID) and sum(r.is_best for r in first_board) == 1
+    hive_leftovers = set(Path(tempfile.gettempdir()).glob("*_resources"))
     proc = run_lakeforge("--conf", str(overlay), "tables")
     assert proc.returncode == 0, proc.stderr
+    # Hive's client left an empty <uuid>_resources folder in the temp folder per command before
+    assert set(Path(tempfile.gettempdir()).glob("*_resources")) <= hive_leftovers
     for name in ("bronze_telco", "predictions_telco", "leaderboard_telco"):
         assert f"lakeforge.{name}" in proc.stdout
     assert queried[QUERIES[2]] == [[str(len(SMALL_GRID)), "1"]]

@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import re
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,6 +123,10 @@ def session_conf(settings: Settings, launching: bool = True) -> dict[str, str]:
         # instead of sorting every task's rows by the partition column first (measured: the
         # sort costs about 1 s per 10 M rows at 2 cores; see docs/benchmarks.md).
         "spark.sql.maxConcurrentOutputFileWriters": "4",
+        # Hive's client makes a folder for resources a session downloads (ADD JAR/FILE, which
+        # lakeforge never does) and never removes it: one empty /tmp/<uuid>_resources per command,
+        # thousands a year from a daily schedule. One folder per user instead.
+        "spark.hadoop.hive.downloaded.resources.dir": str(Path(tempfile.gettempdir()) / f"lakeforge-hive-resources-{os.getuid()}"),
     }
     java_opts = []
     log4j = settings.home / "conf" / "log4j2.properties"
