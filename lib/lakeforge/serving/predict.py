@@ -186,8 +186,9 @@ def scores_and_labels(model: ServedModel, out: dict[str, np.ndarray]) -> tuple[l
         return scores, [None if v is None else str(v) for v in out["predicted_class"]]
     if "probability" in out:
         scores = np.asarray(out["probability"], dtype=np.float64)[:, 1]
-    else:
-        scores = 1.0 / (1.0 + np.exp(-np.asarray(out["rawPrediction"], dtype=np.float64)[:, 1]))
+    else:  # a large negative margin overflows exp to inf: score 0.0, as Spark's exp gives
+        with np.errstate(over="ignore"):
+            scores = 1.0 / (1.0 + np.exp(-np.asarray(out["rawPrediction"], dtype=np.float64)[:, 1]))
     return _finite(scores), [int(v) for v in np.asarray(out["prediction"], dtype=np.float64).tolist()]
 
 

@@ -43,8 +43,12 @@ class NumpyPipeline:
         return [s.name for s in self.stages]
 
     def transform(self, frame: Frame) -> Frame:
-        for s in self.stages:
-            frame = s.transform(frame)
+        # NaN or infinite inputs give NaN or infinite scores silently in Spark's JVM, and here
+        # equally (tests/test_serve_parity.py): numpy's RuntimeWarnings about them would only be
+        # noise in the server's log, one per request.
+        with np.errstate(all="ignore"):
+            for s in self.stages:
+                frame = s.transform(frame)
         return frame
 
 
