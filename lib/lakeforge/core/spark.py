@@ -98,6 +98,13 @@ def _expand_env(key: str, value: str) -> str:
     return _ENV_REF.sub(sub, value)
 
 
+def hive_resources_dir() -> str:
+    """Hive's client makes a folder for the resources a session downloads (ADD JAR/FILE, which
+    lakeforge never does) and never removes it: by default one empty /tmp/<uuid>_resources per
+    command, thousands a year from a daily schedule. One folder per user instead."""
+    return str(Path(tempfile.gettempdir()) / f"lakeforge-hive-resources-{os.getuid()}")
+
+
 def session_conf(settings: Settings, launching: bool = True) -> dict[str, str]:
     """Every Spark setting the factory applies, as plain strings. With ``launching=False`` (under
     spark-submit) the JVM launch settings are left out."""
@@ -123,10 +130,7 @@ def session_conf(settings: Settings, launching: bool = True) -> dict[str, str]:
         # instead of sorting every task's rows by the partition column first (measured: the
         # sort costs about 1 s per 10 M rows at 2 cores; see docs/benchmarks.md).
         "spark.sql.maxConcurrentOutputFileWriters": "4",
-        # Hive's client makes a folder for resources a session downloads (ADD JAR/FILE, which
-        # lakeforge never does) and never removes it: one empty /tmp/<uuid>_resources per command,
-        # thousands a year from a daily schedule. One folder per user instead.
-        "spark.hadoop.hive.downloaded.resources.dir": str(Path(tempfile.gettempdir()) / f"lakeforge-hive-resources-{os.getuid()}"),
+        "spark.hadoop.hive.downloaded.resources.dir": hive_resources_dir(),
     }
     java_opts = []
     log4j = settings.home / "conf" / "log4j2.properties"
