@@ -288,7 +288,8 @@ def _score_test(stores: Path, name: str, test: pd.DataFrame, target: str):
     mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
     uri = f"models:/{card['model']['registered_name']}@champion"
     columns = mlflow.models.get_model_info(uri).signature.inputs.to_dict()
-    spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
+    jars = ",".join(str(p) for p in sorted((ROOT / "jars").glob("*.jar")))  # XGBoost's, for its models
+    spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").config("spark.jars", jars)
              .config("spark.ui.showConsoleProgress", "false").getOrCreate())
     frame = spark.createDataFrame(test.astype(object).where(test.notna(), None))
     frame = frame.select(*[frame[c["name"]].cast(_spark_type(c["type"])).alias(c["name"]) for c in columns])

@@ -96,7 +96,7 @@ def test_unknown_grid_parameter(tmp_path):
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
-        (lambda m: m["algorithms"].update(xgboost={}), r"model\.algorithms: .*unknown algorithm 'xgboost'; available: logistic_regression"),
+        (lambda m: m["algorithms"].update(lightgbm={}), r"model\.algorithms: .*unknown algorithm 'lightgbm'; available: logistic_regression"),
         (lambda m: m["algorithms"]["random_forest"].update(maxDepth=["deep"]), r"random_forest\.maxDepth: expected an integer, got 'deep'"),
         (lambda m: m["algorithms"]["random_forest"].update(maxDepth=[]), r"random_forest\.maxDepth: expected a non-empty list"),
         (lambda m: m["algorithms"].update(linear_regression={}), r"algorithm 'linear_regression' does not do binary"),

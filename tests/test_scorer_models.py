@@ -87,6 +87,10 @@ CASES = [
     ("gbt-binary", "binary", "gbt", {"maxIter": 6, "maxDepth": 3, "stepSize": 0.1}, None),
     ("gbt-regression", "regression", "gbt", {"maxIter": 6, "maxDepth": 3}, None),
     ("gbt-ovr", "multiclass", "gbt", {"maxIter": 3, "maxDepth": 2}, None),
+    ("xgb-binary", "binary", "xgboost", {"numRound": 12, "maxDepth": 3, "eta": 0.3}, None),
+    ("xgb-regression", "regression", "xgboost", {"numRound": 12, "maxDepth": 4, "eta": 0.3}, None),
+    ("xgb-early-stopping", "binary", "xgboost", {"numRound": 200, "maxDepth": 6, "eta": 0.5,
+                                                 "validationFraction": 0.25, "earlyStoppingRounds": 3}, None),
     ("svc-binary", "binary", "linear_svc", {"regParam": 0.01, "maxIter": 10}, None),
     ("svc-ovr", "multiclass", "linear_svc", {"regParam": 0.1, "maxIter": 5}, None),
     ("nb-gaussian", "binary", "naive_bayes", {"modelType": "gaussian"}, None),
@@ -114,6 +118,7 @@ COLUMNS = {
     "lr-binary-nointercept": {"rawPredictionCol": "margins", "probabilityCol": "", "predictionCol": "label_out"},
     "nb-gaussian": {"rawPredictionCol": "", "probabilityCol": ""},
     "rf-regression": {"predictionCol": "y_hat"},
+    "xgb-binary": {"rawPredictionCol": "margins_out"},
 }
 CLASS_NAMES = ["low", "mid", "high"]
 

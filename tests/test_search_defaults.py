@@ -14,7 +14,7 @@ import pytest
 
 from lakeforge.training import evaluation
 from lakeforge.training.algorithms import (
-    EARLY_STOPPING_MIN_ROWS, Estimators, default_algorithms, sized_defaults, validate_grid,
+    EARLY_STOPPING_MIN_ROWS, XGBOOST_EARLY_STOPPING, Estimators, default_algorithms, sized_defaults, validate_grid,
 )
 from lakeforge.training.choose import leaderboard
 from lakeforge.training.early_stopping import VALIDATION_COL, rounds_used, validation_rows
@@ -82,15 +82,17 @@ def test_the_search_records_the_rounds_each_fold_kept(noisy, early_stopped):
     assert row["rounds_used"] == gbt.rounds
 
 
-def test_zero_config_gbt_stops_early_on_large_tables_only(spark):
+def test_zero_config_boosting_stops_early_on_large_tables_only(spark):
     defaults = default_algorithms("binary")
     small = sized_defaults(defaults, "binary", EARLY_STOPPING_MIN_ROWS - 1)
     large = sized_defaults(defaults, "regression", EARLY_STOPPING_MIN_ROWS)
-    assert small == defaults and small["gbt"] == {"maxIter": [30], "maxDepth": [3, 5], "stepSize": [0.1]}
-    assert large["gbt"]["validationFraction"] == [0.1] and large["gbt"]["maxIter"] == [200]
-    assert {k: v for k, v in large.items() if k != "gbt"} == {k: v for k, v in defaults.items() if k != "gbt"}
+    assert small == defaults and small["xgboost"] == {"numRound": [100], "maxDepth": [3, 6], "eta": [0.1]}
+    assert large["xgboost"] == XGBOOST_EARLY_STOPPING and large["xgboost"]["validationFraction"] == [0.1]
+    assert {k: v for k, v in large.items() if k != "xgboost"} == {k: v for k, v in defaults.items() if k != "xgboost"}
+    gbt = sized_defaults({"gbt": {"maxIter": [30]}}, "binary", EARLY_STOPPING_MIN_ROWS)["gbt"]
+    assert gbt["validationFraction"] == [0.1] and gbt["maxIter"] == [200]
     multiclass = default_algorithms("multiclass")
-    assert sized_defaults(multiclass, "multiclass", 10**6) == multiclass  # no GBT (one-vs-rest): unchanged
+    assert sized_defaults(multiclass, "multiclass", 10**6) == multiclass  # no boosting (one-vs-rest): unchanged
     with pytest.raises(ValueError, match=r"gbt.validationFraction: expected a share in \[0, 1\), got 1.0"):
         validate_grid("gbt", {"validationFraction": [1.0]})
     builder = Estimators("multiclass", None, 7, None, 3)

@@ -57,6 +57,7 @@ NOTES = ["App CRASHED, crashed again!", "", None, "love the app", "x y z", "bill
 # small grid points: the model is not the subject, its answers are
 POINT = {"logistic_regression": {"regParam": 0.01, "maxIter": 5}, "decision_tree": {"maxDepth": 3},
          "random_forest": {"numTrees": 3, "maxDepth": 3}, "gbt": {"maxIter": 2, "maxDepth": 2},
+         "xgboost": {"numRound": 3, "maxDepth": 2},
          "linear_svc": {"regParam": 0.1, "maxIter": 3}, "naive_bayes": {},
          "multilayer_perceptron": {"hiddenLayers": [4], "maxIter": 5}, "factorization_machines": {"factorSize": 2, "maxIter": 3},
          "linear_regression": {"regParam": 0.01, "elasticNetParam": 0.5, "maxIter": 5},

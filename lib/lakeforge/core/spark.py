@@ -25,6 +25,7 @@ from pyspark.sql import SparkSession
 
 from lakeforge.core.settings import Settings
 from lakeforge.core.errors import RuntimeSetupError
+from lakeforge.core.jvm_output import launch_gateway_filtered
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +234,9 @@ def get_spark(settings: Settings) -> SparkSession:
     for key, value in conf.items():
         builder = builder.config(key, value)
     try:
+        if not submitted:  # the JVM as the builder would start it, XGBoost's round lines filtered out
+            launch_gateway_filtered({"spark.master": settings.spark.master, **conf,
+                                     "spark.sql.catalogImplementation": "hive"})
         spark = builder.enableHiveSupport().getOrCreate()
     except Exception as exc:  # the JVM failed to start: name the usual causes
         raise RuntimeSetupError(f"Spark did not start: {exc}. Is Java 17 installed (java -version)?") from exc

@@ -1,16 +1,20 @@
-"""The model zoo: MLlib estimators by name, the parameters a grid may search, default grids.
+"""The model zoo: estimators by name, the parameters a grid may search, default grids.
 
-Every entry builds a plain Spark ML estimator (JVM only). Binary-only classifiers (gradient-
-boosted trees, linear SVC, factorization machines) are wrapped in ``OneVsRest`` for multiclass
-targets. Grids are plain ``{param: [values]}`` mappings in the pipeline config; the parameter
-names are MLlib's own (``regParam``, ``maxDepth``, ...), plus ``hiddenLayers`` for the
-multilayer perceptron (its input and output sizes come from the data) and ``validationFraction``
-for gradient-boosted trees: the share of the training rows held out to stop boosting early
-(lakeforge.training.early_stopping). A zero-config search (no ``model.algorithms``) of a binary or
-regression target with at least EARLY_STOPPING_MIN_ROWS training rows boosts until the held-out
-rows stop improving (sized_defaults), as scikit-learn's HistGradientBoosting does from 10,000
-rows; on fewer rows MLlib's stop (at the first round that does not improve) follows the noise of
-a few hundred held-out rows, so the grid keeps its fixed rounds.
+Every entry builds a Spark ML estimator that fits and scores in the JVM: MLlib's, and XGBoost4J-
+Spark's boosted trees (``xgboost``, lakeforge.training.xgboost). Binary-only classifiers (MLlib's
+gradient-boosted trees, linear SVC, factorization machines) are wrapped in ``OneVsRest`` for
+multiclass targets; ``xgboost`` does binary and regression targets. Grids are plain
+``{param: [values]}`` mappings in the pipeline config; the parameter names are MLlib's own
+(``regParam``, ``maxDepth``, ...) or XGBoost4J-Spark's setters' (``numRound``, ``eta``, ...), plus
+``hiddenLayers`` for the multilayer perceptron (its input and output sizes come from the data) and
+``validationFraction`` for boosted trees: the share of the training rows held out to stop boosting
+early (lakeforge.training.early_stopping, lakeforge.training.xgboost). A zero-config search (no
+``model.algorithms``) searches XGBoost, not MLlib's GBT: on the public tables of
+docs/benchmarks.md it matched scikit-learn's HistGradientBoosting where MLlib's GBT did not, in a
+fraction of the time. From EARLY_STOPPING_MIN_ROWS training rows of a binary or regression target it
+boosts until the held-out rows stop improving (sized_defaults), as HistGradientBoosting does from
+10,000 rows; on fewer rows the stop follows the noise of a few hundred held-out rows, so the grid
+keeps its fixed rounds.
 """
 
 from __future__ import annotations
@@ -69,6 +73,9 @@ def _layers(v: Any) -> list[int]:
 _TREE = {"maxDepth": _int, "maxBins": _int, "minInstancesPerNode": _int, "minInfoGain": _float}
 _LINEAR = {"regParam": _float, "elasticNetParam": _float, "maxIter": _int, "tol": _float,
            "fitIntercept": _bool, "standardization": _bool, "aggregationDepth": _int}
+_XGBOOST = {"numRound": _int, "maxDepth": _int, "eta": _float, "minChildWeight": _float, "subsample": _float,
+            "colsampleBytree": _float, "lambda_": _float, "alpha": _float, "gamma": _float, "maxBins": _int,
+            "validationFraction": _share, "earlyStoppingRounds": _int}
 _FM = {"factorSize": _int, "regParam": _float, "stepSize": _float, "maxIter": _int,
        "miniBatchFraction": _float, "initStd": _float, "fitIntercept": _bool, "fitLinear": _bool,
        "solver": _choice("adamW", "gd")}
@@ -98,6 +105,11 @@ class Algorithm:
 EARLY_STOPPING_MIN_ROWS = 20_000
 GBT_EARLY_STOPPING = {"maxIter": [200], "maxDepth": [3, 5], "stepSize": [0.1], "validationFraction": [0.1],
                       "validationTol": [0.0]}
+# Zero-config XGBoost from EARLY_STOPPING_MIN_ROWS: HistGradientBoosting's stop (10 rounds without
+# a better loss on a held-out tenth), depth-6 trees with 256 bins, at most 1,000 rounds.
+XGBOOST_EARLY_STOPPING = {"numRound": [1000], "maxDepth": [6], "eta": [0.1], "validationFraction": [0.1],
+                          "earlyStoppingRounds": [10]}
+EARLY_STOPPING = {"gbt": GBT_EARLY_STOPPING, "xgboost": XGBOOST_EARLY_STOPPING}
 
 ALGORITHMS: dict[str, Algorithm] = {
     a.name: a
@@ -124,6 +136,11 @@ ALGORITHMS: dict[str, Algorithm] = {
             dict(_TREE, maxIter=_int, stepSize=_float, subsamplingRate=_float, validationFraction=_share,
                  validationTol=_float),
             {"*": {"maxIter": [30], "maxDepth": [3, 5], "stepSize": [0.1]}}, binary_only=True, seeded=True,
+            complexity=4,
+        ),
+        Algorithm(
+            "xgboost", ("binary", "regression"), dict(_XGBOOST),
+            {"*": {"numRound": [100], "maxDepth": [3, 6], "eta": [0.1]}}, seeded=True,
             in_defaults=("binary", "regression"),
             complexity=4,
         ),
@@ -175,9 +192,9 @@ def sized_defaults(algorithms: dict[str, dict], task: str, rows: int) -> dict[st
     """A zero-config search's grids for ``rows`` training rows: from EARLY_STOPPING_MIN_ROWS, a
     binary or regression GBT boosts with early stopping (GBT_EARLY_STOPPING) instead of its
     fixed rounds (a multiclass GBT is one-vs-rest: no early stopping)."""
-    if "gbt" not in algorithms or task not in ("binary", "regression") or rows < EARLY_STOPPING_MIN_ROWS:
+    if task not in ("binary", "regression") or rows < EARLY_STOPPING_MIN_ROWS:
         return algorithms
-    return {**algorithms, "gbt": dict(GBT_EARLY_STOPPING)}
+    return {name: dict(EARLY_STOPPING.get(name, grid)) for name, grid in algorithms.items()}
 
 
 def validate_grid(algorithm: str, grid: dict[str, Any], where: str = "") -> dict[str, list]:
@@ -246,6 +263,10 @@ class Estimators:
             est = (R.GBTRegressor if regression else C.GBTClassifier)(**common)
             if task != "multiclass":  # one-vs-rest fits its classifiers on label and features only
                 est = EarlyStopping(est, seed=self.seed)
+        elif algorithm == "xgboost":
+            from lakeforge.training.xgboost import XGBoost
+
+            est = XGBoost(task=task, **common)
         elif algorithm == "linear_svc":
             est = C.LinearSVC(**common, **linear, maxIter=self.max_iter or 100)
         elif algorithm == "naive_bayes":
@@ -303,7 +324,7 @@ def param_map(estimator, point: dict, num_features: int, num_classes: int) -> di
     for name, value in point.items():
         if name == "hiddenLayers":
             pm[target.getParam("layers")] = [num_features, *value, num_classes]
-        elif name == "validationFraction":
+        elif name == "validationFraction" and not target.hasParam(name):  # MLlib's GBT: the wrapper's param
             if not isinstance(estimator, EarlyStopping):
                 raise ValueError("gbt.validationFraction: early stopping needs a binary or regression target "
                                  "(a multiclass GBT is one-vs-rest); remove it from the grid")

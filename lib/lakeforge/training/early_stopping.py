@@ -66,7 +66,9 @@ def validation_rows(features: str, label: str, fraction: float, seed: int):
 
 
 def rounds_used(model) -> int | None:
-    """The boosting rounds an early-stopped GBT model kept (none for any other model)."""
+    """The boosting rounds an early-stopped GBT or XGBoost model kept (none for any other model)."""
+    if hasattr(model, "booster_json"):  # lakeforge.training.xgboost.XGBoostModel
+        return model.rounds if model.getOrDefault(model.validationFraction) > 0 else None
     if not hasattr(model, "validationIndicatorCol") or not model.isSet(model.validationIndicatorCol):
         return None
     return int(model.getNumTrees)

@@ -36,8 +36,8 @@ load whose error checks failed: then the last version that passed (lakeforge.ing
    share per input column, for scoring's check (lakeforge.training.input_nulls).
 
 A zero-config search (no ``model.algorithms``) of a large binary or regression table boosts its
-GBT with early stopping (lakeforge.training.algorithms.sized_defaults); the leaderboard records
-the rounds each fold kept.
+trees (XGBoost) with early stopping (lakeforge.training.algorithms.sized_defaults); the
+leaderboard records the rounds each fold kept.
 
 A ``model.max_minutes`` budget (from the start of training): after it no new algorithm starts
 (started ones finish their folds; the first always runs); the leaderboard lists the rest as
@@ -289,8 +289,9 @@ def _search(spark: SparkSession, pipeline: PipelineConfig, d: _Data, feats: _Fea
     cfg, task = pipeline.model, d.target.task
     # zero-config: the default grids for this many rows (GBT stops early on large tables)
     algorithms = d.algorithms if cfg.algorithms is not None else sized_defaults(d.algorithms, task, d.rows_train)
-    if shares := [v for v in (algorithms.get("gbt") or {}).get("validationFraction", []) if v > 0]:
-        say(f"gbt: early stopping on a held-out {max(shares):.0%} of each fit's rows ({d.rows_train:,} training rows)")
+    for name in ("gbt", "xgboost"):
+        if shares := [v for v in (algorithms.get(name) or {}).get("validationFraction", []) if v > 0]:
+            say(f"{name}: early stopping on a held-out {max(shares):.0%} of each fit's rows ({d.rows_train:,} training rows)")
     found = candidates(algorithms, task)
     t = time.perf_counter()
     folds = fold_frames(feats.train_features, cfg.n_folds, feats.num_features, feats.fold_data)

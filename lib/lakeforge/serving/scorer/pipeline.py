@@ -24,6 +24,7 @@ STAGE_MODULES = (
     "lakeforge.serving.scorer.selection_stages",  # feature selectors, PCA, VectorSlicer
     "lakeforge.serving.scorer.linear_models",   # logistic / linear / GLM / SVC / naive Bayes / FM / MLP
     "lakeforge.serving.scorer.tree_models",     # decision tree, random forest, GBT
+    "lakeforge.serving.scorer.xgboost_models",  # lakeforge's XGBoost stage
     "lakeforge.serving.scorer.meta_models",     # OneVsRest, IndexToString
 )
 
