@@ -97,3 +97,33 @@ def test_importances_are_each_slots_share_of_the_split_gain(rows):
     imp = _fit("binary", sparse, numRound=20, maxDepth=3).featureImportances.toArray()
     assert imp.shape == (6,) and abs(imp.sum() - 1.0) < 1e-9 and (imp >= 0).all()
     assert imp[0] == imp.max() and imp[[0, 2, 4]].sum() > 0.8
+
+
+def test_the_session_jvms_standard_error_goes_through_the_filter(spark):
+    """XGBoost's native code prints every round's loss (no switch turns it off): the driver JVM
+    lakeforge starts writes its standard error into a pipe that lakeforge.core.jvm_output reads."""
+    import os
+    import threading
+
+    from pyspark import SparkContext
+
+    pid = SparkContext._gateway.proc.pid  # noqa: SLF001
+    assert os.readlink(f"/proc/{pid}/fd/2").startswith("pipe:")
+    assert any(t.name == "jvm-stderr" and t.is_alive() for t in threading.enumerate())
+
+
+def test_the_copy_drops_xgboosts_lines_and_keeps_the_rest(tmp_path):
+    import io
+
+    from lakeforge.core.jvm_output import copy_lines
+
+    text = (b"[17:01:02] Task 0 got rank 0\n"
+            b"[17:01:02] [0]\ttrain-logloss:0.53\teval-logloss:0.55\n\n"
+            b"26/12/07 17:01:03 WARN TaskSetManager: Stage 3 contains a task of very large size\n\n"
+            b"[17:01:04] early stopping after 10 rounds away from the best iteration\n"
+            b"java.lang.OutOfMemoryError: Java heap space\n")
+    out = tmp_path / "err"
+    with open(out, "wb") as f:
+        copy_lines(io.BytesIO(text), f.fileno())
+    assert out.read_bytes() == (b"26/12/07 17:01:03 WARN TaskSetManager: Stage 3 contains a task of very large size\n\n"
+                                b"java.lang.OutOfMemoryError: Java heap space\n")

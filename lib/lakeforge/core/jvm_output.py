@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import threading
 
 # "[16:48:09] [12]\ttrain-rmse:..." / "[16:48:09] Task 0 got rank 0" / "[...] early stopping after 10 rounds ..."
@@ -30,8 +29,14 @@ def launch_gateway_filtered(options: dict[str, str]) -> None:
     conf = SparkConf(loadDefaults=False)
     for key, value in options.items():
         conf.set(key, value)
-    gateway = launch_gateway(conf, popen_kwargs={"stderr": subprocess.PIPE})
-    threading.Thread(target=copy_lines, args=(gateway.proc.stderr, 2), name="jvm-stderr", daemon=True).start()
+    # the reader runs before the JVM starts: what it prints while starting (Ivy's resolution, say)
+    # could otherwise fill the pipe and stop it before it hands over its port
+    read_fd, write_fd = os.pipe()
+    threading.Thread(target=copy_lines, args=(os.fdopen(read_fd, "rb"), 2), name="jvm-stderr", daemon=True).start()
+    try:
+        gateway = launch_gateway(conf, popen_kwargs={"stderr": write_fd})
+    finally:
+        os.close(write_fd)  # the JVM holds its own copy; the reader ends when the JVM does
     SparkContext._gateway = gateway  # noqa: SLF001 - what _ensure_initialized would set
     SparkContext._jvm = gateway.jvm  # noqa: SLF001
 
