@@ -2,10 +2,11 @@
 
 The stage's ``data/`` Parquet row holds the booster as XGBoost's JSON; the ``xgboost`` Python
 package (``xgboost-cpu``, the same version as the XGBoost4J jar) loads it and predicts with the
-same C++ code the JVM calls, on the features as float32 with NaN as the missing value (and
-infinite or beyond-float32 values as NaN), as the JVM stage hands them over. The outputs are built as the JVM stage builds them: regression,
-the prediction; binary, rawPrediction [-margin, margin], probability [1 - p, p] (p as XGBoost's
-float32, widened) and the prediction by the stored thresholds (Spark's rule).
+same C++ code the JVM calls, on the features as float32 with NaN as the missing value (infinite
+or beyond-float32 values as NaN), as the JVM stage hands them over. The outputs are built as the
+JVM stage builds them: regression, the prediction; binary, rawPrediction [-margin, margin],
+probability [1 - p, p] (p as XGBoost's float32, widened) and the prediction by the stored
+thresholds (Spark's rule).
 """
 
 from __future__ import annotations
