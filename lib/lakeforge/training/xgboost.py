@@ -109,8 +109,9 @@ class XGBoost(Estimator, _XGBoostParams):
             data = data.filter(~held_out)
         booster = est.fit(data._jdf).nativeBooster()
         model = XGBoostModel(bytes(booster.toByteArray("json")).decode())
-        for p in _XGBoostParams().params:
-            model._set(**{p.name: self.getOrDefault(p.name)})
+        for p in model.params:  # the columns, the task and the rounds' cap (not the model's thresholds)
+            if self.hasParam(p.name):
+                model._set(**{p.name: self.getOrDefault(p.name)})
         return model
 
     def _java_estimator(self, spark: SparkSession, task: str):
