@@ -94,6 +94,35 @@ def test_out_of_memory_is_one_line_naming_the_setting(monkeypatch, capsys, where
     assert "java.lang.OutOfMemoryError: Java heap space" in lines[0] and fix in lines[0] and "rerun" in lines[0], lines[0]
 
 
+def test_py4j_logging_a_failed_call_on_the_root_logger_adds_no_traceback(monkeypatch, capsys, caplog):
+    """When the JVM dies in the middle of an answer, py4j logs the failed call with its traceback on
+    the root logger (``logging.exception`` in py4j/java_gateway.py) before raising it; CI once
+    printed that while ``spark.stop()`` ran after an out-of-memory. Here the same call is compiled
+    as py4j's own file, so the record carries py4j's path as the real one does; with --debug it
+    is kept."""
+    import py4j.java_gateway
+    from lakeforge.app import cli as cli_module
+
+    def fail(**_kwargs):
+        try:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        except ConnectionResetError:
+            exec(compile('import logging; logging.exception("Exception while sending command.")',  # noqa: S102
+                         py4j.java_gateway.__file__, "exec"))
+        raise RuntimeError(_OOM)
+
+    monkeypatch.setattr(cli_module.cli, "main", fail)
+    assert cli_module.main(["train", str(TELCO_PIPELINE)]) == 1
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: Spark ran out of memory"), lines
+    assert "Traceback" not in captured.err + captured.out
+    assert not [r for r in caplog.records if "sending command" in r.getMessage()], caplog.text
+
+    assert cli_module.main(["--debug", "train", str(TELCO_PIPELINE)]) == 1
+    assert [r for r in caplog.records if "sending command" in r.getMessage()], caplog.text
+
+
 def test_a_real_out_of_memory_in_local_mode_is_one_line(tmp_path):
     """A query that cannot fit in a 512 MB driver: the task's OutOfMemoryError makes the local JVM
     exit (code 52) and the later calls meet a refused connection; the user reads one line."""

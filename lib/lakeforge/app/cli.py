@@ -12,6 +12,7 @@ import sys
 import traceback
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 
 import click
 from rich.table import Table
@@ -282,10 +283,24 @@ cli.add_command(retrain_cmd, "retrain")
 cli.add_command(monitor_report_cmd, "monitor-report")
 
 
+class _Py4JRootLogCopies(logging.Filter):
+    """Drops what py4j logs on the root logger (``logging.exception("Exception while sending
+    command.")`` with the traceback) when a call meets a JVM that died mid-answer: the same error
+    is raised to the caller and ends as main's one line. With --debug it is kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "py4j" not in Path(record.pathname).parts
+
+
+_PY4J_ROOT_LOG_COPIES = _Py4JRootLogCopies()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script and of jobs/*.py; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    root = logging.getLogger()  # addFilter keeps one copy however often main runs
+    (root.removeFilter if debug else root.addFilter)(_PY4J_ROOT_LOG_COPIES)
     try:
         # without standalone mode click returns ctx.exit(n)'s code instead of exiting with it
         code = cli.main(args=args, prog_name="lakeforge", standalone_mode=False)
