@@ -9,6 +9,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 case "${1:-}" in -h|--help) sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 0;; esac
 
+# the suite's ~40 Python processes keep their compiled modules (.pyc) in the venv and the clone;
+# with PYTHONDONTWRITEBYTECODE set (this machine's shell sets it) each compiled them again
+unset PYTHONDONTWRITEBYTECODE
 # the suite prints its duration and this command's (set-up included) above pytest's last line
 export LAKEFORGE_TEST_STARTED="${LAKEFORGE_TEST_STARTED:-$(date +%s)}"
 bash scripts/setup.sh

@@ -243,6 +243,7 @@ def zoo(prepared):
 def _serve(export, **config) -> tuple[Running, ModelHolder]:
     holder = ModelHolder(Source(model_dir=export, spark_fallback=config.pop("fallback", None)))
     holder.load_initial()
+    assert holder.cache is None  # an exported folder is served in place: no download folder left in /tmp
     cfg = ServingConfig(reload_interval_s=0, allow_non_finite=True, log_dir=None, **config)
     return Running(create_app(Server(holder, cfg))), holder
 

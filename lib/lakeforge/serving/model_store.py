@@ -223,7 +223,7 @@ class ModelHolder:
 
     def __init__(self, source: Source, cache: Path | None = None):
         self.source = source
-        self.cache = Path(cache or tempfile.mkdtemp(prefix="lakeforge-serve-"))
+        self.cache = Path(cache) if cache else None  # made by the first registry download (an exported folder needs none)
         self.current: ServedModel | None = None
         self.last_error: str | None = None
         self.reloads = 0
@@ -241,6 +241,8 @@ class ModelHolder:
 
     def _load_version(self, version: str) -> ServedModel:
         src = self.source
+        if self.cache is None:
+            self.cache = Path(tempfile.mkdtemp(prefix="lakeforge-serve-"))
         files = download_version(src.name, version, self.cache / f"v{version}-{time.time_ns()}")
         return ServedModel(
             name=src.name, version=files.version, alias=None if src.version else src.alias, task=files.task,
@@ -281,5 +283,6 @@ class ModelHolder:
             return {"changed": True, "version": new.version, "previous": old and old.version}
 
     def close(self) -> None:
-        shutil.rmtree(self.cache, ignore_errors=True)
+        if self.cache is not None:
+            shutil.rmtree(self.cache, ignore_errors=True)
 
