@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 
 from lakeforge.core.columns import FEATURES_COL, FOLD_COL, LABEL_COL
 from lakeforge.core.config_features import FeaturesConfig, PreprocessingConfig
+from lakeforge.core.frames import local_frame
 from lakeforge.features.pipeline import preprocessing_pipeline
 from lakeforge.features.plan import plan_features
 from lakeforge.features.slots import slot_names
@@ -37,7 +38,7 @@ def towns(spark):
     cities = ["a", "a", "a", "a", "b", "b", "b", "c", "c", "d", "e", "f", None]
     ys = [1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0]
     rows = [(str(i), c, "p" if i % 2 else "q", "wwwxxyz"[i % 7], float(i), y) for i, (c, y) in enumerate(zip(cities, ys))]
-    return spark.createDataFrame(rows, "id string, city string, plan string, street string, x double, y double")
+    return local_frame(spark, rows, "id string, city string, plan string, street string, x double, y double")
 
 
 def test_a_many_level_column_gets_the_bounded_encoding_with_its_reason(towns):
@@ -99,11 +100,11 @@ def test_the_target_mean_per_level_is_fitted_on_the_given_rows_only(spark, towns
     prep = PreprocessingConfig(scale=False, encoding=SMALL)
     train = towns.where(F.col("id").cast("int") < 11)  # rows 11 (f) and 12 (null) are held out
     _, model = _fit(train, FeaturesConfig(categorical=["city"]), prep)
-    new = spark.createDataFrame([("a", "a"), ("b", "b"), ("f", "f"), ("zz", "zz"), ("null", None), ("empty", "")],
+    new = local_frame(spark, [("a", "a"), ("b", "b"), ("f", "f"), ("zz", "zz"), ("null", None), ("empty", "")],
                                 "id string, city string")
     # training rows: 11, 7 positives: prior 7/11; a: 3 of 4; b: 1 of 3; f and nulls unseen -> the prior
     prior = 7 / 11
-    expected = spark.createDataFrame([("a", (3 + 2 * prior) / 6), ("b", (1 + 2 * prior) / 5), ("f", prior), ("zz", prior),
+    expected = local_frame(spark, [("a", (3 + 2 * prior) / 6), ("b", (1 + 2 * prior) / 5), ("f", prior), ("zz", prior),
                                       ("null", prior), ("empty", prior)], "id string, te double")
     got = model.transform(new).select("id", F.col("city__te").alias("te"))
     assert_approx_df_equality(got, expected, 1e-12, ignore_nullable=True, ignore_row_order=True)
@@ -227,8 +228,8 @@ def test_numpy_scorer_equals_spark_on_level_encodings(spark, towns, tmp_path):
 
     """Two many-level columns with different numbers of levels (each its own indexer), nulls, ''
     and levels unseen at fit time, for the frequency and the per-class target mean."""
-    score = spark.createDataFrame(
-        [(str(i), c, p, s, x, None) for i, (c, p, s, x) in enumerate(
+    score = local_frame(
+        spark, [(str(i), c, p, s, x, None) for i, (c, p, s, x) in enumerate(
             [("a", "p", "w", 1.0), ("b", "q", "y", 2.0), ("f", "p", "new", None), (None, None, None, 3.0), ("", "", "", 4.0),
              ("zz", "new", "z", 5.0), ("c", "q", "x", 0.0)])],
         "id string, city string, plan string, street string, x double, y double")

@@ -9,6 +9,7 @@ import yaml
 from conftest import TELCO_CSV
 from lakeforge.app.cli import main
 from lakeforge.core.config import load_pipeline
+from lakeforge.core.frames import local_frame
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +60,7 @@ def test_leakage_of_numeric_columns_for_a_regression_target(spark):
 
     rows = [(f"k{i}", float(i), i * 2.0 + (i % 3) * 0.01, float((i * 7) % 11), i + 5.0, "abc"[i % 3], 3.0 * i)
             for i in range(200)]
-    df = spark.createDataFrame(rows, "k string, x double, twice double, noise double, price_before double, g string, price double")
+    df = local_frame(spark, rows, "k string, x double, twice double, noise double, price_before double, g string, price double")
     card = frame(df, "price", {"format": "csv", "path": "x"}, "x")
     assert card.task == "regression" and card.key == "k"
     assert card.leakage == ["x: correlation +1.000 with the target", "twice: correlation +1.000 with the target",
@@ -137,10 +138,10 @@ def test_a_unique_integer_is_the_key_only_when_nothing_is_id_like(spark):
     assert [id_like_name(n) for n in ("customerID", "order_no", "Account Number", "mileage km", "paid", "idle")] == [
         True, True, True, False, False, False]
     rows = [(1000 + 7 * i, float(i % 5), "a" if i % 2 else "b") for i in range(100)]
-    card = frame(spark.createDataFrame(rows, "income int, score double, y string"), "y", {"format": "csv", "path": "x"}, "x")
+    card = frame(local_frame(spark, rows, "income int, score double, y string"), "y", {"format": "csv", "path": "x"}, "x")
     assert card.key == "income" and "used as the key" in next(c.reason for c in card.columns if c.name == "income")
     rows = [(None if i == 3 else 1000 + 7 * i, "a" if i % 2 else "b") for i in range(100)]
-    card = frame(spark.createDataFrame(rows, "income int, y string"), "y", {"format": "csv", "path": "x"}, "x")
+    card = frame(local_frame(spark, rows, "income int, y string"), "y", {"format": "csv", "path": "x"}, "x")
     assert (card.key, card.row_id) == ("row_id", "row_id")  # a column with nulls is no key: ingest adds one
 
 
@@ -148,7 +149,7 @@ def test_constant_and_empty_columns_are_excluded(spark):
     from lakeforge.profiling.frame import frame
 
     rows = [(float(i), 1, None, "x" if i % 3 else None, "ab"[i % 2]) for i in range(50)]
-    card = frame(spark.createDataFrame(rows, "v double, const int, empty string, flag string, y string"),
+    card = frame(local_frame(spark, rows, "v double, const int, empty string, flag string, y string"),
                  "y", {"format": "csv", "path": "x"}, "x")
     why = {c.name: (c.role, c.reason) for c in card.columns}
     assert why["const"] == ("excluded", "constant: one value in every row")
@@ -162,7 +163,7 @@ def test_numbers_with_thousands_separators_become_a_numeric_feature(spark, tmp_p
     from lakeforge.profiling.frame import frame
 
     rows = [(i, f"{1000 + 37 * i:,}" if i % 9 else str(i), f"{i % 5},{i % 3}", "ab"[i % 2]) for i in range(60)]
-    df = spark.createDataFrame(rows, "id int, area string, pair string, y string")
+    df = local_frame(spark, rows, "id int, area string, pair string, y string")
     card = frame(df, "y", {"format": "csv", "path": "x"}, "x")
     area = next(c for c in card.columns if c.name == "area")
     assert area.role == "excluded" and area.derived == {"area_num": {"expr": "try_cast(replace(`area`, ',', '') AS DOUBLE)", "role": "numeric"}}
@@ -192,7 +193,7 @@ def test_dates_become_date_parts_free_text_its_length_and_an_end_date_is_a_leak(
         rows.append((f"C{i}", signup, dt.datetime(2025, 1, 1, i % 24, 30), f"{signup:%Y-%m-%d}",
                      signup + dt.timedelta(days=40) if churned else None,
                      " ".join(words[(i + k) % 8] for k in range(6 + i % 9)) + f" #{i}", "yes" if churned else "no"))
-    df = spark.createDataFrame(rows, "customer_id string, signup date, last_seen timestamp, signup_text string, "
+    df = local_frame(spark, rows, "customer_id string, signup date, last_seen timestamp, signup_text string, "
                                      "cancelled date, notes string, churn string")
     card = frame(df, "churn", {"format": "csv", "path": "x"}, "x")
     role = {c.name: (c.role, c.date_parts) for c in card.columns}
@@ -220,7 +221,7 @@ def test_a_nested_records_fields_become_derived_features(spark, tmp_path):
     from lakeforge.profiling.frame import frame
 
     rows = [(i, (20 + i % 50, "NO" if i % 3 else "SE", [i]), ["x"] * (i % 4), "ab"[i % 2]) for i in range(60)]
-    df = spark.createDataFrame(rows, "id int, user struct<age:int, country:string, tags:array<int>>, tags array<string>, y string")
+    df = local_frame(spark, rows, "id int, user struct<age:int, country:string, tags:array<int>>, tags array<string>, y string")
     for fmt, age in (("json", "try_cast(get_json_object(`user`, '$.age') AS DOUBLE)"), ("parquet", "`user`.`age`")):
         card = frame(df, "y", {"format": fmt, "path": "x"}, "x")
         user = next(c for c in card.columns if c.name == "user")
@@ -345,7 +346,7 @@ def test_a_key_is_exactly_unique_else_the_row_id_and_a_unique_key_gets_a_check(s
     # 400 titles, 20 of them twice (5 % of the values): about one distinct value per row, ID-like, no key
     titles = [f"Song {i:04d}" for i in range(400)] + [f"Song {i:04d}" for i in range(0, 400, 20)]
     rows = [(t, float(i % 7), "ab"[i % 2]) for i, t in enumerate(titles)]
-    df = spark.createDataFrame(rows, "title string, score double, y string")
+    df = local_frame(spark, rows, "title string, score double, y string")
     card = frame(df, "y", {"format": "csv", "path": "x"}, "songs")
     assert (card.key, card.row_id) == ("row_id", "row_id")
     title = next(c for c in card.columns if c.name == "title")

@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 
 from lakeforge.core.config import PipelineConfig
 from lakeforge.core.errors import InputDataError, SourceError
+from lakeforge.core.frames import local_frame
 from lakeforge.ingest.job import ingest
 from lakeforge.ingest.quality import DataQualityError
 
@@ -162,7 +163,7 @@ def test_schema_drift_fails_with_the_differences_unless_evolution_is_allowed(spa
 def test_a_table_with_an_earlier_versions_load_metadata_is_replaced_in_full_or_refused(spark, settings, tmp_path):
     """Bronze tables of earlier lakeforge versions named the file column _source_file: a full
     load replaces the layout; an append would mix two layouts, so it stops with the fix."""
-    (spark.createDataFrame([(9, 9.5, "old.csv", "r0")], "id int, amount double, _source_file string, _run_id string")
+    (local_frame(spark, [(9, 9.5, "old.csv", "r0")], "id int, amount double, _source_file string, _run_id string")
      .withColumn("_ingested_at", F.current_timestamp()).withColumn("_run_date", F.lit(D1))
      .write.format("delta").saveAsTable("lakeforge.bronze_ing_old"))
     f = tmp_path / "v.csv"
@@ -220,7 +221,7 @@ def test_json_lines_parquet_and_excel_sources(spark, settings, tmp_path):
     jl.write_text('{"id": 1, "kind": "a", "n": 2, "meta": {"x": 1}}\n{"id": 2, "kind": "b", "n": 3}\n'
                   '{"id": 3, "kind": broken\n{"id": 4, "kind": "c", "n": 4}\n')
     pq = tmp_path / "pq"
-    spark.createDataFrame([(1, "x", 1.5), (2, "y", 2.5)], "id long, s string, v double").write.parquet(str(pq))
+    local_frame(spark, [(1, "x", 1.5), (2, "y", 2.5)], "id long, s string, v double").write.parquet(str(pq))
     book = openpyxl.Workbook()
     s1 = book.active
     s1.title = "north"
@@ -443,7 +444,7 @@ def test_a_first_load_keeps_a_columns_type_when_a_few_values_do_not_parse(spark,
     assert tolerant_type(200, {"int": 197, "bigint": 197, "double": 197, "date": 0, "timestamp": 0}) is None  # 98.5 %
     assert tolerant_type(50, {"int": 49, "bigint": 49, "double": 49, "date": 0, "timestamp": 0}) is None  # 98 %
     assert tolerant_type(200, {"int": 200, "bigint": 200, "double": 200, "date": 0, "timestamp": 0}) is None  # all: Spark's call
-    strings = spark.createDataFrame([(str(i) if i != 5 else "n/a",) for i in range(150)], "v string")
+    strings = local_frame(spark, [(str(i) if i != 5 else "n/a",) for i in range(150)], "v string")
     assert infer_strings(strings, ["v"])["v"].dataType.simpleString() == "bigint"  # Excel, HTTP: the same rule
 
     # one 'abc' among 200 integers: tenure is an int column, the row is a bad record with the usual reason
@@ -473,14 +474,14 @@ def test_unique_counts_repeated_whole_keys_only_nulls_are_not_nulls_business(spa
     from lakeforge.ingest.quality import evaluate
 
     unique = CheckConfig(type="unique", columns=["k"])
-    [res] = evaluate(spark.createDataFrame([(1,), (2,), (2,), (None,), (None,)], "k int"), [unique], ["k"], "t")
+    [res] = evaluate(local_frame(spark, [(1,), (2,), (2,), (None,), (None,)], "k int"), [unique], ["k"], "t")
     assert (res.passed, res.failing_rows, res.detail) == (False, 1, "1 rows repeat a key already seen")
-    [res] = evaluate(spark.createDataFrame([(1,), (2,), (None,), (None,)], "k int"), [unique], ["k"], "t")
+    [res] = evaluate(local_frame(spark, [(1,), (2,), (None,), (None,)], "k int"), [unique], ["k"], "t")
     assert (res.passed, res.failing_rows) == (True, 0)
     # a key of two columns: a row with either of them null has no key to repeat
     pair = CheckConfig(type="unique", columns=["a", "b"])
     rows = [(1, "x"), (1, "x"), (1, None), (1, None), (None, None), (None, None), (2, "x")]
-    [res] = evaluate(spark.createDataFrame(rows, "a int, b string"), [pair], ["a", "b"], "t")
+    [res] = evaluate(local_frame(spark, rows, "a int, b string"), [pair], ["a", "b"], "t")
     assert (res.passed, res.failing_rows) == (False, 1)
 
 

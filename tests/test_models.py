@@ -11,6 +11,7 @@ from pyspark.sql.types import DoubleType, StructField, StructType
 
 from lakeforge.core.config_model import ModelConfig
 from lakeforge.core.errors import InputDataError
+from lakeforge.core.frames import local_frame
 from lakeforge.core.tasks import TASKS
 from lakeforge.training import algorithms as models
 from lakeforge.training import evaluation
@@ -87,7 +88,7 @@ def test_multiclass_metrics_from_the_confusion_matrix(spark):
 
 def test_regression_metrics(spark):
     data = [(3.0, 2.5), (-1.0, 0.0), (2.0, 2.0), (7.0, 8.0)]
-    ev = evaluation.evaluate_regression(spark.createDataFrame(data, "label double, prediction double"))
+    ev = evaluation.evaluate_regression(local_frame(spark, data, "label double, prediction double"))
     errs = [p - y for y, p in data]
     mean = sum(y for y, _ in data) / 4
     assert ev.metrics["rmse"] == pytest.approx(math.sqrt(sum(e * e for e in errs) / 4))

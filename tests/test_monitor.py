@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 from conftest import write_pipeline
 from lakeforge.core.config import load_pipeline
 from lakeforge.core.errors import InputDataError
+from lakeforge.core.frames import local_frame
 from lakeforge.core.io import write_table
 from lakeforge.core.runs import RunRecord, record_run
 from lakeforge.monitoring.alerts import confirmed, open_alert
@@ -144,7 +145,7 @@ def test_bad_input_is_one_line_and_writes_nothing(spark, settings, world):
         monitor(spark, settings, pipe, [DAYS[-1] + dt.timedelta(days=1)])
     with pytest.raises(InputDataError, match=r"monitoring.columns \['nope'\] are not in the reference"):
         monitor(spark, settings, pipe.model_copy(update={"monitoring": pipe.monitoring.model_copy(update={"columns": ["nope"]})}), [DAYS[0]])
-    bad = spark.createDataFrame([("x", 0.5, DAYS[0])], "id string, Churn double, label_date date")
+    bad = local_frame(spark, [("x", 0.5, DAYS[0])], "id string, Churn double, label_date date")
     write_table(bad, settings.table("actuals_bad_monitor"))
     actuals = pipe.monitoring.actuals.model_copy(update={"table": "actuals_bad_monitor"})
     no_key = pipe.model_copy(update={"monitoring": pipe.monitoring.model_copy(update={"actuals": actuals})})

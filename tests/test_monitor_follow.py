@@ -29,6 +29,7 @@ from conftest import ROOT, run_lakeforge, write_overlay, write_pipeline
 from lakeforge.core import tracking
 from lakeforge.core.config import load_pipeline
 from lakeforge.core.errors import InputDataError
+from lakeforge.core.frames import local_frame
 from lakeforge.core.io import table_location, write_table
 from lakeforge.monitoring.aggregates import build, summarise
 from lakeforge.monitoring.follow import follow, window_groups
@@ -61,7 +62,7 @@ def reference(spark, settings):
     rng = np.random.default_rng(7)
     rows = [(float(rng.normal()), str(rng.choice(["a", "b", "c"])), float(rng.uniform()), int(rng.integers(0, 2)))
             for _ in range(300)]
-    df = spark.createDataFrame(rows, "x double, seg string, score double, predicted_label int")
+    df = local_frame(spark, rows, "x double, seg string, score double, predicted_label int")
     tracking.configure(settings)  # save_reference looks the version up in MLflow (the session's store)
     return compute_reference(df, COLUMNS, 20, 10)
 

@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 from scipy.spatial.distance import jensenshannon
 
 from lakeforge.core.config_monitor import MonitoringConfig
+from lakeforge.core.frames import local_frame
 from lakeforge.monitoring import statistics as st
 from lakeforge.monitoring.aggregates import NULL_BIN, ColumnSpec, edge_pass, summarise, summary_rows
 from lakeforge.monitoring.drift import column_drift, dataset_drift
@@ -143,7 +144,7 @@ def test_bins_are_right_closed_on_edges_infinities_zeros_and_nulls(spark):
     edges = (-2.0, -0.0, 1.5, 3.0)
     values = [-np.inf, -3.0, -2.0, -1.0, -0.0, 0.0, 1.0, 1.5, 2.0, 3.0, 3.5, np.inf, np.nan, None]
     specs = [ColumnSpec("x", True, edges), ColumnSpec("y", True, (0.5,))]
-    df = spark.createDataFrame([(None if v is None else float(v), 1.0) for v in values], "x double, y double")
+    df = local_frame(spark, [(None if v is None else float(v), 1.0) for v in values], "x double, y double")
     assert df.where(F.isnan("x")).count() == 1 and df.where(F.col("x").isNull()).count() == 1
     got = {(r["c"], r["b"]): r["n"] for r in summary_rows(df, specs).collect()}
     finite = [v for v in values if v is not None and not np.isnan(v)]

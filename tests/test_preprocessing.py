@@ -15,6 +15,7 @@ from conftest import ROOT
 from lakeforge.core.config import load_pipeline
 from lakeforge.core.config_features import FeatureSelectionConfig, FeaturesConfig, PreprocessingConfig
 from lakeforge.core.errors import ConfigError, InputDataError, MissingColumnError
+from lakeforge.core.frames import local_frame
 from lakeforge.features.dedupe import deduplicate
 from lakeforge.features.pipeline import preprocessing_pipeline
 from lakeforge.features.plan import FeatureRoles, plan_features
@@ -42,15 +43,15 @@ def _first(model, df):
 
 
 def _rows(spark, rows, schema="id string, v array<double>"):
-    return spark.createDataFrame(rows, schema)
+    return local_frame(spark, rows, schema)
 
 
 # --- type repair, missing values -------------------------------------------------------------
 
 
 def test_text_numbers_booleans_and_dates_are_parsed_and_every_coerced_value_is_counted(spark):
-    df = spark.createDataFrame(
-        [("1", "10.5", "Yes", "2024-01-31", 1.0), ("2", " ", "no", "2024-13-01", 0.0),
+    df = local_frame(
+        spark, [("1", "10.5", "Yes", "2024-01-31", 1.0), ("2", " ", "no", "2024-13-01", 0.0),
          ("3", "abc", "maybe", None, 1.0), ("4", "7", "TRUE", "2023-06-15", 0.0)],
         "id string, amount string, flag string, signup string, y double")
     features = FeaturesConfig(numeric=["amount", "flag"], dates={"signup": {"parts": ["year", "month"]}})
@@ -62,15 +63,15 @@ def test_text_numbers_booleans_and_dates_are_parsed_and_every_coerced_value_is_c
     }
     # (Spark's median of an even count is the lower middle value: 1 of [1, 6])
     out = model.transform(df).select("id", "amount__num", "flag__num", "signup_year__num", "signup_month__imp")
-    expected = spark.createDataFrame(
-        [("1", 10.5, 1.0, 2024.0, 1.0), ("2", None, 0.0, None, 1.0), ("3", None, None, None, 1.0), ("4", 7.0, 1.0, 2023.0, 6.0)],
+    expected = local_frame(
+        spark, [("1", 10.5, 1.0, 2024.0, 1.0), ("2", None, 0.0, None, 1.0), ("3", None, None, None, 1.0), ("4", 7.0, 1.0, 2023.0, 6.0)],
         "id string, amount__num double, flag__num double, signup_year__num double, signup_month__imp double")
     assert_df_equality(out, expected, ignore_nullable=True)
 
 
 def test_imputation_per_column_per_type_and_missing_indicators(spark):
-    df = spark.createDataFrame(
-        [("1", 1.0, 10.0, "a", "p", 1.0), ("2", None, 20.0, None, "q", 0.0), ("3", 5.0, None, "b", None, 1.0),
+    df = local_frame(
+        spark, [("1", 1.0, 10.0, "a", "p", 1.0), ("2", None, 20.0, None, "q", 0.0), ("3", 5.0, None, "b", None, 1.0),
          ("4", 6.0, 60.0, "b", "q", 0.0)],
         "id string, x double, z double, c string, d string, y double")
     prep = PreprocessingConfig(scale=False, numeric_impute="mean", categorical_impute="mode",
@@ -80,8 +81,8 @@ def test_imputation_per_column_per_type_and_missing_indicators(spark):
     assert plan.indicators == ["x", "z", "c", "d"]  # every feature with a missing training value
     assert plan.report.missing_counts == {"x": 1, "z": 1, "c": 1, "d": 1}
     out = model.transform(df).select("id", "x__imp", "z__imp", "c__fill", "d__fill", "x__missing", "c__missing")
-    expected = spark.createDataFrame(
-        [("1", 1.0, 10.0, "a", "p", 0.0, 0.0), ("2", 4.0, 20.0, "b", "q", 1.0, 1.0),
+    expected = local_frame(
+        spark, [("1", 1.0, 10.0, "a", "p", 0.0, 0.0), ("2", 4.0, 20.0, "b", "q", 1.0, 1.0),
          ("3", 5.0, -1.0, "b", "none", 0.0, 0.0), ("4", 6.0, 60.0, "b", "q", 0.0, 0.0)],
         "id string, x__imp double, z__imp double, c__fill string, d__fill string, x__missing double, c__missing double")
     assert_df_equality(out, expected, ignore_nullable=True)
@@ -91,42 +92,42 @@ def test_imputation_per_column_per_type_and_missing_indicators(spark):
 
 
 def test_rare_levels_are_grouped_and_unseen_levels_join_the_rare_bucket(spark):
-    df = spark.createDataFrame(
-        [("1", "a", 1.0), ("2", "a", 0.0), ("3", "a", 1.0), ("4", "b", 0.0), ("5", "b", 1.0), ("6", "c", 0.0), ("7", None, 1.0)],
+    df = local_frame(
+        spark, [("1", "a", 1.0), ("2", "a", 0.0), ("3", "a", 1.0), ("4", "b", 0.0), ("5", "b", 1.0), ("6", "c", 0.0), ("7", None, 1.0)],
         "id string, c string, y double")
     prep = PreprocessingConfig(scale=False, rare_levels={"min_count": 2})
     plan, model = _fit(df, FeaturesConfig(categorical=["c"]), prep)
     assert plan.report.fitted["rare_levels"] == {"c": {"levels_kept": 2}}
-    new = spark.createDataFrame([("8", "a"), ("9", "c"), ("10", "zzz"), ("11", None)], "id string, c string")
+    new = local_frame(spark, [("8", "a"), ("9", "c"), ("10", "zzz"), ("11", None)], "id string, c string")
     # layout: c=a, c=b, c=__rare__, c=unknown (null)
     out = model.transform(new).select("id", "c__grp", vector_to_array("features").alias("v"))
-    expected = spark.createDataFrame(
-        [("8", "a", [1.0, 0.0, 0.0, 0.0]), ("9", "__rare__", [0.0, 0.0, 1.0, 0.0]), ("10", "__rare__", [0.0, 0.0, 1.0, 0.0]),
+    expected = local_frame(
+        spark, [("8", "a", [1.0, 0.0, 0.0, 0.0]), ("9", "__rare__", [0.0, 0.0, 1.0, 0.0]), ("10", "__rare__", [0.0, 0.0, 1.0, 0.0]),
          ("11", None, [0.0, 0.0, 0.0, 1.0])],
         "id string, c__grp string, v array<double>")
     assert_df_equality(out, expected, ignore_nullable=True)
 
 
 def test_ordinal_encoding_maps_levels_in_order_and_imputes_unknown_ones(spark):
-    df = spark.createDataFrame(
-        [("1", "Month-to-month", 1.0), ("2", "One year", 0.0), ("3", "Two year", 0.0), ("4", "Two year", 0.0)],
+    df = local_frame(
+        spark, [("1", "Month-to-month", 1.0), ("2", "One year", 0.0), ("3", "Two year", 0.0), ("4", "Two year", 0.0)],
         "id string, contract string, y double")
     prep = PreprocessingConfig(scale=False, ordinal={"contract": ["Month-to-month", "One year", "Two year"]})
     plan, model = _fit(df, FeaturesConfig(categorical=["contract"]), prep)
     assert (plan.numeric, plan.categorical) == (["contract"], [])
-    new = spark.createDataFrame([("5", "One year"), ("6", "Lifetime")], "id string, contract string")
+    new = local_frame(spark, [("5", "One year"), ("6", "Lifetime")], "id string, contract string")
     expected = _rows(spark, [("5", [1.0]), ("6", [1.0])])  # unknown -> missing -> median of 0, 1, 2, 2
     assert_df_equality(_vec(model, new), expected, ignore_nullable=True)
 
 
 def test_target_encoding_is_the_smoothed_level_mean_with_the_prior_for_unseen_levels(spark):
-    df = spark.createDataFrame(
-        [("1", "a", 1.0), ("2", "a", 1.0), ("3", "a", 0.0), ("4", "b", 1.0), ("5", "b", 0.0), ("6", "c", 0.0)],
+    df = local_frame(
+        spark, [("1", "a", 1.0), ("2", "a", 1.0), ("3", "a", 0.0), ("4", "b", 1.0), ("5", "b", 0.0), ("6", "c", 0.0)],
         "id string, c string, y double")
     prep = PreprocessingConfig(scale=False, target_encoding={"columns": ["c"], "smoothing": 2})
     plan, model = _fit(df, FeaturesConfig(categorical=["c"]), prep)
     assert plan.supervised
-    new = spark.createDataFrame([("7", "a"), ("8", "b"), ("9", "c"), ("10", "z"), ("11", None)], "id string, c string")
+    new = local_frame(spark, [("7", "a"), ("8", "b"), ("9", "c"), ("10", "z"), ("11", None)], "id string, c string")
     # prior 3/6; a: (2 + 2 * 0.5) / (3 + 2); b: (1 + 1) / (2 + 2); c: (0 + 1) / (1 + 2)
     expected = _rows(spark, [("7", 0.6), ("8", 0.5), ("9", 1 / 3), ("10", 0.5), ("11", 0.5)], "id string, x double")
     assert_approx_df_equality(_first(model, new), expected, 1e-12, ignore_nullable=True)
@@ -144,14 +145,14 @@ def test_target_encoding_is_the_smoothed_level_mean_with_the_prior_for_unseen_le
     ],
 )
 def test_scalers(spark, scale, expected):
-    df = spark.createDataFrame([("1", 1.0, 0.0), ("2", 2.0, 1.0), ("3", 5.0, 0.0)], "id string, x double, y double")
+    df = local_frame(spark, [("1", 1.0, 0.0), ("2", 2.0, 1.0), ("3", 5.0, 0.0)], "id string, x double, y double")
     _, model = _fit(df, FeaturesConfig(numeric=["x"]), PreprocessingConfig(scale=scale))
     rows = _rows(spark, [(str(i + 1), v) for i, v in enumerate(expected)], "id string, x double")
     assert_approx_df_equality(_first(model, df), rows, 1e-12, ignore_nullable=True)
 
 
 def test_log_and_quantile_clipping(spark):
-    df = spark.createDataFrame([(str(i), float(v), 0.0) for i, v in enumerate([1, 2, 3, 4, 100], 1)], "id string, x double, y double")
+    df = local_frame(spark, [(str(i), float(v), 0.0) for i, v in enumerate([1, 2, 3, 4, 100], 1)], "id string, x double, y double")
     prep = PreprocessingConfig(scale=False, clip={"columns": ["x"], "lower": 0.25, "upper": 0.75}, log=["x"])
     plan, model = _fit(df, FeaturesConfig(numeric=["x"]), prep)
     assert plan.report.fitted["clip"] == {"x": {"lower": 2.0, "upper": 4.0}}
@@ -165,7 +166,7 @@ def test_log_and_quantile_clipping(spark):
 def test_constant_near_constant_id_like_missing_and_listed_columns_are_dropped_with_the_reason(spark):
     rows = [(str(i), "k", "common" if i < 10 else "other", f"cust{i}", None if i < 8 else 1.0, float(i % 3), "zz", float(i % 2))
             for i in range(11)]
-    df = spark.createDataFrame(rows, "id string, const string, near string, code string, sparse double, x double, "
+    df = local_frame(spark, rows, "id string, const string, near string, code string, sparse double, x double, "
                                      "noise string, y double")
     prep = PreprocessingConfig(scale=False, drop={"columns": ["noise"], "constant": True, "near_constant": 0.9, "id_like": True,
                                                   "max_missing_fraction": 0.5})
@@ -179,13 +180,13 @@ def test_constant_near_constant_id_like_missing_and_listed_columns_are_dropped_w
 
 def test_duplicates_are_removed_by_row_or_by_key_keeping_the_latest_ingested(spark):
     t1, t2 = dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 2)
-    df = spark.createDataFrame([("1", 5.0, t1), ("1", 5.0, t2), ("1", 7.0, t2), ("2", 1.0, t1)],
+    df = local_frame(spark, [("1", 5.0, t1), ("1", 5.0, t2), ("1", 7.0, t2), ("2", 1.0, t1)],
                                "id string, x double, _ingested_at timestamp")
     rows = df.transform(deduplicate("rows", "id")).select("id", "x")
-    assert_df_equality(rows, spark.createDataFrame([("1", 5.0), ("1", 7.0), ("2", 1.0)], "id string, x double"),
+    assert_df_equality(rows, local_frame(spark, [("1", 5.0), ("1", 7.0), ("2", 1.0)], "id string, x double"),
                        ignore_row_order=True, ignore_nullable=True)
     by_key = df.where(F.col("x") != 7.0).transform(deduplicate("key", "id"))
-    expected = spark.createDataFrame([("1", 5.0, t2), ("2", 1.0, t1)], "id string, x double, _ingested_at timestamp")
+    expected = local_frame(spark, [("1", 5.0, t2), ("2", 1.0, t1)], "id string, x double, _ingested_at timestamp")
     assert_df_equality(by_key, expected, ignore_row_order=True, ignore_nullable=True)
 
 
@@ -193,8 +194,8 @@ def test_duplicates_are_removed_by_row_or_by_key_keeping_the_latest_ingested(spa
 
 
 def test_derived_sql_date_parts_days_since_and_text_length(spark):
-    df = spark.createDataFrame(
-        [("1", "100", 10, "2026-01-01 08:30:00", "hi", 1.0), ("2", " ", 0, "2025-12-30 23:00:00", None, 0.0)],
+    df = local_frame(
+        spark, [("1", "100", 10, "2026-01-01 08:30:00", "hi", 1.0), ("2", " ", 0, "2025-12-30 23:00:00", None, 0.0)],
         "id string, total string, tenure int, seen string, note string, y double")
     features = FeaturesConfig(
         numeric=["tenure"],
@@ -207,8 +208,8 @@ def test_derived_sql_date_parts_days_since_and_text_length(spark):
     out = model.transform(df).select("id", "per_month", "long_tenure", "seen_day", "seen_day_of_week", "seen_hour",
                                      "seen_days_since", "note_length")
     # days_since: from the latest training date, 2026-01-01 (2026-01-01 is a Thursday: day 5)
-    expected = spark.createDataFrame(
-        [("1", 10.0, "yes", 1.0, 5.0, 8.0, 0.0, 2.0), ("2", None, "no", 30.0, 3.0, 23.0, 2.0, 0.0)],
+    expected = local_frame(
+        spark, [("1", 10.0, "yes", 1.0, 5.0, 8.0, 0.0, 2.0), ("2", None, "no", 30.0, 3.0, 23.0, 2.0, 0.0)],
         "id string, per_month double, long_tenure string, seen_day double, seen_day_of_week double, seen_hour double, "
         "seen_days_since double, note_length double")
     assert_df_equality(out, expected, ignore_nullable=True)
@@ -219,8 +220,8 @@ def test_free_text_becomes_tfidf_word_weights_inside_the_model(spark):
 
     from pyspark.ml.feature import HashingTF
 
-    df = spark.createDataFrame(
-        [("1", "App CRASHED, crashed again!", 1.0, 0.0), ("2", "love the app", 2.0, 1.0), ("3", None, 3.0, 0.0),
+    df = local_frame(
+        spark, [("1", "App CRASHED, crashed again!", 1.0, 0.0), ("2", "love the app", 2.0, 1.0), ("3", None, 3.0, 0.0),
          ("4", "crashed: a bill", 4.0, 1.0)], "id string, note string, t double, y double")
     features = FeaturesConfig(numeric=["t"], text_tfidf=["note"], text_tfidf_size=64)
     plan, model = _fit(df, features)
@@ -239,7 +240,7 @@ def test_free_text_becomes_tfidf_word_weights_inside_the_model(spark):
 
 
 def test_fixed_and_quantile_buckets_and_interactions(spark):
-    df = spark.createDataFrame([("1", 1.0, 10.0, "a", 0.0), ("2", 15.0, 20.0, "b", 1.0), ("3", 30.0, 30.0, "a", 1.0),
+    df = local_frame(spark, [("1", 1.0, 10.0, "a", 0.0), ("2", 15.0, 20.0, "b", 1.0), ("3", 30.0, 30.0, "a", 1.0),
                                 ("4", 50.0, 40.0, "b", 0.0)], "id string, t double, m double, c string, y double")
     features = FeaturesConfig(numeric=["t", "m"], categorical=["c"],
                               buckets={"t": {"splits": [12, 24], "keep_numeric": False}, "m": {"quantiles": 2}},
@@ -265,7 +266,7 @@ def _selection_frame(spark):
     # a tracks y; b = 2a (redundant); z is constant; n is noise
     rows = [(str(i), float(i % 2) + 0.1 * (i % 3), 2 * (float(i % 2) + 0.1 * (i % 3)), 1.0, float((i * 7) % 5), float(i % 2))
             for i in range(12)]
-    return spark.createDataFrame(rows, "id string, a double, b double, z double, n double, y double")
+    return local_frame(spark, rows, "id string, a double, b double, z double, n double, y double")
 
 
 def test_variance_and_correlation_filters_are_ranked_and_fitted_as_slicers(spark):
@@ -308,8 +309,8 @@ def test_pca_projects_onto_the_requested_components(spark):
 
 
 def _everything(spark):
-    df = spark.createDataFrame(
-        [("1", "10.5", 3, "a", "Yes", "2024-01-31", "x", 1.0), ("2", " ", 0, "b", "No", "2024-02-01", None, 0.0),
+    df = local_frame(
+        spark, [("1", "10.5", 3, "a", "Yes", "2024-01-31", "x", 1.0), ("2", " ", 0, "b", "No", "2024-02-01", None, 0.0),
          ("3", "30", 12, "a", "No", None, "yy", 1.0), ("4", "5", 30, "c", "Yes", "2024-03-05", "x", 0.0),
          ("5", "80", 48, "a", "no", "2024-05-01", "zz", 1.0), ("6", "8", 70, "b", "yes", "2024-07-11", "x", 0.0)],
         "id string, total string, tenure int, plan string, partner string, signup string, note string, y double")
@@ -336,23 +337,23 @@ def test_fitted_pipeline_round_trips_through_save_and_load_and_holds_only_spark_
     model.write().overwrite().save(str(tmp_path / "m"))
     loaded = PipelineModel.load(str(tmp_path / "m"))
     assert [type(s) for s in loaded.stages] == [type(s) for s in model.stages]
-    new = df.union(spark.createDataFrame([("7", "abc", 5, "zzz", "maybe", "bad", "unseen", None)], df.schema))
+    new = df.union(local_frame(spark, [("7", "abc", 5, "zzz", "maybe", "bad", "unseen", None)], df.schema))
     assert_df_equality(_vec(loaded, new), _vec(model, new))
     assert _vec(model, new).where(F.exists("v", lambda x: F.isnan(x))).count() == 0
 
 
 def test_gold_feature_table_has_the_key_and_one_named_column_per_slot(spark):
-    df = spark.createDataFrame([("1", 1.0, "a b", 0.0), ("2", 3.0, "c", 1.0)], "id string, x double, c string, y double")
+    df = local_frame(spark, [("1", 1.0, "a b", 0.0), ("2", 3.0, "c", 1.0)], "id string, x double, c string, y double")
     _, model = _fit(df, FeaturesConfig(numeric=["x"], categorical=["c"]))
-    expected = spark.createDataFrame([("1", 1.0, 1.0, 0.0, 0.0), ("2", 3.0, 0.0, 1.0, 0.0)],
+    expected = local_frame(spark, [("1", 1.0, 1.0, 0.0, 0.0), ("2", 3.0, 0.0, 1.0, 0.0)],
                                      "id string, x double, c_a_b double, c_c double, c_unknown double")
     assert_df_equality(feature_table(model, df, "id"), expected, ignore_nullable=True)
 
 
 def test_boolean_and_date_categoricals_are_one_hot_encoded_as_text(spark):
     # StringIndexer takes text and numbers only: a boolean column (is_member) failed the training
-    df = spark.createDataFrame(
-        [("1", True, dt.date(2024, 1, 1), 1.0), ("2", False, dt.date(2024, 1, 1), 0.0),
+    df = local_frame(
+        spark, [("1", True, dt.date(2024, 1, 1), 1.0), ("2", False, dt.date(2024, 1, 1), 0.0),
          ("3", None, dt.date(2024, 2, 1), 1.0), ("4", True, None, 0.0)],
         "id string, member boolean, day date, y double")
     plan, model = _fit(df, FeaturesConfig(categorical=["member", "day"]))
@@ -365,7 +366,7 @@ def test_boolean_and_date_categoricals_are_one_hot_encoded_as_text(spark):
 
 
 def test_default_plan_keeps_the_original_stages_plus_empty_levels_as_null(spark):
-    df = spark.createDataFrame([("1", "1", "a", 0.0), ("2", "3", "b", 1.0)], "id string, t string, c string, y double")
+    df = local_frame(spark, [("1", "1", "a", 0.0), ("2", "3", "b", 1.0)], "id string, t string, c string, y double")
     plan, model = _fit(df, FeaturesConfig(numeric=["t"], categorical=["c"]), PreprocessingConfig())
     legacy = preprocessing_pipeline(FeatureRoles(["t"], ["c"]), PreprocessingConfig()).fit(df)
     assert [type(s).__name__ for s in model.stages] == [
@@ -382,7 +383,7 @@ def test_default_plan_keeps_the_original_stages_plus_empty_levels_as_null(spark)
 
 
 def test_a_config_naming_an_absent_column_names_the_key_the_column_and_the_fix(spark):
-    df = spark.createDataFrame([("1", 1.0, 0.0)], "id string, x double, y double")
+    df = local_frame(spark, [("1", 1.0, 0.0)], "id string, x double, y double")
     with pytest.raises(MissingColumnError, match=r"t: preprocessing\.log: column\(s\) 'TotalCharge' not found; available columns: .*"
                                                  r"Fix the column name"):
         plan_features(df, FeaturesConfig(numeric=["x"]), PreprocessingConfig(log=["TotalCharge"]), "id", "y", "t")
@@ -391,7 +392,7 @@ def test_a_config_naming_an_absent_column_names_the_key_the_column_and_the_fix(s
 
 
 def test_a_numeric_transform_on_a_text_column_is_refused(spark):
-    df = spark.createDataFrame([("1", "Female", 1.0, 0.0), ("2", "Male", 2.0, 1.0)], "id string, gender string, x double, y double")
+    df = local_frame(spark, [("1", "Female", 1.0, 0.0), ("2", "Male", 2.0, 1.0)], "id string, gender string, x double, y double")
     with pytest.raises(InputDataError, match=r"preprocessing\.log: column 'gender' is a categorical \(string\) feature; .*"
                                              r"list 'gender' under features\.numeric"):
         plan_features(df, FeaturesConfig(), PreprocessingConfig(log=["gender"]), "id", "y", "t")
@@ -402,7 +403,7 @@ def test_a_numeric_transform_on_a_text_column_is_refused(spark):
 
 
 def test_an_all_null_column_is_refused_unless_a_drop_rule_removes_it(spark):
-    df = spark.createDataFrame([("1", None, 1.0, 0.0), ("2", None, 2.0, 1.0)], "id string, empty string, x double, y double")
+    df = local_frame(spark, [("1", None, 1.0, 0.0), ("2", None, 2.0, 1.0)], "id string, empty string, x double, y double")
     plan = plan_features(df, FeaturesConfig(), PreprocessingConfig(), "id", "y", "t")
     with pytest.raises(InputDataError, match=r"feature 'empty' is null in all 2 training rows; .*preprocessing\.drop\.columns"):
         feature_statistics(plan, df, "t")
@@ -412,7 +413,7 @@ def test_an_all_null_column_is_refused_unless_a_drop_rule_removes_it(spark):
 
 
 def test_a_target_with_one_class_is_refused(spark):
-    df = spark.createDataFrame([("1", 1.0, "Yes"), ("2", 2.0, "Yes")], "id string, x double, churn string")
+    df = local_frame(spark, [("1", 1.0, "Yes"), ("2", 2.0, "Yes")], "id string, x double, churn string")
     pipe = load_pipeline(ROOT / "conf" / "pipelines" / "telco_churn.yaml").model_copy(update={"target": "churn"})
     with pytest.raises(InputDataError, match=r"target 'churn' is constant \('Yes' in every row\); nothing to learn"):
         infer_target(df, pipe, "t")
@@ -455,7 +456,7 @@ def test_training_logs_the_reports_writes_the_ranking_and_the_gold_feature_table
 
     rows = [(str(i), float(i % 10), ["a", "b", "c"][i % 3], " " if i % 17 == 0 else str(i * 3), "k",
              "yes" if (i % 10) + 3 * (i % 3 == 0) > 6 else "no") for i in range(90)]
-    bronze = spark.createDataFrame(rows, "id string, x double, plan string, total string, const string, y string")
+    bronze = local_frame(spark, rows, "id string, x double, plan string, total string, const string, y string")
     write_table(bronze, settings.table("prep_e2e_bronze"))
     pipe = load_pipeline(write_pipeline(
         tmp_path, name="prep_e2e", key="id", target="y", positive_class="yes",

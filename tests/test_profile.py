@@ -18,6 +18,7 @@ from lakeforge.core import tracking
 from lakeforge.app.cli import main
 from lakeforge.core.config import load_pipeline
 from lakeforge.core.errors import InputDataError, MissingColumnError
+from lakeforge.core.frames import local_frame
 from lakeforge.profiling.eda import ProfileSpec, eda_profile
 from lakeforge.profiling.job import CORRELATIONS_TABLE, COLUMNS_TABLE, run_profile
 from lakeforge.profiling.page import profile_report
@@ -42,7 +43,7 @@ ROWS = [
 @pytest.fixture(scope="module")
 def small(spark):
     """The inline rows profiled with no role given: lakeforge frame's detector decides them."""
-    return eda_profile(spark.createDataFrame(ROWS, SCHEMA), ProfileSpec("y", "id"))
+    return eda_profile(local_frame(spark, ROWS, SCHEMA), ProfileSpec("y", "id"))
 
 
 def _pandas():
@@ -108,7 +109,7 @@ def test_leakage_suspects(spark):
         status = f"closed{i % 2}" if label == "yes" else f"open{i % 4}"  # decided by the label
         rows.append((f"id{i}", float(i % 7), ["n", "s", "e"][(i // 2) % 3], status, i * 10.0 + (1000 if label == "yes" else 0),
                      label, label))
-    df = spark.createDataFrame(rows, "id string, a double, region string, status string, score double, label_copy string, label string")
+    df = local_frame(spark, rows, "id string, a double, region string, status string, score double, label_copy string, label string")
     res = eda_profile(df, ProfileSpec("label", "id", numeric=["a", "score"], categorical=["region", "status", "label_copy"]))
     suspects = {x["column"]: x["reason"] for x in res.leakage}
     assert set(suspects) == {"status", "score", "label_copy"}, suspects
@@ -120,7 +121,7 @@ def test_leakage_suspects(spark):
 
 def test_numeric_target_mean_per_bin(spark):
     rows = [(f"r{i}", float(i), "lo" if i < 50 else "hi", 2.0 * i + (i % 3)) for i in range(100)]
-    res = eda_profile(spark.createDataFrame(rows, "id string, x double, g string, price double"),
+    res = eda_profile(local_frame(spark, rows, "id string, x double, g string, price double"),
                       ProfileSpec("price", "id", numeric=["x"], categorical=["g"]))
     assert res.target.task == "regression" and res.target.rate_name == "mean price"
     means = {r["label"]: r["mean"] for r in res.column("g").by_target}
@@ -131,25 +132,25 @@ def test_numeric_target_mean_per_bin(spark):
 
 
 def test_missing_target_column_is_named(spark):
-    df = spark.createDataFrame(ROWS, SCHEMA)
+    df = local_frame(spark, ROWS, SCHEMA)
     with pytest.raises(MissingColumnError, match="'Churn'"):
         eda_profile(df, ProfileSpec("Churn", "id", numeric=["x"]))
 
 
 def test_empty_target_is_named(spark):
-    df = spark.createDataFrame([(r[0], r[1], None) for r in ROWS], "id string, x double, y string")
+    df = local_frame(spark, [(r[0], r[1], None) for r in ROWS], "id string, x double, y string")
     with pytest.raises(InputDataError, match=r"target column 'y' is empty: all 11 rows are null"):
         eda_profile(df, ProfileSpec("y", "id", numeric=["x"]))
 
 
 def test_one_class_target_is_named(spark):
-    df = spark.createDataFrame([(r[0], r[1], "no") for r in ROWS], "id string, x double, y string")
+    df = local_frame(spark, [(r[0], r[1], "no") for r in ROWS], "id string, x double, y string")
     with pytest.raises(InputDataError, match=r"target column 'y' has one value only \('no' in all 11"):
         eda_profile(df, ProfileSpec("y", "id", numeric=["x"]))
 
 
 def test_all_null_feature_is_a_warning_naming_it(spark):
-    df = spark.createDataFrame([(r[0], r[1], None, r[4]) for r in ROWS], "id string, x double, z double, y string")
+    df = local_frame(spark, [(r[0], r[1], None, r[4]) for r in ROWS], "id string, x double, z double, y string")
     res = eda_profile(df, ProfileSpec("y", "id", numeric=["x", "z"]))
     assert "z: all values are missing" in res.warnings
     assert (res.column("z").count, res.column("z").missing) == (0, 11)

@@ -16,6 +16,7 @@ import pytest
 from conftest import TELCO_CSV, telco_slice, write_pipeline
 from lakeforge.app.cli import main
 from lakeforge.core.errors import InputDataError
+from lakeforge.core.frames import local_frame
 from lakeforge.ingest.gate import Choice, Load, choose, failed_rows
 
 D = dt.date(2026, 1, 1)
@@ -194,15 +195,15 @@ def test_loads_recorded_before_failed_checks_had_a_status_are_read_from_dq_resul
     from lakeforge.ingest.job import INGEST_RUNS_SCHEMA, INGEST_RUNS_TABLE, load_history
     from lakeforge.ingest.quality import DQ_SCHEMA, DQ_TABLE
 
-    spark.createDataFrame([(1,)], "id int").write.format("delta").saveAsTable("lakeforge.qg_legacy")
+    local_frame(spark, [(1,)], "id int").write.format("delta").saveAsTable("lakeforge.qg_legacy")
     now = dt.datetime.now()
     runs = [(f"legacy{v}", D, "p", "main", "x.csv", "lakeforge.qg_legacy", "overwrite", "succeeded", 1, 1, 0, 0, 0, v,
              ["x.csv"], "{}", "[]", None, now, now) for v in (1, 2)]
-    spark.createDataFrame(runs, INGEST_RUNS_SCHEMA).write.format("delta").mode("append").saveAsTable(
+    local_frame(spark, runs, INGEST_RUNS_SCHEMA).write.format("delta").mode("append").saveAsTable(
         settings.table(INGEST_RUNS_TABLE))
     dq = [("legacy2", D, "p", "lakeforge.qg_legacy", "range(x)", "range", "x", "error", False, 1, 1, "", now),
           ("legacy1", D, "p", "lakeforge.qg_legacy", "range(x)", "range", "x", "warn", False, 1, 1, "", now)]
-    spark.createDataFrame(dq, DQ_SCHEMA).write.format("delta").mode("append").option("mergeSchema", "true").saveAsTable(
+    local_frame(spark, dq, DQ_SCHEMA).write.format("delta").mode("append").option("mergeSchema", "true").saveAsTable(
         settings.table(DQ_TABLE))
     assert sorted(load_history(spark, settings, "lakeforge.qg_legacy"), key=lambda ld: ld.version) == [
         Load(1, "legacy1", D, "overwrite", frozenset(["x.csv"]), True),

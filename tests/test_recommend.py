@@ -12,6 +12,7 @@ import yaml
 
 from lakeforge.core.config import load_pipeline
 from lakeforge.core.errors import InputDataError
+from lakeforge.core.frames import local_frame
 from lakeforge.ingest.job import ingest
 from lakeforge.profiling.card import to_yaml
 from lakeforge.profiling.frame import frame
@@ -100,7 +101,7 @@ def test_unknown_users_and_items_get_no_row_and_never_nan(feedback, spark):
     pipe, _, again, _ = feedback
     model = load_spark_model(again.model)  # loaded by the fixture's scoring: no second load
     rows = [("k1", 0, 4, 1), ("k2", 0, 999, 2), ("k3", 999, 4, 1), ("k4", 998, 997, 3)]
-    inter = interactions(spark.createDataFrame(rows, "event_id string, user_id int, item_id int, plays int"),
+    inter = interactions(local_frame(spark, rows, "event_id string, user_id int, item_id int, plays int"),
                          pipe.model.recommendation, "cold start")
     pairs = model.transform(inter).collect()  # known pair, unknown item, unknown user, both unknown
     assert [(r.user_id, r.item_id) for r in pairs] == [(0, 4)]
@@ -120,7 +121,7 @@ def test_halving_keeps_the_best_third_of_the_grid_points():
 
 def test_ranking_metrics_equal_hand_counted_lists(spark):
     rows = [([1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 9.0]), ([5.0, 6.0], [5.0]), ([7.0, 8.0, 1.0], [10.0])]
-    df = spark.createDataFrame(rows, "predicted array<double>, relevant array<double>")
+    df = local_frame(spark, rows, "predicted array<double>, relevant array<double>")
     got = ranking_metrics(df, 3)
     # precision@3: hits in the top 3 / 3 -> (1/3 + 1/3 + 0) / 3
     assert got["precision_at_k"] == pytest.approx((1 / 3 + 1 / 3 + 0) / 3)

@@ -11,6 +11,7 @@ from pyspark.ml.functions import array_to_vector
 from pyspark.sql import functions as F
 
 from lakeforge.core.errors import InputDataError
+from lakeforge.core.frames import local_frame
 from lakeforge.core.tracking import ModelRef
 from lakeforge.scoring.transforms import (
     changed_since,
@@ -37,7 +38,7 @@ class _Model:
 
 
 def _scored(spark, rows, model, task, passthrough=()):
-    df = spark.createDataFrame(rows, "id string, p double, tenure int")
+    df = local_frame(spark, rows, "id string, p double, tenure int")
     out = df.transform(with_predictions(model, "id", REF, DAY, list(passthrough), task))
     assert dict(out.dtypes)["scored_at"] == "timestamp"
     return out.drop("scored_at")
@@ -47,8 +48,8 @@ def test_binary_score_is_p_positive_and_the_label_comes_from_the_models_predicti
     model = _Model(probability=array_to_vector(F.array(1 - F.col("p"), F.col("p"))),
                    prediction=(F.col("p") > 0.6).cast("double"))
     out = _scored(spark, [("a", 0.25, 1), ("b", 0.75, 2)], model, "binary")
-    expected = spark.createDataFrame(
-        [("a", 0.25, 0, "churn", "7", DAY), ("b", 0.75, 1, "churn", "7", DAY)],
+    expected = local_frame(
+        spark, [("a", 0.25, 0, "churn", "7", DAY), ("b", 0.75, 1, "churn", "7", DAY)],
         "id string, score double, predicted_label int, model_name string, model_version string, run_date date")
     assert_df_equality(out, expected, ignore_nullable=True)
 
@@ -64,8 +65,8 @@ def test_multiclass_score_is_the_predicted_class_probability_and_the_label_its_n
     model = _Model(probability=array_to_vector(F.array(F.lit(0.25), F.col("p"), 0.75 - F.col("p"))),
                    predicted_class=F.when(F.col("p") > 0.25, "b").otherwise("c"))
     out = _scored(spark, [("a", 0.5, 1), ("b", 0.125, 2)], model, "multiclass")
-    expected = spark.createDataFrame(
-        [("a", 0.5, "b", "churn", "7", DAY), ("b", 0.625, "c", "churn", "7", DAY)],
+    expected = local_frame(
+        spark, [("a", 0.5, "b", "churn", "7", DAY), ("b", 0.625, "c", "churn", "7", DAY)],
         "id string, score double, predicted_label string, model_name string, model_version string, run_date date")
     assert_df_equality(out, expected, ignore_nullable=True)
     # a classifier without probabilities: no score, the label still
@@ -75,7 +76,7 @@ def test_multiclass_score_is_the_predicted_class_probability_and_the_label_its_n
 
 def test_regression_score_is_the_prediction_and_there_is_no_label(spark):
     out = _scored(spark, [("a", 0.5, 3)], _Model(prediction=F.col("tenure") * 2.5), "regression")
-    expected = spark.createDataFrame([("a", 7.5, "churn", "7", DAY)],
+    expected = local_frame(spark, [("a", 7.5, "churn", "7", DAY)],
                                      "id string, score double, model_name string, model_version string, run_date date")
     assert_df_equality(out, expected, ignore_nullable=True)
 
@@ -84,8 +85,8 @@ def test_passthrough_columns_are_the_input_values_even_when_the_model_rewrites_t
     # a preprocessing stage that rewrites an input column (e.g. imputation, clipping) in place
     model = _Model(tenure=F.lit(0), prediction=F.lit(1.5))
     out = _scored(spark, [("a", 0.5, 3), ("b", 0.5, None)], model, "regression", passthrough=["tenure", "p"])
-    expected = spark.createDataFrame(
-        [("a", 3, 0.5, 1.5, "churn", "7", DAY), ("b", None, 0.5, 1.5, "churn", "7", DAY)],
+    expected = local_frame(
+        spark, [("a", 3, 0.5, 1.5, "churn", "7", DAY), ("b", None, 0.5, 1.5, "churn", "7", DAY)],
         "id string, tenure int, p double, score double, model_name string, model_version string, run_date date")
     assert_df_equality(out, expected, ignore_nullable=True)
 
@@ -93,9 +94,9 @@ def test_passthrough_columns_are_the_input_values_even_when_the_model_rewrites_t
 def test_changed_since_keeps_new_and_changed_rows_and_ignores_ingestion_metadata(spark):
     schema = "id string, x int, y string, _ingested_at timestamp, _run_id string"
     t1, t2 = dt.datetime(2026, 1, 1), dt.datetime(2026, 2, 1)
-    base = spark.createDataFrame([("a", 1, "u", t1, "r1"), ("b", 2, "v", t1, "r1"), ("c", 3, None, t1, "r1")], schema)
-    now = spark.createDataFrame(
-        [("a", 1, "u", t2, "r2"),     # only reloaded: metadata differs, content does not
+    base = local_frame(spark, [("a", 1, "u", t1, "r1"), ("b", 2, "v", t1, "r1"), ("c", 3, None, t1, "r1")], schema)
+    now = local_frame(
+        spark, [("a", 1, "u", t2, "r2"),     # only reloaded: metadata differs, content does not
          ("b", 5, "v", t2, "r2"),     # changed
          ("c", 3, "w", t2, "r2"),     # null -> value: changed
          ("d", 4, "x", t2, "r2")],    # new
@@ -106,13 +107,13 @@ def test_changed_since_keeps_new_and_changed_rows_and_ignores_ingestion_metadata
 
 
 def test_changed_since_counts_everything_as_changed_after_a_schema_change(spark):
-    base = spark.createDataFrame([("a", 1)], "id string, x int")
-    now = spark.createDataFrame([("a", 1, "new")], "id string, x int, z string")
+    base = local_frame(spark, [("a", 1)], "id string, x int")
+    now = local_frame(spark, [("a", 1, "new")], "id string, x int, z string")
     assert_df_equality(now.transform(changed_since(base, "id")), now)
 
 
 def test_signature_check_names_the_missing_columns(spark):
-    df = spark.createDataFrame([("a", 1, "x")], "id string, tenure int, extra string")
+    df = local_frame(spark, [("a", 1, "x")], "id string, tenure int, extra string")
     check_signature(df, ["tenure"], REF, "lakeforge.t", ["id"])  # extra columns are fine
     check_signature(df, None, REF, "lakeforge.t", ["id"])  # a model logged without a signature
     with pytest.raises(InputDataError) as exc:
@@ -122,8 +123,8 @@ def test_signature_check_names_the_missing_columns(spark):
 
 
 def test_input_null_counts_count_nulls_and_nans_in_one_aggregation(spark):
-    df = spark.createDataFrame(
-        [("a", None, float("nan"), None), ("b", 2, 1.0, None), ("c", None, None, "x")],
+    df = local_frame(
+        spark, [("a", None, float("nan"), None), ("b", 2, 1.0, None), ("c", None, None, "x")],
         "id string, tenure int, charges double, `odd name` string")
     assert input_null_counts(df, ["tenure", "charges", "odd name"]) == (3, {"tenure": 2, "charges": 2, "odd name": 2})
     assert input_null_counts(df.where("false"), ["tenure"]) == (0, {"tenure": 0})

@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 from conftest import TELCO_CSV, TELCO_PIPELINE
 from lakeforge.core.config import load_pipeline as load_config
 from lakeforge.core.config_features import FeatureSelectionConfig, FeaturesConfig, PreprocessingConfig
+from lakeforge.core.frames import local_frame
 from lakeforge.features.pipeline import preprocessing_pipeline
 from lakeforge.features.plan import plan_features
 from lakeforge.serving.scorer import UnsupportedStage, load_pipeline
@@ -52,12 +53,12 @@ def _row(i: int, unseen: bool = False) -> tuple:
 
 @pytest.fixture(scope="module")
 def frames(spark):
-    train = spark.createDataFrame([_row(i) for i in range(160)], SCHEMA)
+    train = local_frame(spark, [_row(i) for i in range(160)], SCHEMA)
     extremes = [(200, "x200", "1e309", None, 1.7e308, "a", 1, 0.5, "yes", "high", "1999-12-31", None, None, "", "x", True, None, None, 1.0),
                 (201, "x201", "-1e309", 2**31 - 1, -1e308, "b", 0, 1.0, "no", "low", "2024-02-29", None, None, "A B C", "y", False,
                  {"city": None, "zip": None}, ["z"], 0.0),
                 (202, "x202", "-2", -3, float("nan"), "c", None, None, None, None, None, None, None, None, None, None, None, None, 1.0)]
-    score = spark.createDataFrame([_row(i) for i in range(0, 160, 3)] + [_row(i, unseen=True) for i in range(300, 309)] + extremes,
+    score = local_frame(spark, [_row(i) for i in range(0, 160, 3)] + [_row(i, unseen=True) for i in range(300, 309)] + extremes,
                                   SCHEMA)
     return train, score
 
@@ -191,7 +192,7 @@ def test_sql_casts_of_tricky_text_equal_spark(spark, tmp_path):
     rng = np.random.default_rng(7)  # and doubles of every magnitude, as Java's Double.toString prints them
     doubles += [float(x) for x in rng.standard_normal(400) * 10.0 ** rng.integers(-30, 30, 400)]
     rows = [(i, TEXTS[i] if i < len(TEXTS) else None, doubles[i], i if i % 3 else None) for i in range(len(doubles))]
-    df = spark.createDataFrame(rows, "rid int, s string, d double, n int")
+    df = local_frame(spark, rows, "rid int, s string, d double, n int")
     stmt = ("SELECT *, try_cast(s AS DOUBLE) AS dbl, try_cast(s AS BOOLEAN) AS b, CAST(try_cast(trim(s) AS BOOLEAN) AS DOUBLE) AS tb, "
             "try_to_timestamp(s) AS ts, try_to_timestamp(s, 'dd/MM/yyyy') AS tsf, CAST(d AS STRING) AS ds, CAST(n AS STRING) AS ns, "
             "CAST(hour(try_to_timestamp(s)) AS DOUBLE) AS h, dayofweek(try_to_timestamp(s)) AS dow, length(s) AS len, "

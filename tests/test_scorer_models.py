@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lakeforge.core.frames import local_frame
 from lakeforge.serving.scorer.base import load_stage
 from lakeforge.serving.scorer.pipeline import load_pipeline
 from lakeforge.training.algorithms import Estimators, inner
@@ -51,7 +52,7 @@ def frames(spark):
     from pyspark.ml.feature import OneHotEncoder, StringIndexer, VectorAssembler
 
     schema = "row_id int, x1 double, x2 double, x3 double, x4 double, cat string, b double, m double, y double"
-    raw = spark.createDataFrame(_raw_rows(), schema)
+    raw = local_frame(spark, _raw_rows(), schema)
     raw_train = raw.where(f"row_id < {N_TRAIN}")
     prep = Pipeline(stages=[
         StringIndexer(inputCol="cat", outputCol="cat_idx", handleInvalid="keep"),

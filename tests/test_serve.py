@@ -31,6 +31,7 @@ from mlflow import MlflowClient
 from conftest import ROOT, write_overlay, write_pipeline
 from lakeforge.core import tracking
 from lakeforge.core.config import load_pipeline
+from lakeforge.core.frames import local_frame
 from lakeforge.core.settings import ServingConfig
 from lakeforge.ingest.job import ingest
 from lakeforge.scoring.transforms import with_predictions
@@ -164,7 +165,7 @@ def test_nulls_unseen_categories_empty_strings_and_extremes_score_as_in_spark_ba
              {"MonthlyCharges": 5e-324, "TotalCharges": "1e308"}, {"tenure": None, "MonthlyCharges": None},
              {"SeniorCitizen": 7, "TotalCharges": "abc"}]
     rows = [{**base, **e, pipe.key: f"edge-{i}"} for i, e in enumerate(edits)]
-    expected = _batch_scores(spark.createDataFrame([tuple(r[c] for c in schema.names) for r in rows], schema),
+    expected = _batch_scores(local_frame(spark, [tuple(r[c] for c in schema.names) for r in rows], schema),
                              pipe, result.model)
     r = _post(running.url, rows)
     assert r.status_code == 200, r.text
@@ -395,7 +396,7 @@ def test_a_stage_the_numpy_scorer_cannot_compute_is_refused_by_name_unless_spark
     from lakeforge.serving.predict import scores_and_labels
     from lakeforge.serving.spark_scorer import spark_fallback
 
-    df = spark.createDataFrame([("a", 1.0, 0.0), ("b", 2.0, 1.0), ("a", 3.0, 0.0), ("b", 4.0, 1.0)],
+    df = local_frame(spark, [("a", 1.0, 0.0), ("b", 2.0, 1.0), ("a", 3.0, 0.0), ("b", 4.0, 1.0)],
                                "colour STRING, size DOUBLE, label DOUBLE")
     model = Pipeline(stages=[FeatureHasher(inputCols=["colour", "size"], outputCol="features", numFeatures=8),
                              LogisticRegression(maxIter=5)]).fit(df)

@@ -30,6 +30,7 @@ from pyspark.ml.feature import IndexToString, Normalizer
 from pyspark.sql import functions as F
 
 from lakeforge.core.config_features import FeatureSelectionConfig, FeaturesConfig, PreprocessingConfig
+from lakeforge.core.frames import local_frame
 from lakeforge.core.settings import ServingConfig
 from lakeforge.core.tracking import ModelRef
 from lakeforge.features.pipeline import preprocessing_pipeline
@@ -106,9 +107,9 @@ def prepared(spark, tmp_path_factory):
     """The preprocessing (every feature kind) fitted once and saved once; its output on the
     training rows and on the rows to score (every training row, then the edge rows), materialised."""
     folder = tmp_path_factory.mktemp("parity")
-    train = spark.createDataFrame([_row(i) for i in range(120)], SCHEMA).cache()
+    train = local_frame(spark, [_row(i) for i in range(120)], SCHEMA).cache()
     score_rows = [_row(i) for i in range(120)] + [(*e, None, None, None) for e in EDGES]
-    score = spark.createDataFrame(score_rows, SCHEMA)
+    score = local_frame(spark, score_rows, SCHEMA)
     features = FeaturesConfig(
         numeric=["total", "tenure", "charge", "partner", "level"], categorical=["plan", "senior", "city", "flag", "born"],
         derived={"per_month": "try_cast(total AS DOUBLE) / NULLIF(tenure, 0)",
@@ -340,7 +341,7 @@ def test_the_signature_is_the_training_tables_schema_not_a_sample_of_rows(spark,
 
     rows = [(None, None, None, None, None, None, None)] * 6 + [
         (3, dt.date(2024, 1, 2), dt.datetime(2024, 1, 2, 3, 4), decimal.Decimal("1.50"), {"city": "Oslo", "zip": 1}, ["a"], True)]
-    df = spark.createDataFrame(rows, "tenure int, born date, seen timestamp, amount decimal(10,2), "
+    df = local_frame(spark, rows, "tenure int, born date, seen timestamp, amount decimal(10,2), "
                                      "addr struct<city:string,zip:int>, tags array<string>, flag boolean")
     types = {"tenure": "integer", "born": "datetime", "seen": "datetime", "amount": "double", "addr": "object",
              "tags": "array", "flag": "boolean"}

@@ -9,6 +9,7 @@ from pyspark.sql import functions as F
 
 from lakeforge.core.config import load_pipeline
 from lakeforge.core.errors import InputDataError, MissingColumnError
+from lakeforge.core.frames import local_frame
 from lakeforge.ingest.job import ingest
 from lakeforge.core.io import latest_version, write_table
 
@@ -50,22 +51,22 @@ def test_append_mode_keeps_dates_and_replaces_a_rerun_date(spark, settings, tmp_
 def test_write_table_backfills_an_older_date_after_a_newer_one(spark):
     table = "lakeforge.t_backfill"
     schema = "k string, v int, run_date date"
-    write_table(spark.createDataFrame([("a", 1, D2)], schema), table, partition_col="run_date", partition_value=D2)
-    write_table(spark.createDataFrame([("a", 0, D1), ("b", 0, D1)], schema), table, partition_col="run_date", partition_value=D1)
-    write_table(spark.createDataFrame([("b", 5, D1)], schema), table, partition_col="run_date", partition_value=D1)
-    expected = spark.createDataFrame([("a", 1, D2), ("b", 5, D1)], schema)
+    write_table(local_frame(spark, [("a", 1, D2)], schema), table, partition_col="run_date", partition_value=D2)
+    write_table(local_frame(spark, [("a", 0, D1), ("b", 0, D1)], schema), table, partition_col="run_date", partition_value=D1)
+    write_table(local_frame(spark, [("b", 5, D1)], schema), table, partition_col="run_date", partition_value=D1)
+    expected = local_frame(spark, [("a", 1, D2), ("b", 5, D1)], schema)
     assert_df_equality(spark.table(table), expected, ignore_row_order=True, ignore_nullable=True)
 
 
 def test_write_table_reports_each_commit_and_an_empty_write_as_no_commit(spark):
     table = "lakeforge.t_write_result"
     schema = "k string, v int"
-    first = write_table(spark.createDataFrame([("a", 1), ("b", 2)], schema), table, append=True)
-    second = write_table(spark.createDataFrame([("c", 3)], schema), table, append=True)
+    first = write_table(local_frame(spark, [("a", 1), ("b", 2)], schema), table, append=True)
+    second = write_table(local_frame(spark, [("c", 3)], schema), table, append=True)
     assert (first.version, first.rows_written, first.operation) == (1, 2, "WRITE")  # version 0: the created table
     assert (second.version, second.rows_written) == (2, 1)
     # Delta commits nothing for a write that adds and removes no file: the version stays
-    empty = write_table(spark.createDataFrame([], schema), table, append=True)
+    empty = write_table(local_frame(spark, [], schema), table, append=True)
     assert (empty.version, empty.rows_written, empty.operation) == (2, 0, "NONE")
     assert latest_version(spark, table) == 2
 

@@ -12,6 +12,7 @@ from pyspark.sql.types import StructType
 from lakeforge.core.config_features import FeaturesConfig, PreprocessingConfig
 from lakeforge.core.config_model import ModelConfig
 from lakeforge.core.config_source import SourceConfig
+from lakeforge.core.frames import local_frame
 from lakeforge.training.evaluation import evaluate_binary
 from lakeforge.features.pipeline import preprocessing_pipeline
 from lakeforge.features.plan import FeatureRoles, resolve_roles
@@ -38,15 +39,15 @@ def test_column_names_are_normalised_to_stable_identifiers():
 
 
 def test_typed_with_reason_names_the_column_and_value(spark):
-    raw = spark.createDataFrame(
-        [("1", "2.5", "2024-01-01", None, "f.csv"), ("x", "3", "2024-13-01", None, "f.csv"),
+    raw = local_frame(
+        spark, [("1", "2.5", "2024-01-01", None, "f.csv"), ("x", "3", "2024-13-01", None, "f.csv"),
          ("2", " ", None, None, "f.csv"), (None, None, None, "1,2,3,4", "f.csv")],
         "id string, amount string, day string, _corrupt_record string, _source string",
     ).withColumn("_position", F.lit(None).cast("long"))
     src = SourceConfig(format="csv", path="f.csv")
     out = typed_with_reason(raw, StructType.fromDDL("id int, amount double, day date"), src, text=True)
-    expected = spark.createDataFrame(
-        [(1, 2.5, dt.date(2024, 1, 1), None),
+    expected = local_frame(
+        spark, [(1, 2.5, dt.date(2024, 1, 1), None),
          (None, 3.0, None, "column id: 'x' is not a valid int; column day: '2024-13-01' is not a valid date"),
          (2, None, None, None),
          (None, None, None, "malformed CSV record (wrong number of fields or unbalanced quotes)")],
@@ -67,60 +68,60 @@ def test_default_positive_class_is_a_yes_word_else_the_minority():
 
 
 def test_with_label_maps_positive_class_and_drops_null_targets(spark):
-    df = spark.createDataFrame([("a", "Yes"), ("b", "No"), ("c", None)], "id string, Churn string")
-    expected = spark.createDataFrame([("a", "Yes", 1.0), ("b", "No", 0.0)], "id string, Churn string, label double")
+    df = local_frame(spark, [("a", "Yes"), ("b", "No"), ("c", None)], "id string, Churn string")
+    expected = local_frame(spark, [("a", "Yes", 1.0), ("b", "No", 0.0)], "id string, Churn string, label double")
     target = Target("binary", ["not Yes", "Yes"], "Yes")
     assert_df_equality(label_column(df, "Churn", target), expected, ignore_nullable=True)
 
 
 def test_resolve_roles_by_type_when_not_configured(spark):
-    df = spark.createDataFrame([("k", 1, 2.0, "x", "Yes", "r")], "id string, n int, d double, c string, y string, _run_id string")
+    df = local_frame(spark, [("k", 1, 2.0, "x", "Yes", "r")], "id string, n int, d double, c string, y string, _run_id string")
     roles = resolve_roles(df, FeaturesConfig(), key="id", target="y")
     assert roles == FeatureRoles(numeric=["n", "d"], categorical=["c"])
 
 
 def test_text_numbers_are_parsed_and_blanks_imputed_with_the_median(spark):
     # Telco's TotalCharges: text, blank for new customers.
-    train = spark.createDataFrame(
-        [("1", "10.0", "a"), ("2", " ", "a"), ("3", "30.5", "b"), ("4", "20", "b"), ("5", None, "a")],
+    train = local_frame(
+        spark, [("1", "10.0", "a"), ("2", " ", "a"), ("3", "30.5", "b"), ("4", "20", "b"), ("5", None, "a")],
         "id string, total string, plan string",
     )
     model = preprocessing_pipeline(FeatureRoles(["total"], ["plan"]), PreprocessingConfig(scale=False)).fit(train)
     out = model.transform(train).select("id", "total__num", "total__imp")
-    expected = spark.createDataFrame(
-        [("1", 10.0, 10.0), ("2", None, 20.0), ("3", 30.5, 30.5), ("4", 20.0, 20.0), ("5", None, 20.0)],
+    expected = local_frame(
+        spark, [("1", 10.0, 10.0), ("2", None, 20.0), ("3", 30.5, 30.5), ("4", 20.0, 20.0), ("5", None, 20.0)],
         "id string, total__num double, total__imp double",
     )
     assert_approx_df_equality(out, expected, 1e-9, ignore_nullable=True)
 
 
 def test_feature_vector_layout_and_unseen_categories(spark):
-    train = spark.createDataFrame([("1", 1.0, "a"), ("2", 3.0, "a"), ("3", 5.0, "b")], "id string, x double, c string")
+    train = local_frame(spark, [("1", 1.0, "a"), ("2", 3.0, "a"), ("3", 5.0, "b")], "id string, x double, c string")
     model = preprocessing_pipeline(FeatureRoles(["x"], ["c"]), PreprocessingConfig(scale=False)).fit(train)
     # Layout: [x, c=a, c=b, c=unknown]. 'a' is the most frequent level (index 0); 'z' was never
     # seen and null is missing: both go to the indexer's extra "unknown" slot. x's null -> median.
-    new = spark.createDataFrame([("9", 2.0, "a"), ("10", 4.0, "z"), ("11", None, None)], "id string, x double, c string")
+    new = local_frame(spark, [("9", 2.0, "a"), ("10", 4.0, "z"), ("11", None, None)], "id string, x double, c string")
     out = model.transform(new).select("id", vector_to_array("features").alias("v"))
-    expected = spark.createDataFrame(
-        [("9", [2.0, 1.0, 0.0, 0.0]), ("10", [4.0, 0.0, 0.0, 1.0]), ("11", [3.0, 0.0, 0.0, 1.0])],
+    expected = local_frame(
+        spark, [("9", [2.0, 1.0, 0.0, 0.0]), ("10", [4.0, 0.0, 0.0, 1.0]), ("11", [3.0, 0.0, 0.0, 1.0])],
         "id string, v array<double>",
     )
     assert_df_equality(out, expected, ignore_nullable=True)
 
 
 def test_scaling_divides_numerics_by_the_standard_deviation_and_keeps_one_hot_columns(spark):
-    train = spark.createDataFrame([("1", 1.0, "a"), ("2", 3.0, "b")], "id string, x double, c string")
+    train = local_frame(spark, [("1", 1.0, "a"), ("2", 3.0, "b")], "id string, x double, c string")
     model = preprocessing_pipeline(FeatureRoles(["x"], ["c"]), PreprocessingConfig(scale=True)).fit(train)
     out = model.transform(train).select("id", vector_to_array("features").alias("v"))
     std = 2 ** 0.5  # sample std of [1, 3]
-    expected = spark.createDataFrame([("1", [1.0 / std, 1.0, 0.0, 0.0]), ("2", [3.0 / std, 0.0, 1.0, 0.0])],
+    expected = local_frame(spark, [("1", [1.0 / std, 1.0, 0.0, 0.0]), ("2", [3.0 / std, 0.0, 1.0, 0.0])],
                                      "id string, v array<double>")
     assert_approx_df_equality(out, expected, 1e-9, ignore_nullable=True)
 
 
 def test_fitted_pipeline_round_trips_through_save_and_load(spark, tmp_path):
-    train = spark.createDataFrame(
-        [("1", " ", "a"), ("2", "2.5", "b"), ("3", "7", "a"), ("4", "1", "c")], "id string, t string, c string"
+    train = local_frame(
+        spark, [("1", " ", "a"), ("2", "2.5", "b"), ("3", "7", "a"), ("4", "1", "c")], "id string, t string, c string"
     )
     model = preprocessing_pipeline(FeatureRoles(["t"], ["c"]), PreprocessingConfig()).fit(train)
     model.write().overwrite().save(str(tmp_path / "m"))
@@ -142,7 +143,7 @@ def test_classification_split_and_folds_are_stratified(spark):
     # classes of 1, 2, 7, 40 and 3,000 rows; the hash order puts rows anywhere
     sizes = {0.0: 3000, 1.0: 40, 2.0: 7, 3.0: 2, 4.0: 1}
     rows = [(f"k{c:.0f}-{i}", c) for c, n in sizes.items() for i in range(n)]
-    labelled = spark.createDataFrame(rows, f"k string, {LABEL_COL} double").cache()
+    labelled = local_frame(spark, rows, f"k string, {LABEL_COL} double").cache()
 
     def counts(df, *cols):
         return {tuple(r[:-1]): r[-1] for r in df.groupBy(*cols).count().collect()}
@@ -165,7 +166,7 @@ def test_classification_split_and_folds_are_stratified(spark):
 
     # past the quantiles' exact range (n > accuracy): still exact, and the same cut points
     # however the rows are partitioned
-    big = spark.createDataFrame([(f"b{i}", float(i % 2)) for i in range(50_000)], f"k string, {LABEL_COL} double")
+    big = local_frame(spark, [(f"b{i}", float(i % 2)) for i in range(50_000)], f"k string, {LABEL_COL} double")
     one, _ = split_rows(big.repartition(1).cache(), cv, "k", "binary", "t")
     seven, _ = split_rows(big.repartition(7).cache(), cv, "k", "binary", "t")
     assert counts(one.where("_is_test"), LABEL_COL) == {(0.0,): 5000, (1.0,): 5000}

@@ -14,6 +14,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from lakeforge.core.frames import local_frame
 from lakeforge.core.settings import Settings
 from lakeforge.core.errors import LakeforgeError
 
@@ -101,7 +102,7 @@ class RunRecord:
 
 def record_run(spark: SparkSession, settings: Settings, row: dict) -> None:
     """Append one run record to ``job_runs`` (one row per attempt: retries are history too)."""
-    df = spark.createDataFrame([row], JOB_RUNS_SCHEMA)
+    df = local_frame(spark, [row], JOB_RUNS_SCHEMA)
     df.write.format("delta").mode("append").option("mergeSchema", "true").saveAsTable(settings.table(JOB_RUNS_TABLE))
 
 

@@ -43,6 +43,7 @@ from pyspark.sql.types import StructField, StructType
 
 from lakeforge.core.config import PipelineConfig
 from lakeforge.core.config_source import SourceConfig
+from lakeforge.core.frames import local_frame
 from lakeforge.core.settings import Settings
 from lakeforge.core.errors import InputDataError, LakeforgeError
 from lakeforge.core.io import WriteResult, latest_version, table_exists, write_table
@@ -335,7 +336,7 @@ def _record_run(spark: SparkSession, settings: Settings, res: IngestResult, *, r
            res.rows_quarantined, res.rows_dropped, res.rows_deduplicated, res.version, res.files,
            json.dumps(res.column_mapping), json.dumps(res.schema_changes), res.message[:2000] or None,
            started, dt.datetime.now())
-    spark.createDataFrame([row], INGEST_RUNS_SCHEMA).write.format("delta").mode("append").saveAsTable(
+    local_frame(spark, [row], INGEST_RUNS_SCHEMA).write.format("delta").mode("append").saveAsTable(
         settings.table(INGEST_RUNS_TABLE))
 
 

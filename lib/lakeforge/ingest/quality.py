@@ -21,6 +21,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakeforge.core.config_source import CheckConfig
+from lakeforge.core.frames import local_frame
 from lakeforge.core.settings import Settings
 from lakeforge.core.errors import LakeforgeError, MissingColumnError
 
@@ -139,7 +140,7 @@ def record(spark: SparkSession, settings: Settings, results: list[CheckResult], 
     now = dt.datetime.now()
     rows = [(run_id, run_date, pipeline, table, r.check.label, r.check.type, ", ".join(r.check.target_columns) or None,
              r.check.severity, r.passed, r.failing_rows, r.total_rows, r.detail, now) for r in results]
-    df = spark.createDataFrame(rows, DQ_SCHEMA)
+    df = local_frame(spark, rows, DQ_SCHEMA)
     df.write.format("delta").mode("append").option("mergeSchema", "true").saveAsTable(settings.table(DQ_TABLE))
 
 

@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from lakeforge.core.config_source import SourceConfig
+from lakeforge.core.frames import local_frame
 from lakeforge.core.settings import Settings
 from lakeforge.core.errors import InputDataError, SourceError
 
@@ -391,4 +392,4 @@ def read_http(spark: SparkSession, src: SourceConfig, progress=None) -> DataFram
     schema = StructType([StructField(c, StringType()) for c in names]
                         + [StructField(CORRUPT, StringType()), StructField(SOURCE, StringType()),
                            StructField(POSITION, LongType())])
-    return spark.createDataFrame(rows, schema)
+    return local_frame(spark, rows, schema)

@@ -25,6 +25,7 @@ from pyspark.sql.window import Window
 
 from lakeforge.core.config_source import SourceConfig
 from lakeforge.core.errors import InputDataError
+from lakeforge.core.frames import local_frame
 from lakeforge.ingest import readers
 from lakeforge.ingest.context import LoadContext
 from lakeforge.ingest.raw import RawRead
@@ -317,7 +318,7 @@ def _reason_and_line(spark: SparkSession, t: TypedRecords, file: str, raw_hash: 
            .limit(1).collect())
     if not hit:
         return None, None
-    row = t.explain(spark.createDataFrame([tuple(hit[0])[:3]], f"{RAW} string, {SOURCE} string, {POSITION} long")).first()
+    row = t.explain(local_frame(spark, [tuple(hit[0])[:3]], f"{RAW} string, {SOURCE} string, {POSITION} long")).first()
     return row[REASON], line_number(spark, file, hit[0][RAW])
 
 

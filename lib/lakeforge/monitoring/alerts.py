@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from lakeforge.core.frames import local_frame
 from lakeforge.core.io import write_table
 
 ALERT_EXIT_CODE = 3  # lakeforge monitor's exit code when an alert is confirmed
@@ -77,7 +78,7 @@ def write_alerts(spark: SparkSession, table: str, pipeline: str, alert_type: str
             row["created_at"] = created
             row["status"] = ANSWERED if status == ANSWERED else row["status"]
         rows.append(row)
-    df = spark.createDataFrame(rows, ALERTS_SCHEMA)
+    df = local_frame(spark, rows, ALERTS_SCHEMA)
     starts = ", ".join(f"DATE'{w.isoformat()}'" for w in sorted(set(windows)))
     write_table(df, table, replace_where=f"pipeline = '{pipeline}' AND alert_type = '{alert_type}' AND window_start IN ({starts})")
 

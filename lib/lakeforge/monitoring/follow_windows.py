@@ -26,6 +26,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakeforge.core.config import PipelineConfig
+from lakeforge.core.frames import local_frame
 from lakeforge.core.io import write_table
 from lakeforge.core.settings import Settings
 from lakeforge.monitoring import alerts as al
@@ -185,9 +186,9 @@ class WindowCloser:
     def _write(self, closed: list[ClosedWindow], profile: list[dict], drift: list[dict]) -> None:
         """Replace the batch's windows in both tables (one commit each)."""
         where = f"granularity = '{self.granularity}' AND " + _in_windows([w.key.start for w in closed])
-        write_table(self.spark.createDataFrame(profile, LIVE_PROFILE_SCHEMA), self.tables["profile"], replace_where=where)
+        write_table(local_frame(self.spark, profile, LIVE_PROFILE_SCHEMA), self.tables["profile"], replace_where=where)
         if drift:
-            write_table(self.spark.createDataFrame(drift, LIVE_DRIFT_SCHEMA), self.tables["drift"], replace_where=where)
+            write_table(local_frame(self.spark, drift, LIVE_DRIFT_SCHEMA), self.tables["drift"], replace_where=where)
 
     def _alerts(self, closed: list[ClosedWindow]) -> list[al.Alert]:
         """The M-of-N rule over each version's dataset-drift verdicts up to each closed window;
@@ -242,5 +243,5 @@ class WindowCloser:
                 if note:
                     self.say(note)
         if rows or self.spark.catalog.tableExists(table):
-            write_table(self.spark.createDataFrame(rows, LIVE_ALERTS_SCHEMA), table, replace_where=where)
+            write_table(local_frame(self.spark, rows, LIVE_ALERTS_SCHEMA), table, replace_where=where)
         return found

@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 
 from lakeforge.core.config import PipelineConfig
 from lakeforge.core.errors import InputDataError
+from lakeforge.core.frames import local_frame
 from lakeforge.core.io import write_table
 from lakeforge.core.settings import Settings
 from lakeforge.monitoring import alerts as al
@@ -165,8 +166,8 @@ def _write_windows(spark: SparkSession, settings: Settings, pipeline: PipelineCo
     g = granularity(pipeline.monitoring.granularity_days)
     starts = ", ".join(f"DATE'{w.key.start.isoformat()}'" for w in windows)
     where = f"granularity = '{g}' AND window_start IN ({starts})"
-    write_table(spark.createDataFrame(profile, PROFILE_SCHEMA), settings.table(names["profile"]), replace_where=where)
-    write_table(spark.createDataFrame(drift, DRIFT_SCHEMA), settings.table(names["drift"]), replace_where=where)
+    write_table(local_frame(spark, profile, PROFILE_SCHEMA), settings.table(names["profile"]), replace_where=where)
+    write_table(local_frame(spark, drift, DRIFT_SCHEMA), settings.table(names["drift"]), replace_where=where)
 
 
 def _drift_alerts(spark: SparkSession, settings: Settings, pipeline: PipelineConfig,

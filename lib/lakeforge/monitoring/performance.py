@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 from lakeforge.core import tracking
 from lakeforge.core.config import PipelineConfig
 from lakeforge.core.errors import InputDataError
+from lakeforge.core.frames import local_frame
 from lakeforge.core.io import write_table
 from lakeforge.core.settings import Settings
 from lakeforge.core.sql import q
@@ -131,7 +132,7 @@ def monitor_performance(spark: SparkSession, settings: Settings, pipeline: Pipel
     if starts:
         g = granularity(cfg.granularity_days)
         in_list = ", ".join(f"DATE'{s_.isoformat()}'" for s_ in starts)
-        write_table(spark.createDataFrame(result.rows, PERFORMANCE_SCHEMA),
+        write_table(local_frame(spark, result.rows, PERFORMANCE_SCHEMA),
                     settings.table(f"{pipeline.name}_performance_metrics"),
                     replace_where=f"granularity = '{g}' AND window_start IN ({in_list})")
         al.write_alerts(spark, settings.table(al.alerts_table(pipeline.name)), pipeline.name, "performance", starts,

@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 from lakeforge.core import tracking
 from lakeforge.core.config import PipelineConfig
 from lakeforge.core.errors import InputDataError
+from lakeforge.core.frames import local_frame
 from lakeforge.core.io import write_table
 from lakeforge.core.settings import Settings
 from lakeforge.monitoring.aggregates import ColumnSpec, edge_pass, summarise
@@ -100,7 +101,7 @@ def save_reference(spark: SparkSession, settings: Settings, pipeline: PipelineCo
     """Replace the rows of this model version in the reference table; log the JSON to MLflow."""
     now = dt.datetime.now()
     rows = [_row(ref, c, s, now) for c, s in reference.items()]
-    df = spark.createDataFrame(rows, REFERENCE_SCHEMA)
+    df = local_frame(spark, rows, REFERENCE_SCHEMA)
     write_table(df, settings.table(reference_table(pipeline)),
                 replace_where=f"model_name = '{ref.name}' AND model_version = '{ref.version}'")
     try:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame
 
 from lakeforge.core.errors import InputDataError
+from lakeforge.core.frames import local_frame
 from lakeforge.profiling.eda import FLAG_THRESHOLD, ProfileSpec, Progress, eda_profile
 from lakeforge.profiling.page import profile_report
 from lakeforge.profiling.result import ProfileResult
@@ -116,11 +117,11 @@ def _write_tables(spark, settings, result: ProfileResult, pipeline: str, run_id:
                   source: str) -> dict[str, int]:
     """Replace this pipeline's rows of the profile tables. Returns {table: Delta version written}."""
     tables = {}
-    cols_df = spark.createDataFrame(_column_rows(result, pipeline, run_id, now, source), COLUMNS_SCHEMA)
+    cols_df = local_frame(spark, _column_rows(result, pipeline, run_id, now, source), COLUMNS_SCHEMA)
     tables[settings.table(COLUMNS_TABLE)] = write_for_pipeline(cols_df, settings.table(COLUMNS_TABLE), pipeline)
     corr_rows = [(pipeline, run_id, now, r["column_a"], r["column_b"], r["method"], r["value"], r["flagged"],
                   r["involves_target"]) for r in result.correlations]
-    corr_df = spark.createDataFrame(corr_rows, CORRELATIONS_SCHEMA)
+    corr_df = local_frame(spark, corr_rows, CORRELATIONS_SCHEMA)
     tables[settings.table(CORRELATIONS_TABLE)] = write_for_pipeline(corr_df, settings.table(CORRELATIONS_TABLE), pipeline)
     return tables
 

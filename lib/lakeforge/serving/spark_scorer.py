@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lakeforge.core.frames import local_frame
 from lakeforge.serving.model_store import signature_columns, spark_folder, stage_classes
 
 OUTPUTS = ("probability", "rawPrediction", "prediction", "predicted_class")
@@ -76,7 +77,7 @@ class SparkScorer:
         n = len(next(iter(frame.values())))
         rows = [tuple(frame[c.name][i] for c in schema.fields) for i in range(n)]
         with self._lock:
-            scored = self.model.transform(self.spark.createDataFrame(rows, schema))
+            scored = self.model.transform(local_frame(self.spark, rows, schema))
             cols = [c for c in OUTPUTS if c in scored.columns]
             picked = [vector_to_array(F.col(c)).alias(c) if c in ("probability", "rawPrediction") else F.col(c)
                       for c in cols]

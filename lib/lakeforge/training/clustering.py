@@ -32,6 +32,7 @@ from pyspark.sql import functions as F
 from lakeforge.core.columns import FEATURES_COL
 from lakeforge.core.config import PipelineConfig
 from lakeforge.core.errors import InputDataError
+from lakeforge.core.frames import local_frame
 from lakeforge.core.io import write_table
 from lakeforge.core.plotting import png, pyplot
 from lakeforge.core.settings import Settings
@@ -292,5 +293,5 @@ def _write_profile(spark: SparkSession, table: str, profile: list[dict], lineage
     rows = [{**p, "run_date": lineage.run_date, "run_id": lineage.run_id, "model_version": version} for p in profile]
     schema = ("run_date date, run_id string, model_version string, cluster int, size bigint, share double, "
               "feature string, kind string, cluster_value double, overall_value double, difference double, rank int")
-    df = spark.createDataFrame([tuple(r[c.split()[0]] for c in schema.split(", ")) for r in rows], schema)
+    df = local_frame(spark, [tuple(r[c.split()[0]] for c in schema.split(", ")) for r in rows], schema)
     write_table(df, table, partition_col="run_date", partition_value=lineage.run_date)

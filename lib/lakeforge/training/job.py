@@ -59,6 +59,7 @@ from pyspark.sql import functions as F
 
 from lakeforge.core.columns import FEATURES_COL, FOLD_COL, LABEL_COL, WEIGHT_COL
 from lakeforge.core.config import PipelineConfig
+from lakeforge.core.frames import local_frame
 from lakeforge.core.settings import Settings
 from lakeforge.core.errors import InputDataError
 from lakeforge.core.io import plan_bytes, require_columns, write_table
@@ -376,7 +377,7 @@ def _write_leaderboard(spark, table, leaderboard, run_id, run_date, mlflow_run_i
         "run_date date, run_id string, mlflow_run_id string, rank int, algorithm string, params string, status string, "
         "metric string, cv_mean double, cv_std double, metrics string, fit_seconds double, is_best boolean, model_version string"
     )
-    write_table(spark.createDataFrame(rows, schema), table, partition_col="run_date", partition_value=run_date,
+    write_table(local_frame(spark, rows, schema), table, partition_col="run_date", partition_value=run_date,
                 merge_schema=True)
 
 
@@ -391,4 +392,4 @@ def _write_ranking(spark, table, ranking, pipeline_name, run_id, run_date, mlflo
     ]
     schema = ("run_date date, run_id string, mlflow_run_id string, pipeline string, step int, method string, rank int, "
               "feature string, source_column string, score double, p_value double, kept boolean, selected boolean, note string")
-    write_table(spark.createDataFrame(rows, schema), table, partition_col="run_date", partition_value=run_date)
+    write_table(local_frame(spark, rows, schema), table, partition_col="run_date", partition_value=run_date)

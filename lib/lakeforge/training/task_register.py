@@ -22,6 +22,7 @@ from pyspark.sql import DataFrame, Row, SparkSession
 from lakeforge.core import tracking
 from lakeforge.core.config import PipelineConfig
 from lakeforge.core.errors import InputDataError
+from lakeforge.core.frames import local_frame
 from lakeforge.core.io import read_version, write_table
 from lakeforge.core.settings import Settings
 from lakeforge.core.tasks import higher_is_better
@@ -139,7 +140,7 @@ def write_leaderboard(spark: SparkSession, table: str, board: list[dict], lineag
     schema = ("run_date date, run_id string, mlflow_run_id string, rank int, algorithm string, params string, "
               "status string, metric string, cv_mean double, cv_std double, metrics string, fit_seconds double, "
               "is_best boolean, model_version string")
-    write_table(spark.createDataFrame(rows, schema), table, partition_col="run_date", partition_value=lineage.run_date,
+    write_table(local_frame(spark, rows, schema), table, partition_col="run_date", partition_value=lineage.run_date,
                 merge_schema=True)
 
 

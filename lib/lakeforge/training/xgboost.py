@@ -34,6 +34,7 @@ from pyspark.ml.util import DefaultParamsReader, DefaultParamsWriter, MLReadable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from lakeforge.core.frames import local_frame
 from lakeforge.training.early_stopping import validation_rows
 
 FLOAT32_MAX = 3.4028234663852886e38  # larger magnitudes are infinite as float32
@@ -245,7 +246,7 @@ class _ModelWriter(MLWriter):
     def saveImpl(self, path: str) -> None:
         DefaultParamsWriter.saveMetadata(self.instance, path, self.sparkSession,
                                          extraMetadata={"xgboostVersion": "3.1.1", "rounds": self.instance.rounds})
-        booster = self.sparkSession.createDataFrame([(self.instance.booster_json,)], "booster string")
+        booster = local_frame(self.sparkSession, [(self.instance.booster_json,)], "booster string")
         booster.coalesce(1).write.mode("overwrite").parquet(f"{path.rstrip('/')}/data")
 
 
