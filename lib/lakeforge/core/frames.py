@@ -28,8 +28,10 @@ def local_frame(spark: SparkSession, rows: Iterable[Sequence[Any] | Mapping[str,
     """A DataFrame of ``rows`` (tuples in the schema's column order, or dicts by column name; a
     missing key is null) with exactly ``schema`` (a StructType or a DDL string).
 
-    Values are taken as PySpark's ``createDataFrame`` takes them: a naive ``datetime`` in a
-    timestamp column is local time, an aware one its own instant."""
+    Timestamps mean what they mean to PySpark's ``createDataFrame``: a naive ``datetime`` is local
+    time, an aware one its own instant. Arrow converts where PySpark's row check would refuse (an
+    int or a numpy scalar in a double column) and refuses what it cannot convert (a string in a
+    numeric column)."""
     struct = schema if isinstance(schema, StructType) else DataType.fromDDL(schema)
     if not isinstance(struct, StructType):
         raise ValueError(f"not a list of columns: {schema!r}")
