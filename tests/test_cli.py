@@ -181,6 +181,16 @@ def test_a_jvm_out_of_heap_that_still_answers_is_waited_for(monkeypatch):
     finally:
         answering.kill()
         dying.wait()
+    # Also seen in a suite run: the error rendered, as the job its shutdown hook cancelled, while
+    # the JVM still answered: waited for too, and the command names the out-of-memory exit
+    cancelled = Py4JError("An error occurred while calling o74.collectToPython.\n: org.apache.spark.SparkException: "
+                          "Job 0 cancelled because SparkContext was shut down")
+    dying = subprocess.Popen(["bash", "-c", "sleep 1; exit 52"])
+    try:
+        monkeypatch.setattr(SparkContext, "_gateway", type("G", (), {"proc": dying}))
+        assert jvm_exit_code(cancelled, wait=10) == 52
+    finally:
+        dying.wait()
 
 
 def test_a_metastore_server_gone_mid_command_is_recognised_in_the_exception_chain():

@@ -346,7 +346,7 @@ def jvm_exit_code(exc: BaseException, wait: float = 30.0) -> int | None:
     proc = getattr(SparkContext._gateway, "proc", None)  # noqa: SLF001 - set by pyspark's launch_gateway
     if proc is None or (proc.poll() is None and not isinstance(exc, (Py4JError, ConnectionError))):
         return None
-    if proc.poll() is None and _renders(exc):
+    if proc.poll() is None and _renders(exc) and not _context_stopped(exc):
         try:
             SparkContext._jvm.java.lang.System.currentTimeMillis()  # noqa: SLF001 - does it answer?
             return None
@@ -356,6 +356,18 @@ def jvm_exit_code(exc: BaseException, wait: float = 30.0) -> int | None:
         return proc.wait(timeout=wait)
     except Exception:  # noqa: BLE001 - still there: not an exit
         return None
+
+
+# Spark's text for the jobs its shutdown hook cancels: in local mode an OutOfMemoryError in a task
+# makes the JVM exit (52), and the job the command waited on may fail with this while the JVM still
+# answers, its shutdown hooks running (seen in a suite run).
+_CONTEXT_STOPPED = ("because SparkContext was shut down", "Cannot call methods on a stopped SparkContext")
+
+
+def _context_stopped(exc: BaseException) -> bool:
+    """Whether the error says the SparkContext stopped under the command: its JVM may be exiting."""
+    text = error_text(exc)
+    return any(s in text for s in _CONTEXT_STOPPED)
 
 
 def _renders(exc: BaseException) -> bool:
