@@ -216,6 +216,20 @@ def test_a_header_that_repeats_a_name_loads_by_position_and_a_reordered_header_s
     assert not spark.catalog.tableExists("lakeforge.bronze_ing_swap")
 
 
+def test_a_header_with_an_empty_name_loads_by_position(spark, settings, tmp_path):
+    """R's write.csv and pandas' to_csv write the row names' column with an empty name."""
+    f = tmp_path / "rnames.csv"
+    f.write_text('"","Sepal.Length","Species"\n"1",5.1,"setosa"\n"2",4.9,"virginica"\n')
+    p = pipeline(tmp_path, {"format": "csv", "path": str(f), "options": {"header": True}}, name="ing_rnames",
+                 key="c0", target="Species")
+    said = []
+    [res] = ingest(spark, settings, p, "r1", D1, progress=said.append)
+    assert counts(res) == (2, 2, 0)
+    assert any("the header has no name for column(s) 1 (named _c0)" in m for m in said), said
+    rows = spark.table("lakeforge.bronze_ing_rnames").orderBy("c0").select("c0", "Sepal_Length", "Species").collect()
+    assert [tuple(r) for r in rows] == [(1, 5.1, "setosa"), (2, 4.9, "virginica")]
+
+
 def test_json_lines_parquet_and_excel_sources(spark, settings, tmp_path):
     jl = tmp_path / "events.jsonl"
     jl.write_text('{"id": 1, "kind": "a", "n": 2, "meta": {"x": 1}}\n{"id": 2, "kind": "b", "n": 3}\n'

@@ -97,7 +97,8 @@ def _read_files(spark: SparkSession, settings: Settings, ctx: LoadContext,
 
 def _csv_columns(spark: SparkSession, ctx: LoadContext, files: list[str]) -> tuple[list[str], bool]:
     """The CSV columns (header, else configured schema, else table, else a sample), and whether
-    each file's header can be checked against them (not when the header repeats a name)."""
+    each file's header can be checked against them (not when the header repeats a name or has
+    an empty cell)."""
     src = ctx.src
     opts = readers.reader_options(src)
     header = str(opts.get("header", "false")).lower() == "true"
@@ -111,13 +112,17 @@ def _csv_columns(spark: SparkSession, ctx: LoadContext, files: list[str]) -> tup
         columns = ctx.table_schema.fieldNames()
     else:
         columns = readers.infer_schema(spark, src, files, sample_lines=1000).fieldNames()
-    repeated = readers.repeated_header_names(spark, opts, files, columns) if header else []
+    repeated, blank = readers.unusual_header(spark, opts, files, columns) if header else ([], [])
+    by_position = "files are read by column position, without checking each file's header"
     if repeated:
         lowered = {r.lower() for r in repeated}
         renamed = [c for i, c in enumerate(columns) if c.endswith(str(i)) and c[:-len(str(i))].lower() in lowered]
         ctx.say(f"{ctx.name}: the header repeats {', '.join(map(repr, repeated))} (Spark numbers them: "
-                f"{', '.join(renamed)}); files are read by column position, without checking each file's header")
-    return columns, not repeated
+                f"{', '.join(renamed)}); {by_position}")
+    if blank:
+        ctx.say(f"{ctx.name}: the header has no name for column(s) {', '.join(str(columns.index(c) + 1) for c in blank)} "
+                f"(named {', '.join(blank)}); {by_position}")
+    return columns, not (repeated or blank)
 
 
 def _json_columns(spark: SparkSession, ctx: LoadContext, files: list[str]) -> tuple[list[str], StructType | None]:

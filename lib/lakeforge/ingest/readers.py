@@ -128,15 +128,19 @@ def csv_header(spark: SparkSession, opts: dict[str, str], files: list[str]) -> l
     return spark.read.options(**opts).csv(files[:1]).columns
 
 
-def repeated_header_names(spark: SparkSession, opts: dict[str, str], files: list[str], columns: list[str]) -> list[str]:
-    """The names a CSV header repeats (ignoring case), which Spark has renamed by appending
-    the column's position (``Value``, ``value`` -> ``Value1``, ``value2``). Such a header can't
-    be checked against the columns; reads one line only when a name looks renamed."""
+def unusual_header(spark: SparkSession, opts: dict[str, str], files: list[str], columns: list[str]) -> tuple[list[str], list[str]]:
+    """(The names a CSV header repeats, ignoring case; the columns whose header cell is empty.)
+    Spark renames both (``Value``, ``value`` -> ``Value1``, ``value2``; an empty cell, as R's and
+    pandas' row-name column has, -> ``_c0``), so such a header can't be checked against the
+    columns. Reads one line only when a name looks renamed (ends with its position)."""
     if not any(c.endswith(str(i)) for i, c in enumerate(columns)):
-        return []
-    first = spark.read.options(**{**opts, "header": "false"}).csv(files[:1]).first()
-    names = [str(v).lower() for v in (first or [])]
-    return list(dict.fromkeys(v for v in (first or []) if v is not None and names.count(str(v).lower()) > 1))
+        return [], []
+    first = list(spark.read.options(**{**opts, "header": "false"}).csv(files[:1]).first() or [])
+    names = [str(v).lower() for v in first]
+    repeated = list(dict.fromkeys(v for v in first if v is not None and names.count(str(v).lower()) > 1))
+    empty = (None, "", opts.get("nullValue"))
+    blank = [c for i, c in enumerate(columns) if c == f"_c{i}" and (i >= len(first) or first[i] in empty)]
+    return repeated, blank
 
 
 def infer_schema(spark: SparkSession, src: SourceConfig, files: list[str], sample_lines: int | None = None) -> StructType:
