@@ -131,6 +131,47 @@ def test_card_uses_bronzes_column_names_and_keeps_unique_measurements(spark, ove
     assert load_pipeline(out2).key == "Car_ID"
 
 
+def test_missing_value_markers_are_missing_in_the_card_and_in_bronze(spark, overlay, settings, tmp_path):
+    """R's write.csv: NA for missing values and an unnamed row-name column (car::SLID's layout)."""
+    src = tmp_path / "slid.csv"
+    lines = ['"","wages","education","age","sex","region"']
+    for i in range(300):
+        wages = "NA" if i % 5 < 2 else f"{8 + (i * 37) % 200 / 10:.2f}"
+        education = "NA" if i % 50 == 0 else f"{10 + i % 9}.{i % 10}"
+        region = "NA" if i == 7 else f'"{1 + i % 4}"'  # a factor with levels 1-4, and one missing
+        lines.append(f'"{i + 1}",{wages},{education},{18 + i % 47},"{"Male" if i % 2 else "Female"}",{region}')
+    src.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "slid.yaml"
+    assert _main(overlay, "frame", "--input", str(src), "--target", "wages", "--output", str(out)) == 0
+    card = load_pipeline(out)
+    assert card.model.task == "regression" and card.target == "wages" and card.key == "c0"
+    assert set(card.features.numeric) == {"education", "age"} and set(card.features.categorical) == {"sex", "region"}
+    text = out.read_text()
+    assert "# Task: regression" in text and "whole numbers in quotes in the file (a factor's levels" in text
+    assert _main(overlay, "ingest", str(out), "--run-date", "2026-06-01") == 0
+    bronze = spark.table("lakeforge.bronze_slid")
+    assert dict(bronze.dtypes)["wages"] == "double" and dict(bronze.dtypes)["education"] == "double"
+    assert bronze.count() == 300 and bronze.where("wages IS NULL").count() == 120
+    assert bronze.where("education IS NULL").count() == 6
+    assert not spark.catalog.tableExists("lakeforge.bronze_slid_quarantine") or \
+        spark.table("lakeforge.bronze_slid_quarantine").count() == 0
+
+
+def test_quoted_columns_are_those_a_writer_quoted_selectively(tmp_path):
+    from lakeforge.profiling.sources import quoted_columns
+
+    r_style = tmp_path / "r.csv"
+    r_style.write_text('"","a","b","c"\n"1",2.5,"x","7"\n"2",NA,"y, z",NA\n"3",1,"say ""hi""","8"\n')
+    assert quoted_columns(str(r_style), {"header": True}, ("NA",)) == {0, 2, 3}
+    everything = tmp_path / "all.csv"  # a writer that quotes every value says nothing
+    everything.write_text('"id","n"\n"1","2"\n"2","3"\n')
+    assert quoted_columns(str(everything), {"header": True}) == set()
+    semi = tmp_path / "semi.csv"
+    semi.write_text('id;code\n1;"007"\n2;"008"\n')
+    assert quoted_columns(str(semi), {"header": True, "sep": ";"}) == {1}
+    assert quoted_columns(str(semi), {"header": True, "sep": ";", "multiLine": True}) == set()
+
+
 def test_a_unique_integer_is_the_key_only_when_nothing_is_id_like(spark):
     from lakeforge.profiling.frame import frame
     from lakeforge.profiling.frame_columns import id_like_name

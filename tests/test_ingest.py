@@ -137,23 +137,23 @@ def test_schema_drift_fails_with_the_differences_unless_evolution_is_allowed(spa
     f.write_text("id,amount\n1,1.5\n2,2.5\n")
     p = pipeline(tmp_path, {"format": "csv", "path": str(f), "options": {"header": True}}, name="ing_drift")
     ingest(spark, settings, p, "r1", D1)
-    f.write_text("id,amount,colour\n3,n/a,red\n4,4.5,blue\n")
+    f.write_text("id,amount,colour\n3,unknown,red\n4,4.5,blue\n")
     with pytest.raises(InputDataError) as exc:
         ingest(spark, settings, p, "r2", D1)
     msg = str(exc.value)
-    assert "new column colour" in msg and "retyped column amount (double -> text, e.g. 'n/a')" in msg
+    assert "new column colour" in msg and "retyped column amount (double -> text, e.g. 'unknown')" in msg
     assert "schema_evolution: true" in msg
     assert spark.table("lakeforge.bronze_ing_drift").count() == 2  # untouched
     f.write_text("id\n5\n")
     with pytest.raises(InputDataError, match="missing column amount"):
         ingest(spark, settings, p, "r3", D1)
 
-    f.write_text("id,amount,colour\n3,n/a,red\n4,4.5,blue\n")
+    f.write_text("id,amount,colour\n3,unknown,red\n4,4.5,blue\n")
     p2 = pipeline(tmp_path, {"format": "csv", "path": str(f), "options": {"header": True}, "schema_evolution": True},
                   name="ing_drift")
     [res] = ingest(spark, settings, p2, "r4", D1)
-    assert counts(res) == (2, 1, 1)  # 'n/a' does not cast to the table's double: quarantined
-    assert res.schema_changes == ["new column colour", "retyped column amount (double -> text, e.g. 'n/a')"]
+    assert counts(res) == (2, 1, 1)  # 'unknown' does not cast to the table's double: quarantined
+    assert res.schema_changes == ["new column colour", "retyped column amount (double -> text, e.g. 'unknown')"]
     rows = spark.table("lakeforge.bronze_ing_drift").select("id", "amount", "colour").collect()
     assert [tuple(r) for r in rows] == [(4, 4.5, "blue")]
     logged = spark.table("lakeforge.ingest_runs").where("run_id = 'r4'").first()
@@ -219,15 +219,51 @@ def test_a_header_that_repeats_a_name_loads_by_position_and_a_reordered_header_s
 def test_a_header_with_an_empty_name_loads_by_position(spark, settings, tmp_path):
     """R's write.csv and pandas' to_csv write the row names' column with an empty name."""
     f = tmp_path / "rnames.csv"
-    f.write_text('"","Sepal.Length","Species"\n"1",5.1,"setosa"\n"2",4.9,"virginica"\n')
+    more = "".join(f'"{i}",{i % 7}.5,"setosa"\n' for i in range(4, 204))
+    f.write_text('"","Sepal.Length","Species"\n"1",5.1,"setosa"\n"2",4.9,"virginica"\n"3",abc,"setosa"\n' + more)
     p = pipeline(tmp_path, {"format": "csv", "path": str(f), "options": {"header": True}}, name="ing_rnames",
                  key="c0", target="Species")
     said = []
     [res] = ingest(spark, settings, p, "r1", D1, progress=said.append)
-    assert counts(res) == (2, 2, 0)
+    assert counts(res) == (203, 202, 1)
     assert any("the header has no name for column(s) 1 (named _c0)" in m for m in said), said
-    rows = spark.table("lakeforge.bronze_ing_rnames").orderBy("c0").select("c0", "Sepal_Length", "Species").collect()
+    rows = spark.table("lakeforge.bronze_ing_rnames").orderBy("c0").select("c0", "Sepal_Length", "Species").limit(2).collect()
     assert [tuple(r) for r in rows] == [(1, 5.1, "setosa"), (2, 4.9, "virginica")]
+    # the bad record's reason names the column (its source name has a dot)
+    [bad] = spark.table("lakeforge.bronze_ing_rnames_quarantine").collect()
+    assert bad["_reason"] == "column Sepal_Length: 'abc' is not a valid double"
+
+
+def test_missing_value_markers_load_as_null_and_other_values_are_still_bad(spark, settings, tmp_path):
+    f = tmp_path / "marked.csv"
+    f.write_text("id,amount,colour,since\n1,NA,red,2024-01-02\n2,2.5,NA,N/A\n3,?,blue,2024-01-03\n4, null ,green,\n")
+    p = pipeline(tmp_path, {"format": "csv", "path": str(f), "options": {"header": True}}, name="ing_marked")
+    [res] = ingest(spark, settings, p, "m1", D1)
+    assert counts(res) == (4, 4, 0)
+    bronze = spark.table("lakeforge.bronze_ing_marked")
+    assert (dict(bronze.dtypes)["amount"], dict(bronze.dtypes)["since"]) == ("double", "date")
+    rows = bronze.orderBy("id").select("id", "amount", "colour", "since").collect()
+    assert [tuple(r) for r in rows] == [(1, None, "red", dt.date(2024, 1, 2)), (2, 2.5, None, None),
+                                        (3, None, "blue", dt.date(2024, 1, 3)), (4, None, "green", None)]
+
+    # a later load is typed by Spark's parser with the table's types: a record whose typed value
+    # is a marker is parsed again and loaded; a value that is no marker is still a bad record
+    more = "".join(f"{i},{i}.5,w,2024-02-{i:02d}\n" for i in range(10, 20))  # (mostly valid: not a retyped column)
+    f.write_text("id,amount,colour,since\n5,NA,x,2024-01-05\n6,abc,y,NA\n7,#N/A,None,2024-01-07\n8,8.5,z,x\n" + more)
+    [res] = ingest(spark, settings, p, "m2", D1)
+    assert counts(res) == (14, 12, 2)
+    rows = spark.table("lakeforge.bronze_ing_marked").where("id < 10").orderBy("id").select("id", "amount", "colour", "since").collect()
+    assert [tuple(r) for r in rows] == [(5, None, "x", dt.date(2024, 1, 5)), (7, None, None, dt.date(2024, 1, 7))]
+    reasons = sorted(r["_reason"] for r in spark.table("lakeforge.bronze_ing_marked_quarantine").collect())
+    assert reasons == ["column amount: 'abc' is not a valid double", "column since: 'x' is not a valid date"]
+
+    # null_values: [] -> only empty values are missing (Spark's inference makes 'NA' text)
+    p = pipeline(tmp_path, {"format": "csv", "path": str(f), "options": {"header": True}, "null_values": []},
+                 name="ing_unmarked")
+    f.write_text("id,amount,colour\n1,NA,red\n2,2.5,NA\n")
+    [res] = ingest(spark, settings, p, "m3", D1)
+    plain = spark.table("lakeforge.bronze_ing_unmarked")
+    assert dict(plain.dtypes)["amount"] == "string" and plain.where("colour = 'NA'").count() == 1
 
 
 def test_json_lines_parquet_and_excel_sources(spark, settings, tmp_path):
@@ -241,7 +277,7 @@ def test_json_lines_parquet_and_excel_sources(spark, settings, tmp_path):
     s1.title = "north"
     s1.append(["id", "city", "sales", "opened"])
     s1.append([1, "Oslo", 10.5, dt.datetime(2024, 1, 2)])
-    s1.append([2, "Bergen", "n/a", dt.datetime(2024, 2, 3)])
+    s1.append([2, "Bergen", "unknown", dt.datetime(2024, 2, 3)])
     s2 = book.create_sheet("south")
     s2.append(["id", "city", "sales", "opened"])
     s2.append([3, "Kristiansand", 7, dt.datetime(2024, 3, 4)])
@@ -271,7 +307,7 @@ def test_json_lines_parquet_and_excel_sources(spark, settings, tmp_path):
     assert xl[1]["_source"].endswith("sales.xlsx#south")
     q = spark.table("lakeforge.bronze_ing_xl_quarantine").orderBy("_position").collect()
     assert [(r["_reason"], r["_position"]) for r in q] == [
-        ("column sales: 'n/a' is not a valid double", 3), ("more cells than header columns", 3)]
+        ("column sales: 'unknown' is not a valid double", 3), ("more cells than header columns", 3)]
 
     # --source: one source only; later loads enforce the table's types
     jl.write_text('{"id": 5, "kind": "a", "n": 2}\n{"id": 6, "kind": "b", "n": 3}\n{"id": "seven", "kind": "c", "n": 1}\n')

@@ -212,13 +212,19 @@ def frame_input(ctx: Context, spark, input_path: str, target: str | None, key: s
     {task, user, item, rating} for a clustering or recommendation (lakeforge.profiling.frame_tasks)."""
     from lakeforge.core.config_source import SourceConfig
     from lakeforge.profiling.frame import frame
-    from lakeforge.profiling.sources import default_name, source_for
+    from lakeforge.profiling.sources import default_name, quoted_columns, source_for
     from lakeforge.core.io import read_source
+    from lakeforge.ingest.types import null_markers, typed_like_a_first_load
 
     if Path(input_path).exists():  # a local path is taken relative to the current folder
         input_path = str(Path(input_path).resolve())
     source = source_for(input_path)
-    df = read_source(spark, SourceConfig(**source), ctx.settings, "--input")
+    src = SourceConfig(**source)
+    # typed as the first load will type bronze (markers such as NA as null; numbers in text as numbers)
+    df = typed_like_a_first_load(read_source(spark, src, ctx.settings, "--input"), src)
+    quoted = set()
+    if src.format == "csv":  # numbers in quotes are a factor's levels (R's write.csv)
+        quoted = {df.columns[i] for i in quoted_columns(input_path, source["options"], null_markers(src)) if i < len(df.columns)}
     shown = source | {"path": input_path}
     spec = None
     if task:
@@ -226,7 +232,7 @@ def frame_input(ctx: Context, spark, input_path: str, target: str | None, key: s
 
         roles = {r: task.get(r) for r in ("user", "item", "rating")}
         spec = TaskFraming(task["task"], name or default_name(input_path), shown, key, {}, roles)
-    return frame(df, target, shown, name or default_name(input_path), key, spec)
+    return frame(df, target, shown, name or default_name(input_path), key, spec, quoted=quoted)
 
 
 

@@ -152,6 +152,10 @@ class SourceConfig(StrictModel):
     # multiLine...), json (multiLine...).
     options: dict[str, str | int | float | bool] = Field(default_factory=dict)
     sheets: list[str] | None = None       # excel: sheet names; null: the first sheet; ["*"]: all
+    # csv, excel: values read as missing (null) in every column, after trimming spaces. null: the
+    # usual markers (NA, N/A, n/a, NaN, nan, NULL, null, None, #N/A, #NA, <NA>, ?: pandas'
+    # defaults and the '?' of UCI's files); []: only empty values are missing.
+    null_values: list[str] | None = None
     jdbc: JdbcConfig | None = None
     http: HttpConfig | None = None
     # Target table; default: tables.bronze for the pipeline's main source.

@@ -4,7 +4,8 @@ Files (CSV, JSON lines, Parquet, Excel) are listed first (for an ``incremental``
 not loaded yet); CSV columns come from the header, else the configured schema, else the table,
 else a sample; JSON columns from the configured schema, else Spark's inference. Every raw frame
 has the source's columns plus ``_source``, ``_position`` and ``_corrupt_record``; lakeforge's own
-load metadata columns, should the source have them, are dropped.
+load metadata columns, should the source have them, are dropped. In CSV and Excel text, the
+missing-value markers (``source.null_values``: NA, N/A, NULL, ? ...) are read as null.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from lakeforge.core.errors import InputDataError
 from lakeforge.ingest import readers
 from lakeforge.ingest.context import LoadContext
 from lakeforge.ingest.readers import CORRUPT, POSITION, SOURCE
+from lakeforge.ingest.types import markers_as_null, null_markers
 
 
 @dataclass
@@ -75,14 +77,15 @@ def _read_files(spark: SparkSession, settings: Settings, ctx: LoadContext,
     ctx.say(f"{ctx.name}: {len(files)} file(s) to load")
     if src.format == "csv":
         columns, check_header = _csv_columns(spark, ctx, files)
-        return RawRead(readers.read_text_files(spark, src, files, columns, check_header), text, files, columns,
-                       check_header)
+        df = markers_as_null(readers.read_text_files(spark, src, files, columns, check_header), columns, null_markers(src))
+        return RawRead(df, text, files, columns, check_header)
     if src.format == "json":
         columns, sample = _json_columns(spark, ctx, files)
         return RawRead(readers.read_text_files(spark, src, files, columns), text, files, columns, sample=sample)
     if src.format == "excel":
         columns = readers.excel_header(files[0], src.sheets)
-        return RawRead(readers.read_excel(spark, src, files, columns), text, files, columns)
+        df = markers_as_null(readers.read_excel(spark, src, files, columns), columns, null_markers(src))
+        return RawRead(df, text, files, columns)
     try:
         parquet = spark.read.options(**readers.reader_options(src)).parquet(*files)
     except AnalysisException as exc:

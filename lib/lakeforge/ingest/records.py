@@ -26,11 +26,12 @@ from pyspark.sql.window import Window
 from lakeforge.core.config_source import SourceConfig
 from lakeforge.core.errors import InputDataError
 from lakeforge.core.frames import local_frame
+from lakeforge.core.sql import q
 from lakeforge.ingest import readers
 from lakeforge.ingest.context import LoadContext
 from lakeforge.ingest.raw import RawRead
 from lakeforge.ingest.readers import CORRUPT, POSITION, SOURCE
-from lakeforge.ingest.types import RAW, REASON, typed_with_reason
+from lakeforge.ingest.types import RAW, REASON, cast_text, markers_as_null, null_markers, typed_with_reason, without_markers
 
 FAIL_TAG = "lakeforge-bad-record"  # in the error raised for a bad record with on_bad_records: fail
 RAW_MAX = 10_000  # characters of a bad record kept in the quarantine
@@ -62,6 +63,8 @@ def parsed_typed(spark: SparkSession, src: SourceConfig, files: list[str], colum
             else reader.json(files))
     # the file as a column before the Observation (observed metrics may not call input_file_name())
     scan = scan.select("*", readers.source_file().alias(SOURCE))
+    if src.format == "csv":
+        scan = markers_rescued(scan, src, schema)
     present = {mapping[c] for c in columns}
     out = [F.col(f"`{c}`").alias(mapping[c]) for c in columns if mapping[c] in types]
     out += [F.lit(None).cast(f.dataType).alias(f.name) for f in target.fields if f.name not in present]
@@ -73,18 +76,57 @@ def parsed_typed(spark: SparkSession, src: SourceConfig, files: list[str], colum
     return scan, project
 
 
+def markers_rescued(scan: DataFrame, src: SourceConfig, schema: StructType) -> DataFrame:
+    """``scan`` (CSV typed by Spark's parser, ``schema``) with the missing-value markers as null:
+    in text columns at once; a record that failed to parse only because a typed column holds a
+    marker (Spark's parser knows one ``nullValue``) is parsed again as text and cast, and is good
+    (its corrupt-record column cleared). Only such records pay for the second parse."""
+    markers = null_markers(src)
+    fields = [f for f in schema.fields if f.name != CORRUPT]
+    typed = [f for f in fields if not isinstance(f.dataType, StringType)]
+    if not markers:
+        return scan
+    if not typed:
+        return markers_as_null(scan, [f.name for f in fields], markers)
+    bad = F.col(CORRUPT).isNotNull()
+    again = scan.select("*", F.when(bad, F.from_csv(F.col(CORRUPT), _strings_ddl([f.name for f in fields]),
+                                                    _reparse_options(src))).alias("__again"))
+    texts = again.select("*", *[F.expr(without_markers(f"__again.{q(f.name)}", markers)).alias(f"__t{i}")
+                                for i, f in enumerate(typed)])
+    fails = [f"(__t{i} IS NOT NULL AND trim(__t{i}) <> '' AND ({cast_text(f'__t{i}', f.dataType, src)}) IS NULL)"
+             for i, f in enumerate(typed)]
+    rescued = texts.select("*", F.expr(f"{q(CORRUPT)} IS NOT NULL AND __again.{q(CORRUPT)} IS NULL "
+                                       f"AND NOT ({' OR '.join(fails)})").alias("__rescued"))
+    index = {f.name: i for i, f in enumerate(typed)}
+    out = [F.expr(f"CASE WHEN __rescued THEN {cast_text(f'__t{index[f.name]}', f.dataType, src)} ELSE {q(f.name)} END")
+           if f.name in index else F.expr(without_markers(q(f.name), markers)) for f in fields]
+    return rescued.select(*[c.alias(f.name) for c, f in zip(out, fields)],
+                          F.when(~F.col("__rescued"), F.col(CORRUPT)).alias(CORRUPT), SOURCE)
+
+
+def _strings_ddl(columns: list[str]) -> str:
+    """DDL of ``columns`` and the corrupt-record column as text, for ``from_csv`` (names quoted:
+    a header's names may hold spaces, dots or nothing)."""
+    return ", ".join(f"{q(c)} STRING" for c in [*columns, CORRUPT])
+
+
+def _reparse_options(src: SourceConfig) -> dict[str, str]:
+    """The source's CSV options for ``from_csv`` of one record (no header, no multi-line reading)."""
+    return {**{k: str(v) for k, v in readers.reader_options(src).items() if k.lower() not in ("header", "multiline")},
+            "mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}
+
+
 def explain_bad(bad: DataFrame, src: SourceConfig, columns: list[str], mapping: dict[str, str],
                 target: StructType) -> DataFrame:
     """The reason of each bad record (``_raw``, ``_source``, ``_position``): the record parsed
     again with every column as text, then cast column by column (typed_with_reason)."""
     strings = StructType([StructField(c, StringType()) for c in columns] + [StructField(CORRUPT, StringType())])
-    opts = {**{k: v for k, v in readers.reader_options(src).items() if k.lower() not in ("header", "multiline")},
-            "mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}
     parse = F.from_csv if src.format == "csv" else F.from_json
-    parsed = bad.select(parse(F.col(RAW), strings.simpleString() if src.format == "csv" else strings, opts).alias("p"),
+    parsed = bad.select(parse(F.col(RAW), _strings_ddl(columns) if src.format == "csv" else strings, _reparse_options(src)).alias("p"),
                         F.col(RAW).alias("__line"), SOURCE, POSITION)
     raw = parsed.select(*[F.col(f"p.`{c}`").alias(mapping[c]) for c in columns], F.col(f"p.{CORRUPT}").alias(CORRUPT),
                         SOURCE, POSITION, "__line")
+    raw = markers_as_null(raw, [mapping[c] for c in columns], null_markers(src))
     return typed_with_reason(raw, target, src, text=True, keep=("__line",)).select(
         F.col("__line").alias(RAW), F.coalesce(F.col(REASON), F.lit("malformed record")).alias(REASON), SOURCE, POSITION)
 

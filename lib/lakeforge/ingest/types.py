@@ -45,6 +45,33 @@ TOLERANT_TYPES = {"int": IntegerType(), "bigint": LongType(), "long": LongType()
                   "date": DateType(), "timestamp": TimestampType()}
 
 
+# Text read as missing in CSV and Excel sources unless ``source.null_values`` says otherwise:
+# pandas' read_csv defaults (R's NA, Excel's #N/A, Python's None...) and the '?' of UCI's files.
+NULL_MARKERS = ("NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "None", "#N/A", "#NA", "<NA>", "?")
+
+
+def null_markers(src: SourceConfig) -> tuple[str, ...]:
+    """The values of ``src`` read as missing: its ``null_values`` (CSV and Excel sources only)."""
+    if src.format not in ("csv", "excel"):
+        return ()
+    return NULL_MARKERS if src.null_values is None else tuple(src.null_values)
+
+
+def without_markers(value: str, markers: tuple[str, ...]) -> str:
+    """SQL: the text expression ``value``, null when it is one of ``markers`` (after trimming)."""
+    if not markers:
+        return value
+    return f"CASE WHEN trim({value}) IN ({', '.join(lit(m) for m in markers)}) THEN NULL ELSE {value} END"
+
+
+def markers_as_null(df: DataFrame, columns: list[str], markers: tuple[str, ...]) -> DataFrame:
+    """``df`` with the values of its text ``columns`` that are missing-value markers as null."""
+    text = {f.name for f in df.schema.fields if isinstance(f.dataType, StringType)} & set(columns)
+    if not markers or not text:
+        return df
+    return df.select(*[F.expr(without_markers(q(c), markers)).alias(c) if c in text else F.col(q(c)) for c in df.columns])
+
+
 def family(t: DataType) -> str:
     """The kind of values of ``t``: integral, fractional, boolean, date, timestamp or string
     (everything else, nested types included)."""
@@ -167,6 +194,18 @@ def tolerant_type(n: int, parsed: dict[str, int], share: float = TOLERATED) -> s
     return None
 
 
+def every_value_type(n: int, parsed: dict[str, int]) -> str | None:
+    """The narrowest type every one of a text column's ``n`` non-blank values parses as (``parsed``
+    as for ``tolerant_type``, with ``blank``: values of spaces only): Spark's inference made the
+    column text for its missing-value markers alone (R's ``NA``). None: some do not parse, or
+    some are spaces (Telco's ``TotalCharges``: the table keeps such a column as text, and the
+    features cast it)."""
+    if not n or parsed.get("blank"):
+        return None
+    order = ("int", "bigint", "double") if parsed.get("double") == n else ("date", "timestamp")
+    return next((t for t in order if parsed.get(t) == n), None)
+
+
 def tolerate_bad_values(df: DataFrame, inferred: StructType, share: float = TOLERATED) -> tuple[StructType, list[str]]:
     """``inferred`` (Spark's CSV inference, where one value that does not parse makes a column
     text) with its text columns typed by ``tolerant_type`` over the values of ``df`` (the raw
@@ -188,17 +227,19 @@ def tolerate_bad_values(df: DataFrame, inferred: StructType, share: float = TOLE
         return inferred, []  # types; the load reads the files again and says what is wrong
     types, notes = {}, []
     for c, (n, parsed) in counts.items():
-        chosen = tolerant_type(n, parsed, share)
+        chosen = tolerant_type(n, parsed, share) or every_value_type(n, parsed)
         if chosen:
             types[c] = TOLERANT_TYPES[chosen]
             bad = n - parsed["double" if chosen in ("int", "bigint", "double") else "timestamp"]
-            notes.append(f"{c} {chosen}: {bad:,} of {n:,} values do not parse")
+            if bad:
+                notes.append(f"{c} {chosen}: {bad:,} of {n:,} values do not parse")
     return StructType([StructField(f.name, types.get(f.name, f.dataType)) for f in inferred.fields]), notes
 
 
 def _parse_counts(df: DataFrame, columns: list[str]) -> dict[str, tuple[int, dict[str, int]]]:
     """{column: (non-blank values, {type: how many parse as it})} for ``tolerant_type``: int,
-    bigint, double, timestamp and date (without a time of day). One aggregation."""
+    bigint, double, timestamp and date (without a time of day); ``blank``: values of spaces only
+    (or empty). One aggregation."""
     # Casts only of values that start like a number or a date (a cast that fails costs an
     # exception: 5.0 s instead of 3.4 s for the pass above), and as strictly as Spark's CSV parser
     # ('1.0' is no int)
@@ -215,9 +256,26 @@ def _parse_counts(df: DataFrame, columns: list[str]) -> dict[str, tuple[int, dic
                   "date": f"CASE WHEN NOT contains({v}, ':') THEN try_cast({v} AS DATE) END"}
         aggs.append(F.count_if(F.col(f"f{i}")).alias(f"n{i}"))
         aggs += [F.count(F.expr(e)).alias(f"{t}{i}") for t, e in parses.items()]
-    row = df.select(*looks, *filled).agg(*aggs).first()
-    return {c: (row[f"n{i}"], {t: row[f"{t}{i}"] for t in ("int", "bigint", "double", "timestamp", "date")})
+        aggs.append(F.count_if(F.col(f"b{i}")).alias(f"blank{i}"))
+    spaces = [F.expr(f"{q(c)} IS NOT NULL AND trim({q(c)}) = ''").alias(f"b{i}") for i, c in enumerate(columns)]
+    row = df.select(*looks, *filled, *spaces).agg(*aggs).first()
+    return {c: (row[f"n{i}"], {t: row[f"{t}{i}"] for t in ("int", "bigint", "double", "timestamp", "date", "blank")})
             for i, c in enumerate(columns)}
+
+
+def typed_like_a_first_load(df: DataFrame, src: SourceConfig) -> DataFrame:
+    """``df`` (CSV read with Spark's inference, or Excel's text) with the types a first load gives
+    the bronze table: missing-value markers as null, then text columns whose non-blank values (99 %
+    or more) parse as numbers or times get that type (the others: null). For lakeforge frame."""
+    df = markers_as_null(df, df.columns, null_markers(src))
+    if src.format == "csv":
+        schema, _ = tolerate_bad_values(df, df.schema)
+    elif src.format == "excel":
+        schema = infer_strings(df, df.columns)
+    else:
+        return df
+    return df.select(*[F.col(q(f.name)) if f.dataType == df.schema[f.name].dataType
+                       else F.expr(cast_text(f.name, f.dataType, src)).alias(f.name) for f in schema.fields])
 
 
 def nested_as_text(target: StructType) -> StructType:

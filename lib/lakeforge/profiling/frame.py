@@ -42,7 +42,9 @@ def infer_task(values: list, numeric: bool, distinct: int) -> tuple[str, str]:
     if numeric and (distinct > 20 or any(float(v) != int(float(v)) for v in values)):
         return "regression", f"the target is numeric with {distinct if distinct <= MAX_CLASSES else 'many'} distinct values"
     if distinct <= MAX_CLASSES:
-        return "multiclass", f"the target has {distinct} distinct values"
+        counted = " (whole numbers: for a count or a score, set model.task: regression and model.metric: rmse)" \
+            if numeric and distinct > 5 else ""
+        return "multiclass", f"the target has {distinct} distinct values{counted}"
     raise InputDataError(
         f"target has more than {MAX_CLASSES} distinct text values: not a classification target, and text "
         "cannot be a regression target; choose another target"
@@ -69,12 +71,14 @@ def as_text(v: object) -> str:
 
 
 def frame(df: DataFrame, target: str | None, source: dict, name: str, key: str | None = None,
-          task: TaskFraming | None = None) -> ProblemCard:
+          task: TaskFraming | None = None, quoted: set[str] = frozenset()) -> ProblemCard:
     """The problem card of ``df`` for predicting ``target`` (``source``: its source config;
     ``name``: the pipeline's; ``key``: None to detect it); ``task``: a clustering or
-    recommendation framing instead (lakeforge.profiling.frame_tasks)."""
+    recommendation framing instead (lakeforge.profiling.frame_tasks). ``quoted``: columns whose
+    values the file has in quotes (text to its writer: whole numbers among them are levels)."""
     df, target, key, renamed = _bronze_names(df, target, key)
     stats = framing_statistics(df)
+    stats["__quoted"] = {renamed.get(c, c) for c in quoted}
     rows = stats["__rows"]
     if rows == 0:
         raise InputDataError("the input has no rows; nothing to frame")

@@ -23,7 +23,9 @@ Roles:
 - excluded: always null, constant (one value and no nulls), or a type MLlib can't take (maps;
   a nested record's numeric, boolean and text fields become derived features ``<record>_<field>``,
   a list's length ``<list>_count``);
-- categorical: the rest.
+- categorical: the rest, and whole numbers that a CSV file has in quotes while it leaves other
+  columns' values bare (R's ``write.csv`` writes a factor's levels so: ``"1","2"``;
+  lakeforge.profiling.sources.quoted_columns); unique ones are ID-like.
 """
 
 from __future__ import annotations
@@ -107,11 +109,12 @@ def _detect(c: str, t: DataType, stats: dict, key: str | None, source: dict, fie
     col = Column(c, dtype, "", "", nulls, distinct)
     unique_share = distinct / max(1, rows - nulls)
     is_intlike = isinstance(t, NumericType) and dtype in ("int", "bigint", "smallint", "tinyint")
+    levels = is_intlike and c in stats.get("__quoted", ())  # "1", "2": a factor's levels in the file
     # text whose values are numbers or timestamps (then unique values are no ID unless so named)
     parses = _text_parses(c, stats) if isinstance(t, StringType) else None
     if c == key:
         col.role, col.reason = "key", "given as the key"
-    elif ((isinstance(t, StringType) and (parses is None or id_like_name(c))) or (is_intlike and id_like_name(c))) \
+    elif ((isinstance(t, StringType) and (parses is None or id_like_name(c))) or (is_intlike and (id_like_name(c) or levels))) \
             and unique_share > 0.95 and rows >= 20:
         col.role, col.reason = "id", f"about one distinct value per row ({min(distinct, rows):,} for {rows:,} rows)"
     elif is_intlike and unique_share > 0.95 and rows >= 20:
@@ -119,6 +122,8 @@ def _detect(c: str, t: DataType, stats: dict, key: str | None, source: dict, fie
         return col, nulls == 0
     elif distinct == 0 or (distinct == 1 and nulls == 0):  # nothing to learn from
         col.role, col.reason = "excluded", "always null" if distinct == 0 else "constant: one value in every row"
+    elif levels:
+        col.role, col.reason = "categorical", f"whole numbers in quotes in the file (a factor's levels, as R writes them): {distinct:,} levels"
     else:
         _role_by_type(col, t, stats, parses, source, fields)
     return col, False
