@@ -67,6 +67,25 @@ def test_leakage_of_numeric_columns_for_a_regression_target(spark):
                             "price_before: its name contains the target's"]
 
 
+def test_leakage_of_numeric_columns_for_a_class_target(spark):
+    """A class the target's own source number determines: a birth weight under 2,500 g (MASS's
+    birthwt), a censoring date all survivors share (MASS's Aids2)."""
+    from lakeforge.profiling.frame import frame
+
+    rows = []
+    for i in range(400):
+        bwt = 1500 + (i * 37) % 3000
+        died = i % 5 < 3
+        rows.append((i, float(bwt), 11000 + (i * 13) % 500 if died else 11504, 15 + (i * 11) % 31, float((i * 7) % 11),
+                     "1" if bwt < 2500 else "0", "D" if died else "A"))
+    df = local_frame(spark, rows, "id int, bwt double, death int, age int, noise double, low string, status string")
+    low = frame(df.drop("status"), "low", {"format": "csv", "path": "x"}, "x")
+    assert [s.split(" in ")[0] for s in low.leakage] == ["bwt: its values (100 quantile bins) determine the target"]
+    status = frame(df.drop("low"), "status", {"format": "csv", "path": "x"}, "x")
+    assert [s.split(" in ")[0] for s in status.leakage] == ["death: its values (100 quantile bins) determine the target"]
+    assert {c.name for c in status.columns if c.role == "numeric"} >= {"bwt", "age", "noise"}
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

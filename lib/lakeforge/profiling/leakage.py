@@ -9,7 +9,8 @@ name contains the target's (``named_after_target``).
     class target: a categorical column (at most ``LEAKAGE_MAX_LEVELS`` levels) whose levels of
     2+ rows cover half the rows and hold a single class in more than 99 % of them; a datetime
     column with some nulls the same way, its level being whether it is empty (a cancellation
-    date that only churners have). The card excludes the suspects from the features. Messages
+    date that only churners have); a numeric column the same way, its level being its quantile
+    bin (``LEAKAGE_BINS``; one more pass for the quantiles). The card excludes the suspects from the features. Messages
     start with the column's name: ``"status: its levels determine the target in 100.0% of the
     rows"``.
 
@@ -26,10 +27,12 @@ name contains the target's (``named_after_target``).
 
 from __future__ import annotations
 
+import math
 import re
 from typing import TYPE_CHECKING
 
-from pyspark.sql import DataFrame
+from pyspark.ml.feature import Bucketizer
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 if TYPE_CHECKING:
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
     from lakeforge.profiling.result import ColumnProfile
 
 LEAKAGE_MAX_LEVELS = 1000    # card: categorical columns with more levels are not checked
+LEAKAGE_BINS = 100           # card: a numeric column's quantile bins are its levels (class target)
 LEAKAGE_THRESHOLD = 0.95     # EDA profile: lambda or Cramér's V with a class target
 LEAKAGE_AUC = 0.99           # EDA profile: ROC-AUC of a numeric column's decile bins (binary target)
 
@@ -55,7 +59,7 @@ def card_leakage(df: DataFrame, target: str, columns: list[Column], task: str, r
     rows; every (column, level, target) count at once, each row exploded into one pair per column);
     a datetime column's level is whether it is empty (a cancellation date that only churners have)."""
     found: dict[str, str] = {}
-    numeric, categorical = [], []
+    numeric, levels, binned = [], {}, []
     for c in columns:
         if c.role in ("key", "id", "excluded"):
             continue
@@ -64,15 +68,36 @@ def card_leakage(df: DataFrame, target: str, columns: list[Column], task: str, r
         elif task == "regression" and c.role == "numeric":
             numeric.append(c.name)
         elif task != "regression" and c.role == "categorical" and 1 < c.distinct <= LEAKAGE_MAX_LEVELS:
-            categorical.append(c.name)
+            levels[c.name] = (F.col(f"`{c.name}`").cast("string"), "its levels determine")
         elif task != "regression" and c.role == "datetime" and 0 < c.nulls < rows:
-            categorical.append(c.name)
+            levels[c.name] = (F.col(f"`{c.name}`").isNull().cast("string"), "whether it is empty determines")
+        elif task != "regression" and c.role == "numeric" and c.distinct > 2:
+            binned.append(c.name)
     if numeric:
         found.update(_correlated(df, target, numeric))
-    if categorical:
-        dates = {c.name for c in columns if c.role == "datetime"}
-        found.update(_pure_levels(df, target, categorical, dates, rows))
+    if binned:
+        df, bins = _quantile_bins(df, binned)
+        levels.update({c: (F.col(b).cast("string"), f"its values ({LEAKAGE_BINS} quantile bins) determine")
+                       for c, b in bins.items()})
+    if levels:
+        found.update(_pure_levels(df, target, levels, rows))
     return [found[c.name] for c in columns if c.name in found]
+
+
+def _quantile_bins(df: DataFrame, numeric: list[str]) -> tuple[DataFrame, dict[str, str]]:
+    """``df`` with each numeric column's quantile bin (LEAKAGE_BINS, from one approxQuantile pass;
+    null and NaN: a bin of their own), and {column: its bin column}. A class target that one bin
+    of a number determines (a date of death as a day count, a birth weight under 2,500 g) is a leak."""
+    xs = df.select("*", *[F.col(f"`{c}`").cast("double").alias(f"__x{i}") for i, c in enumerate(numeric)])
+    probs = [k / LEAKAGE_BINS for k in range(1, LEAKAGE_BINS)]
+    cuts = xs.approxQuantile([f"__x{i}" for i in range(len(numeric))], probs, 0.001)
+    splits = {i: [-math.inf, *sorted({x for x in cut if math.isfinite(x)}), math.inf] for i, cut in enumerate(cuts)}
+    splits = {i: s for i, s in splits.items() if len(s) > 2}  # an empty column has no quantiles
+    if not splits:
+        return df, {}
+    binned = Bucketizer(splitsArray=list(splits.values()), inputCols=[f"__x{i}" for i in splits],
+                        outputCols=[f"__bin{i}" for i in splits], handleInvalid="keep").transform(xs)
+    return binned, {numeric[i]: f"__bin{i}" for i in splits}
 
 
 def _correlated(df: DataFrame, target: str, numeric: list[str]) -> dict[str, str]:
@@ -81,20 +106,20 @@ def _correlated(df: DataFrame, target: str, numeric: list[str]) -> dict[str, str
     return {c: f"{c}: correlation {r:+.3f} with the target" for c, r in zip(numeric, corr) if r is not None and abs(r) > 0.98}
 
 
-def _pure_levels(df: DataFrame, target: str, categorical: list[str], dates: set[str], rows: int) -> dict[str, str]:
+def _pure_levels(df: DataFrame, target: str, levels: dict[str, tuple[Column, str]], rows: int) -> dict[str, str]:
+    """{column: why} for the columns whose levels (``levels``: {column: (its level, the verb of the
+    message)}) of 2+ rows cover half the rows and hold a single class in more than 99 % of them."""
     found = {}
-    level = {c: F.col(f"`{c}`").isNull().cast("string") if c in dates else F.col(f"`{c}`").cast("string")
-             for c in categorical}
-    pairs = F.explode(F.array(*[F.struct(F.lit(i).alias("i"), level[c].alias("v"))
-                                for i, c in enumerate(categorical)])).alias("p")
+    names = list(levels)
+    pairs = F.explode(F.array(*[F.struct(F.lit(i).alias("i"), levels[c][0].alias("v"))
+                                for i, c in enumerate(names)])).alias("p")
     counts = df.select(F.col(f"`{target}`").alias("y"), pairs).groupBy("p.i", "p.v", "y").count()
-    levels = counts.groupBy("i", "v").agg(F.max("count").alias("top"), F.sum("count").alias("n"))
-    purity = levels.where(F.col("n") >= 2).groupBy("i").agg(F.sum("top").alias("top"), F.sum("n").alias("n"))
+    grouped = counts.groupBy("i", "v").agg(F.max("count").alias("top"), F.sum("count").alias("n"))
+    purity = grouped.where(F.col("n") >= 2).groupBy("i").agg(F.sum("top").alias("top"), F.sum("n").alias("n"))
     for r in purity.collect():
         if r["n"] >= 0.5 * rows and r["top"] / r["n"] > 0.99:
-            c = categorical[r["i"]]
-            what = "whether it is empty determines" if c in dates else "its levels determine"
-            found[c] = f"{c}: {what} the target in {r['top'] / r['n']:.1%} of the rows"
+            c = names[r["i"]]
+            found[c] = f"{c}: {levels[c][1]} the target in {r['top'] / r['n']:.1%} of the rows"
     return found
 
 
