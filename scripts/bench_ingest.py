@@ -39,6 +39,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--rows", type=int, default=5_000_000)
     p.add_argument("--cols", type=int, default=20, help="columns (at least 6)")
     p.add_argument("--bad-every", type=int, default=100_000, help="one bad value every N rows (0: none)")
+    p.add_argument("--bad-value", default="bad",
+                   help="the bad value (default 'bad'; a missing-value marker such as 'NA' or 'n/a' is no bad "
+                        "value: those records are parsed again and load with a null)")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--out", default=None, help="write the results as JSON here")
     p.add_argument("--driver-memory", default="4g")
@@ -54,7 +57,7 @@ def columns(n: int) -> list[tuple[str, str]]:
     return cols
 
 
-def generate(spark, path: Path, rows: int, cols: list[tuple[str, str]], bad_every: int) -> int:
+def generate(spark, path: Path, rows: int, cols: list[tuple[str, str]], bad_every: int, bad_value: str = "bad") -> int:
     from pyspark.sql import functions as F
 
     df = spark.range(rows).withColumnRenamed("id", "id")
@@ -70,7 +73,7 @@ def generate(spark, path: Path, rows: int, cols: list[tuple[str, str]], bad_ever
         else:
             e = F.concat(F.lit("v"), (h % 5000).cast("string"))
         if kind != "STRING" and bad_every:
-            e = F.when(F.col("id") % bad_every == bad_every - 1, F.lit("n/a")).otherwise(e)
+            e = F.when(F.col("id") % bad_every == bad_every - 1, F.lit(bad_value)).otherwise(e)
         exprs.append(e.alias(name))
     df.select(*exprs).repartition(16).write.option("header", True).mode("overwrite").csv(str(path))
     return sum(1 for c in cols[3:] if c[1] != "STRING") and (rows // bad_every if bad_every else 0)
@@ -88,7 +91,7 @@ def main() -> int:
     ddl = ", ".join(f"{n} {t}" for n, t in cols)
     csv = work / "input_csv"
     t0 = time.perf_counter()
-    expected_bad = generate(spark, csv, args.rows, cols, args.bad_every)
+    expected_bad = generate(spark, csv, args.rows, cols, args.bad_every, args.bad_value)
     size_mb = sum(f.stat().st_size for f in csv.glob("*.csv")) / 2**20
     print(f"generated {args.rows:,} rows x {len(cols)} columns ({size_mb:.0f} MB, 16 files) in {time.perf_counter() - t0:.1f}s; "
           f"bad records expected: {expected_bad}", flush=True)
@@ -132,7 +135,8 @@ def main() -> int:
     ratio = summary["lakeforge"]["median_seconds"] / summary["plain"]["median_seconds"]
     report = {
         "date": dt.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
-        "rows": args.rows, "columns": len(cols), "csv_mb": round(size_mb), "bad_records": results["lakeforge"][0]["quarantined"],
+        "rows": args.rows, "columns": len(cols), "csv_mb": round(size_mb), "bad_value": args.bad_value,
+        "bad_records": results["lakeforge"][0]["quarantined"],
         "plain": summary["plain"], "lakeforge": summary["lakeforge"], "ratio": round(ratio, 3),
         "python_peak_rss_mb": round(python_peak_rss_mb()),
     }

@@ -137,7 +137,7 @@ def test_grid_points_are_the_cartesian_product():
 def test_default_algorithms_per_task():
     assert set(models.default_algorithms("binary")) == {"logistic_regression", "random_forest", "xgboost"}
     assert set(models.default_algorithms("regression")) == {"linear_regression", "random_forest", "xgboost"}
-    assert "xgboost" not in models.default_algorithms("multiclass")  # binary and regression only
+    assert set(models.default_algorithms("multiclass")) == {"logistic_regression", "random_forest", "xgboost"}
 
 
 # ---------------------------------------------------------------------------------------------

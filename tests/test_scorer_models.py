@@ -13,7 +13,7 @@ import pytest
 
 from lakeforge.core.frames import local_frame
 from lakeforge.serving.scorer.base import load_stage
-from lakeforge.serving.scorer.pipeline import load_pipeline
+from lakeforge.serving.scorer.pipeline import _import_stage_modules, load_pipeline
 from lakeforge.training.algorithms import Estimators, inner
 from lakeforge.training.choose import set_threshold
 
@@ -90,6 +90,7 @@ CASES = [
     ("gbt-ovr", "multiclass", "gbt", {"maxIter": 3, "maxDepth": 2}, None),
     ("xgb-binary", "binary", "xgboost", {"numRound": 12, "maxDepth": 3, "eta": 0.3}, None),
     ("xgb-regression", "regression", "xgboost", {"numRound": 12, "maxDepth": 4, "eta": 0.3}, None),
+    ("xgb-multiclass", "multiclass", "xgboost", {"numRound": 10, "maxDepth": 3, "eta": 0.3}, None),
     ("xgb-early-stopping", "binary", "xgboost", {"numRound": 200, "maxDepth": 6, "eta": 0.5,
                                                  "validationFraction": 0.25, "earlyStoppingRounds": 3}, None),
     ("svc-binary", "binary", "linear_svc", {"regParam": 0.01, "maxIter": 10}, None),
@@ -174,6 +175,7 @@ def _close(ours: np.ndarray, spark_values: np.ndarray, what: str) -> None:
 
 def _model_stage(path):
     """The saved model stage itself (the first stage of the saved PipelineModel)."""
+    _import_stage_modules()  # (load_pipeline does it; a case run alone has not called it yet)
     return load_stage(next(p for p in (path / "stages").iterdir() if int(p.name.split("_", 1)[0]) == 0))
 
 

@@ -91,8 +91,9 @@ def test_zero_config_boosting_stops_early_on_large_tables_only(spark):
     assert {k: v for k, v in large.items() if k != "xgboost"} == {k: v for k, v in defaults.items() if k != "xgboost"}
     gbt = sized_defaults({"gbt": {"maxIter": [30]}}, "binary", EARLY_STOPPING_MIN_ROWS)["gbt"]
     assert gbt["validationFraction"] == [0.1] and gbt["maxIter"] == [200]
-    multiclass = default_algorithms("multiclass")
-    assert sized_defaults(multiclass, "multiclass", 10**6) == multiclass  # no boosting (one-vs-rest): unchanged
+    multiclass = default_algorithms("multiclass")  # XGBoost's softmax stops early; a GBT is one-vs-rest: it cannot
+    assert sized_defaults(multiclass, "multiclass", 10**6)["xgboost"] == XGBOOST_EARLY_STOPPING
+    assert sized_defaults({"gbt": {"maxIter": [30]}}, "multiclass", 10**6) == {"gbt": {"maxIter": [30]}}
     with pytest.raises(ValueError, match=r"gbt.validationFraction: expected a share in \[0, 1\), got 1.0"):
         validate_grid("gbt", {"validationFraction": [1.0]})
     builder = Estimators("multiclass", None, 7, None, 3)

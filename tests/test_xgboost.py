@@ -82,11 +82,30 @@ def test_early_stopping_stops_before_the_cap(rows):
     assert no_stop.rounds == 30 and rounds_used(no_stop) is None
 
 
-def test_xgboost_refuses_a_multiclass_target():
+def test_a_multiclass_target_gets_softmax_probabilities_over_every_class(rows, tmp_path):
+    """Three classes (y's terciles); a training set without class 2 still gives a model over all
+    three (XGBoost4J-Spark reads the label's class count from Spark's label attribute), and a
+    saved pipeline reloads and scores the same."""
+    from pyspark.ml import PipelineModel
+    from pyspark.sql import functions as F
+
     from lakeforge.training.algorithms import validate_grid
 
-    with pytest.raises(ValueError, match="xgboost does not do multiclass"):
-        Estimators("multiclass", None, 7, None, 3).build("xgboost", 4)
+    sparse, _ = rows
+    m = sparse.withColumn("m", F.when(F.col("y") < -1, 0.0).when(F.col("y") < 1, 1.0).otherwise(2.0))
+    builder = Estimators("multiclass", None, 7, None, 3, label="m")
+    est = builder.build("xgboost", 6)
+    model = est.fit(m, builder.param_map(est, {"numRound": 12, "maxDepth": 3, "eta": 0.3}, 6))
+    p, raw = _scores(model, m), _scores(model, m, "rawPrediction")
+    assert p.shape == raw.shape == (N, 3) and np.allclose(p.sum(axis=1), 1.0, atol=1e-6)
+    assert np.array_equal(_scores(model, m, "prediction"), p.argmax(axis=1).astype(float))
+    labels = m.orderBy("id").toPandas()["m"].to_numpy()
+    assert (p.argmax(axis=1) == labels).mean() > 0.8 and model.rounds == 12 and model.num_classes == 3
+    two = est.fit(m.where("m < 2"), builder.param_map(est, {"numRound": 5, "maxDepth": 2}, 6))
+    assert _scores(two, m).shape == (N, 3) and two.num_classes == 3
+    PipelineModel(stages=[model]).save(str(tmp_path / "multi"))
+    loaded = PipelineModel.load(str(tmp_path / "multi"))
+    assert np.array_equal(_scores(loaded, m), p) and np.array_equal(_scores(loaded, m, "rawPrediction"), raw)
     with pytest.raises(ValueError, match=r"xgboost.validationFraction: expected a share in \[0, 1\)"):
         validate_grid("xgboost", {"validationFraction": [1.0]})
 

@@ -3,7 +3,7 @@
 Every entry builds a Spark ML estimator that fits and scores in the JVM: MLlib's, and XGBoost4J-
 Spark's boosted trees (``xgboost``, lakeforge.training.xgboost). Binary-only classifiers (MLlib's
 gradient-boosted trees, linear SVC, factorization machines) are wrapped in ``OneVsRest`` for
-multiclass targets; ``xgboost`` does binary and regression targets. Grids are plain
+multiclass targets; ``xgboost`` does all three (multiclass: softmax). Grids are plain
 ``{param: [values]}`` mappings in the pipeline config; the parameter names are MLlib's own
 (``regParam``, ``maxDepth``, ...) or XGBoost4J-Spark's setters' (``numRound``, ``eta``, ...), plus
 ``hiddenLayers`` for the multilayer perceptron (its input and output sizes come from the data) and
@@ -11,8 +11,8 @@ multiclass targets; ``xgboost`` does binary and regression targets. Grids are pl
 early (lakeforge.training.early_stopping, lakeforge.training.xgboost). A zero-config search (no
 ``model.algorithms``) searches XGBoost, not MLlib's GBT: on the public tables of
 docs/benchmarks.md it matched scikit-learn's HistGradientBoosting where MLlib's GBT did not, in a
-fraction of the time. From EARLY_STOPPING_MIN_ROWS training rows of a binary or regression target it
-boosts until the held-out rows stop improving (sized_defaults), as HistGradientBoosting does from
+fraction of the time. From EARLY_STOPPING_MIN_ROWS training rows it boosts until the held-out rows
+stop improving (sized_defaults), as HistGradientBoosting does from
 10,000 rows; on fewer rows the stop follows the noise of a few hundred held-out rows, so the grid
 keeps its fixed rounds.
 """
@@ -139,9 +139,9 @@ ALGORITHMS: dict[str, Algorithm] = {
             complexity=4,
         ),
         Algorithm(
-            "xgboost", ("binary", "regression"), dict(_XGBOOST),
+            "xgboost", TASKS, dict(_XGBOOST),
             {"*": {"numRound": [100], "maxDepth": [3, 6], "eta": [0.1]}}, seeded=True,
-            in_defaults=("binary", "regression"),
+            in_defaults=TASKS,
             complexity=4,
         ),
         Algorithm(
@@ -189,12 +189,13 @@ def default_algorithms(task: str) -> dict[str, dict[str, list]]:
 
 
 def sized_defaults(algorithms: dict[str, dict], task: str, rows: int) -> dict[str, dict]:
-    """A zero-config search's grids for ``rows`` training rows: from EARLY_STOPPING_MIN_ROWS, a
-    binary or regression GBT boosts with early stopping (GBT_EARLY_STOPPING) instead of its
-    fixed rounds (a multiclass GBT is one-vs-rest: no early stopping)."""
-    if task not in ("binary", "regression") or rows < EARLY_STOPPING_MIN_ROWS:
+    """A zero-config search's grids for ``rows`` training rows: from EARLY_STOPPING_MIN_ROWS,
+    boosted trees stop early (XGBOOST_EARLY_STOPPING, GBT_EARLY_STOPPING) instead of their fixed
+    rounds (not a multiclass GBT: it is one-vs-rest)."""
+    if rows < EARLY_STOPPING_MIN_ROWS:
         return algorithms
-    return {name: dict(EARLY_STOPPING.get(name, grid)) for name, grid in algorithms.items()}
+    stops = {n: g for n, g in EARLY_STOPPING.items() if task != "multiclass" or n != "gbt"}
+    return {name: dict(stops.get(name, grid)) for name, grid in algorithms.items()}
 
 
 def validate_grid(algorithm: str, grid: dict[str, Any], where: str = "") -> dict[str, list]:
@@ -266,7 +267,7 @@ class Estimators:
         elif algorithm == "xgboost":
             from lakeforge.training.xgboost import XGBoost
 
-            est = XGBoost(task=task, **common)
+            est = XGBoost(task=task, **common, **({"numClasses": self.num_classes} if task == "multiclass" else {}))
         elif algorithm == "linear_svc":
             est = C.LinearSVC(**common, **linear, maxIter=self.max_iter or 100)
         elif algorithm == "naive_bayes":

@@ -40,7 +40,7 @@ from lakeforge.training.early_stopping import validation_rows
 FLOAT32_MAX = 3.4028234663852886e38  # larger magnitudes are infinite as float32
 DENSE_COL = "_lf_xgboost_features"
 _PREDICTION_TMP = "_lf_xgboost_prediction"
-OBJECTIVES = {"binary": "binary:logistic", "regression": "reg:squarederror"}
+OBJECTIVES = {"binary": "binary:logistic", "multiclass": "multi:softprob", "regression": "reg:squarederror"}
 # the booster params a grid may set -> XGBoost4J-Spark's setters (``lambda`` is a Python keyword)
 BOOSTER_PARAMS = {"numRound": "setNumRound", "maxDepth": "setMaxDepth", "eta": "setEta",
                   "minChildWeight": "setMinChildWeight", "subsample": "setSubsample",
@@ -53,19 +53,20 @@ def _p(name: str, doc: str, conv=TypeConverters.toFloat) -> Param:
 
 
 class _XGBoostParams(Params):
-    task = _p("task", "binary or regression", TypeConverters.toString)
+    task = _p("task", "binary, multiclass or regression", TypeConverters.toString)
+    numClasses = _p("numClasses", "classes of a multiclass target (labels 0 .. numClasses - 1)", TypeConverters.toInt)
     featuresCol = _p("featuresCol", "features column", TypeConverters.toString)
     labelCol = _p("labelCol", "label column", TypeConverters.toString)
     weightCol = _p("weightCol", "row weight column ('' for none)", TypeConverters.toString)
     predictionCol = _p("predictionCol", "prediction column", TypeConverters.toString)
-    rawPredictionCol = _p("rawPredictionCol", "raw prediction column (binary)", TypeConverters.toString)
-    probabilityCol = _p("probabilityCol", "probability column (binary)", TypeConverters.toString)
+    rawPredictionCol = _p("rawPredictionCol", "raw prediction column (classes)", TypeConverters.toString)
+    probabilityCol = _p("probabilityCol", "probability column (classes)", TypeConverters.toString)
     numRound = _p("numRound", "boosting rounds (the cap when stopping early)", TypeConverters.toInt)
     validationFraction = _p("validationFraction", "share of the fitted rows held out to stop early (0: none)")
 
     def __init__(self):
         super().__init__()
-        self._setDefault(task="binary", featuresCol="features", labelCol="label", weightCol="",
+        self._setDefault(task="binary", numClasses=0, featuresCol="features", labelCol="label", weightCol="",
                          predictionCol="prediction", rawPredictionCol="rawPrediction", probabilityCol="probability",
                          numRound=100, validationFraction=0.0)
 
@@ -100,8 +101,12 @@ class XGBoost(Estimator, _XGBoostParams):
             raise ValueError(f"xgboost does {' and '.join(OBJECTIVES)} targets, not {task}")
         fraction = self.getOrDefault(self.validationFraction)
         label, weight = self.getOrDefault(self.labelCol), self.getOrDefault(self.weightCol)
-        data = dataset.select(dense_features(self.getOrDefault(self.featuresCol)),
-                              F.col(label).cast("double").alias(label), *([F.col(weight)] if weight else []))
+        y = F.col(label).cast("double")
+        if task == "multiclass":  # every class, also one a fold lacks (XGBoost4J-Spark reads Spark's label attribute)
+            y = y.alias(label, metadata={"ml_attr": {"type": "nominal", "name": label,
+                                                     "num_vals": self.getOrDefault(self.numClasses)}})
+        data = dataset.select(dense_features(self.getOrDefault(self.featuresCol)), y.alias(label),
+                              *([F.col(weight)] if weight else []))
         est = self._java_estimator(dataset.sparkSession, task)
         if fraction > 0:
             held_out = validation_rows(DENSE_COL, label, fraction, self.getOrDefault(self.seed))
@@ -117,7 +122,7 @@ class XGBoost(Estimator, _XGBoostParams):
 
     def _java_estimator(self, spark: SparkSession, task: str):
         pkg = xgboost4j(spark).scala.spark
-        est = pkg.XGBoostClassifier() if task == "binary" else pkg.XGBoostRegressor()
+        est = pkg.XGBoostRegressor() if task == "regression" else pkg.XGBoostClassifier()
         est.setFeaturesCol(DENSE_COL).setLabelCol(self.getOrDefault(self.labelCol))
         if weight := self.getOrDefault(self.weightCol):
             est.setWeightCol(weight)
@@ -157,7 +162,9 @@ def dense_features(col: str):
 
 class XGBoostModel(Model, _XGBoostParams, MLReadable, MLWritable):
     """A fitted booster. ``transform`` scores in the JVM; binary targets get Spark's columns
-    (rawPrediction [-margin, margin], probability [1 - p, p], prediction by ``thresholds``)."""
+    (rawPrediction [-margin, margin], probability [1 - p, p], prediction by ``thresholds``),
+    multiclass targets XGBoost4J-Spark's (rawPrediction: each class's margin, probability: their
+    softmax, prediction: the most probable class)."""
 
     thresholds = _p("thresholds", "per-class thresholds on the probability (binary)", TypeConverters.toListFloat)
 
@@ -168,9 +175,18 @@ class XGBoostModel(Model, _XGBoostParams, MLReadable, MLWritable):
 
     @property
     def rounds(self) -> int:
-        """The boosting rounds the booster holds."""
+        """The boosting rounds the booster holds (a multiclass round is one tree per class)."""
         model = json.loads(self.booster_json)["learner"]["gradient_booster"]["model"]
-        return int(model["gbtree_model_param"]["num_trees"])
+        per_round = self.num_classes if self.getOrDefault(self.task) == "multiclass" else 1
+        return int(model["gbtree_model_param"]["num_trees"]) // per_round
+
+    @property
+    def num_classes(self) -> int:
+        """The classes the booster scores (2 for a binary target, 0 for regression)."""
+        task = self.getOrDefault(self.task)
+        if task != "multiclass":
+            return 2 if task == "binary" else 0
+        return int(json.loads(self.booster_json)["learner"]["learner_model_param"]["num_class"])
 
     @property
     def featureImportances(self):
@@ -197,21 +213,22 @@ class XGBoostModel(Model, _XGBoostParams, MLReadable, MLWritable):
             booster = xgb.scala.Booster(xgb.java.XGBoost.loadModel(bytearray(self.booster_json.encode())))
             none = spark.sparkContext._jvm.scala.Option.empty()
             pkg = xgb.scala.spark
-            if self.getOrDefault(self.task) == "binary":
-                self._java_model = pkg.XGBoostClassificationModel(self.uid, 2, booster, none)
-            else:
+            task = self.getOrDefault(self.task)
+            if task == "regression":
                 self._java_model = pkg.XGBoostRegressionModel(self.uid, booster, none)
+            else:
+                self._java_model = pkg.XGBoostClassificationModel(self.uid, self.num_classes, booster, none)
             self._java_model.setFeaturesCol(DENSE_COL).setMissing(float("nan"))
         return self._java_model
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         jm = self._java(dataset.sparkSession)
-        binary = self.getOrDefault(self.task) == "binary"
-        if binary:
-            jm.setPredictionCol(_PREDICTION_TMP).setRawPredictionCol(self.getOrDefault(self.rawPredictionCol))
+        task = self.getOrDefault(self.task)
+        binary = task == "binary"
+        jm.setPredictionCol(_PREDICTION_TMP if binary else self.getOrDefault(self.predictionCol))
+        if task != "regression":
+            jm.setRawPredictionCol(self.getOrDefault(self.rawPredictionCol))
             jm.setProbabilityCol(self.getOrDefault(self.probabilityCol))
-        else:
-            jm.setPredictionCol(self.getOrDefault(self.predictionCol))
         scored = DataFrame(jm.transform(dataset.withColumn(DENSE_COL, dense_features(self.getOrDefault(
             self.featuresCol)))._jdf), dataset.sparkSession).drop(DENSE_COL)
         if not binary:

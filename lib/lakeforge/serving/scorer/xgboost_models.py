@@ -6,7 +6,8 @@ same C++ code the JVM calls, on the features as float32 with NaN as the missing 
 or beyond-float32 values as NaN), as the JVM stage hands them over. The outputs are built as the
 JVM stage builds them: regression, the prediction; binary, rawPrediction [-margin, margin],
 probability [1 - p, p] (p as XGBoost's float32, widened) and the prediction by the stored
-thresholds (Spark's rule).
+thresholds (Spark's rule); multiclass, each class's margin, their softmax (XGBoost's float32) and
+the class of the largest margin.
 """
 
 from __future__ import annotations
@@ -15,7 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from lakeforge.serving.scorer.base import ClassifierStage, RegressorStage, feature_matrix, param, read_data, register
+from lakeforge.serving.scorer.base import (
+    ClassifierStage,
+    RegressorStage,
+    feature_matrix,
+    param,
+    read_data,
+    register,
+    spark_argmax,
+)
 
 XGBOOST_MODEL = "lakeforge.training.xgboost.XGBoostModel"
 FLOAT32_MAX = 3.4028234663852886e38  # lakeforge.training.xgboost.FLOAT32_MAX (not imported: no pyspark here)
@@ -42,23 +51,29 @@ def _predict(booster, x: np.ndarray, margin: bool) -> np.ndarray:
 
 
 class XGBoostClassifierStage(ClassifierStage):
-    def __init__(self, meta: dict, booster):
+    def __init__(self, meta: dict, booster, multiclass: bool = False):
         super().__init__(meta)
         self.name = "XGBoostModel"
         self.booster = booster
+        self.multiclass = multiclass
 
     def transform(self, frame):
         out = dict(frame)
         x = feature_matrix(frame, self.features_col)
         margin = _predict(self.booster, x, True)
         p = _predict(self.booster, x, False)
-        probability = np.column_stack([1.0 - p, p])
+        if self.multiclass:  # (rows, classes) each
+            raw, probability = margin.reshape(len(x), -1), p.reshape(len(x), -1)
+            prediction = spark_argmax(raw)
+        else:
+            raw, probability = np.column_stack([-margin, margin]), np.column_stack([1.0 - p, p])
+            prediction = self.probability_to_prediction(probability)
         if self.raw_col:
-            out[self.raw_col] = np.column_stack([-margin, margin])
+            out[self.raw_col] = raw
         if self.probability_col:
             out[self.probability_col] = probability
         if self.prediction_col:
-            out[self.prediction_col] = self.probability_to_prediction(probability)
+            out[self.prediction_col] = prediction
         return out
 
 
@@ -75,6 +90,7 @@ class XGBoostRegressorStage(RegressorStage):
 @register(XGBOOST_MODEL)
 def _load_xgboost(path: Path, meta: dict):
     booster = _booster(path)
-    if param(meta, "task", "binary") == "binary":
-        return XGBoostClassifierStage(meta, booster)
-    return XGBoostRegressorStage(meta, booster)
+    task = param(meta, "task", "binary")
+    if task == "regression":
+        return XGBoostRegressorStage(meta, booster)
+    return XGBoostClassifierStage(meta, booster, multiclass=task == "multiclass")
