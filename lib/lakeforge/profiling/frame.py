@@ -42,7 +42,7 @@ def infer_task(values: list, numeric: bool, distinct: int) -> tuple[str, str]:
     if numeric and (distinct > 20 or any(float(v) != int(float(v)) for v in values)):
         return "regression", f"the target is numeric with {distinct if distinct <= MAX_CLASSES else 'many'} distinct values"
     if distinct <= MAX_CLASSES:
-        counted = " (whole numbers: for a count or a score, set model.task: regression and model.metric: rmse)" \
+        counted = "; whole numbers: for a count or a score, set model.task: regression and model.metric: rmse" \
             if numeric and distinct > 5 else ""
         return "multiclass", f"the target has {distinct} distinct values{counted}"
     raise InputDataError(
