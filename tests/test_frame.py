@@ -10,6 +10,7 @@ from conftest import TELCO_CSV
 from lakeforge.app.cli import main
 from lakeforge.core.config import load_pipeline
 from lakeforge.core.frames import local_frame
+from pyspark.sql import functions as F
 
 pytestmark = pytest.mark.slow
 
@@ -79,11 +80,13 @@ def test_leakage_of_numeric_columns_for_a_class_target(spark):
         rows.append((i, float(bwt), 11000 + (i * 13) % 500 if died else 11504, 15 + (i * 11) % 31, float((i * 7) % 11),
                      "1" if bwt < 2500 else "0", "D" if died else "A"))
     df = local_frame(spark, rows, "id int, bwt double, death int, age int, noise double, low string, status string")
+    cylinders = F.when(F.col("id") == 5, F.lit("rotary")).otherwise((F.col("id") % 4 + 3).cast("string"))
+    df = df.withColumn("cylinders", cylinders)  # text of numbers (numeric) with a word among them
     low = frame(df.drop("status"), "low", {"format": "csv", "path": "x"}, "x")
     assert [s.split(" in ")[0] for s in low.leakage] == ["bwt: its values (100 quantile bins) determine the target"]
     status = frame(df.drop("low"), "status", {"format": "csv", "path": "x"}, "x")
     assert [s.split(" in ")[0] for s in status.leakage] == ["death: its values (100 quantile bins) determine the target"]
-    assert {c.name for c in status.columns if c.role == "numeric"} >= {"bwt", "age", "noise"}
+    assert {c.name for c in status.columns if c.role == "numeric"} >= {"bwt", "age", "noise", "cylinders"}
 
 
 @pytest.mark.parametrize(

@@ -88,7 +88,8 @@ def _quantile_bins(df: DataFrame, numeric: list[str]) -> tuple[DataFrame, dict[s
     """``df`` with each numeric column's quantile bin (LEAKAGE_BINS, from one approxQuantile pass;
     null and NaN: a bin of their own), and {column: its bin column}. A class target that one bin
     of a number determines (a date of death as a day count, a birth weight under 2,500 g) is a leak."""
-    xs = df.select("*", *[F.col(f"`{c}`").cast("double").alias(f"__x{i}") for i, c in enumerate(numeric)])
+    # (a text column of numbers is numeric too: Cars93's Cylinders, 3 to 8 and one 'rotary')
+    xs = df.select("*", *[F.expr(f"try_cast(`{c}` AS DOUBLE)").alias(f"__x{i}") for i, c in enumerate(numeric)])
     probs = [k / LEAKAGE_BINS for k in range(1, LEAKAGE_BINS)]
     cuts = xs.approxQuantile([f"__x{i}" for i in range(len(numeric))], probs, 0.001)
     splits = {i: [-math.inf, *sorted({x for x in cut if math.isfinite(x)}), math.inf] for i, cut in enumerate(cuts)}
