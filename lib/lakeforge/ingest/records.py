@@ -112,7 +112,7 @@ def _strings_ddl(columns: list[str]) -> str:
 
 def _reparse_options(src: SourceConfig) -> dict[str, str]:
     """The source's CSV options for ``from_csv`` of one record (no header, no multi-line reading)."""
-    return {**{k: str(v) for k, v in readers.reader_options(src).items() if k.lower() not in ("header", "multiline")},
+    return {**{k: v for k, v in readers.reader_options(src).items() if k.lower() not in ("header", "multiline")},
             "mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}
 
 
