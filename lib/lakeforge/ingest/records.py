@@ -93,12 +93,12 @@ def markers_rescued(scan: DataFrame, src: SourceConfig, schema: StructType) -> D
                                                     _reparse_options(src))).alias("__again"))
     texts = again.select("*", *[F.expr(without_markers(f"__again.{q(f.name)}", markers)).alias(f"__t{i}")
                                 for i, f in enumerate(typed)])
-    fails = [f"(__t{i} IS NOT NULL AND trim(__t{i}) <> '' AND ({cast_text(f'__t{i}', f.dataType, src)}) IS NULL)"
-             for i, f in enumerate(typed)]
-    rescued = texts.select("*", F.expr(f"{q(CORRUPT)} IS NOT NULL AND __again.{q(CORRUPT)} IS NULL "
-                                       f"AND NOT ({' OR '.join(fails)})").alias("__rescued"))
+    cast = texts.select("*", *[F.expr(cast_text(f"__t{i}", f.dataType, src)).alias(f"__c{i}") for i, f in enumerate(typed)])
+    fails = " OR ".join(f"(__t{i} IS NOT NULL AND trim(__t{i}) <> '' AND __c{i} IS NULL)" for i in range(len(typed)))
+    rescued = cast.select("*", F.expr(f"{q(CORRUPT)} IS NOT NULL AND __again.{q(CORRUPT)} IS NULL AND NOT ({fails})")
+                          .alias("__rescued"))
     index = {f.name: i for i, f in enumerate(typed)}
-    out = [F.expr(f"CASE WHEN __rescued THEN {cast_text(f'__t{index[f.name]}', f.dataType, src)} ELSE {q(f.name)} END")
+    out = [F.expr(f"CASE WHEN __rescued THEN __c{index[f.name]} ELSE {q(f.name)} END")
            if f.name in index else F.expr(without_markers(q(f.name), markers)) for f in fields]
     return rescued.select(*[c.alias(f.name) for c, f in zip(out, fields)],
                           F.when(~F.col("__rescued"), F.col(CORRUPT)).alias(CORRUPT), SOURCE)

@@ -101,12 +101,10 @@ class XGBoost(Estimator, _XGBoostParams):
             raise ValueError(f"xgboost does {' and '.join(OBJECTIVES)} targets, not {task}")
         fraction = self.getOrDefault(self.validationFraction)
         label, weight = self.getOrDefault(self.labelCol), self.getOrDefault(self.weightCol)
-        y = F.col(label).cast("double")
-        if task == "multiclass":  # every class, also one a fold lacks (XGBoost4J-Spark reads Spark's label attribute)
-            y = y.alias(label, metadata={"ml_attr": {"type": "nominal", "name": label,
-                                                     "num_vals": self.getOrDefault(self.numClasses)}})
-        data = dataset.select(dense_features(self.getOrDefault(self.featuresCol)), y.alias(label),
-                              *([F.col(weight)] if weight else []))
+        # multiclass: every class, also one a fold lacks (XGBoost4J-Spark reads Spark's label attribute)
+        classes = {"ml_attr": {"type": "nominal", "name": label, "num_vals": self.getOrDefault(self.numClasses)}}
+        y = F.col(label).cast("double").alias(label, metadata=classes if task == "multiclass" else {})
+        data = dataset.select(dense_features(self.getOrDefault(self.featuresCol)), y, *([F.col(weight)] if weight else []))
         est = self._java_estimator(dataset.sparkSession, task)
         if fraction > 0:
             held_out = validation_rows(DENSE_COL, label, fraction, self.getOrDefault(self.seed))
